@@ -1,0 +1,149 @@
+//! One error type for the core, whose variants say who is at fault.
+//!
+//! * the message is broken: [`Error::Truncated`], [`Error::Malformed`], [`Error::Unsupported`],
+//!   [`Error::LimitExceeded`];
+//! * the message was altered or forged: [`Error::Authentication`] (deliberately opaque);
+//! * the caller's keys or expectations do not match: [`Error::NoDecryptableKey`],
+//!   [`Error::ContextMismatch`];
+//! * the caller misused the API: [`Error::InvalidArgument`];
+//! * key material on disk is unusable: [`Error::Keyring`];
+//! * the surrounding I/O failed: [`Error::Io`].
+
+use std::fmt;
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while encrypting or decrypting.
+///
+/// Messages never contain key material or plaintext. Authentication failures deliberately do not
+/// say which byte or which check failed, so that they cannot serve as an oracle.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The message ended before it was complete (in the header, a frame, before the final frame,
+    /// or in the footer).
+    #[error("message is truncated: it ends inside {0}")]
+    Truncated(&'static str),
+
+    /// The message is structurally invalid (wrong sequence number or IV, bytes after the end,
+    /// inconsistent lengths, invalid encryption context, ...).
+    #[error("message is malformed: {0}")]
+    Malformed(Malformed),
+
+    /// The message uses a version, algorithm suite or content type this build cannot read.
+    #[error("unsupported message: {0}")]
+    Unsupported(String),
+
+    /// The message declares something above a configured safety limit (frame length, number of
+    /// encrypted data keys); refused before any allocation of that size.
+    #[error("message exceeds a limit: {0}")]
+    LimitExceeded(String),
+
+    /// Authentication failed: the header, a frame, the key commitment or the signature does not
+    /// verify. The message was corrupted or tampered with, or is not what it claims to be.
+    #[error("authentication failed: the message was corrupted or tampered with")]
+    Authentication,
+
+    /// None of the configured keys could decrypt any of the message's encrypted data keys.
+    #[error("no configured key can decrypt this message (it lists: {0})")]
+    NoDecryptableKey(String),
+
+    /// The encryption context does not hold a pair the caller required.
+    #[error("encryption context mismatch: {0}")]
+    ContextMismatch(String),
+
+    /// A keyring (file or configuration) is unusable: unreadable, insecure permissions, bad syntax.
+    #[error("keyring error: {0}")]
+    Keyring(String),
+
+    /// A plaintext byte range starts at or after the end of the plaintext (HTTP 416 semantics).
+    #[error("range not satisfiable: the plaintext is {plaintext_len} bytes long")]
+    RangeNotSatisfiable {
+        /// Length of the whole plaintext.
+        plaintext_len: u64,
+    },
+
+    /// The caller passed an invalid argument (frame length, context key, range, ...).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    /// Reading input or writing output failed.
+    #[error("I/O error")]
+    Io(#[from] std::io::Error),
+}
+
+/// The structural defects [`Error::Malformed`] distinguishes. These describe the shape of the
+/// input, never secret state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Malformed {
+    /// A frame carries a sequence number other than the expected one (reordered, duplicated or
+    /// dropped frames).
+    SequenceNumber {
+        /// The sequence number the reader expected at this position.
+        expected: u32,
+        /// The sequence number found in the frame.
+        found: u32,
+    },
+    /// A frame's IV is not 8 zero bytes followed by its sequence number.
+    FrameIv,
+    /// Bytes follow the end of the message.
+    TrailingData,
+    /// Frame length 0.
+    ZeroFrameLength,
+    /// The final frame's content length exceeds the frame length.
+    FinalFrameLength,
+    /// The header lists no encrypted data key.
+    NoEncryptedDataKeys,
+    /// The encryption context is not a sorted list of unique UTF-8 pairs, or its length field
+    /// disagrees with its content.
+    EncryptionContext(&'static str),
+    /// Any other field that does not have an allowed value.
+    Field(&'static str),
+}
+
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::SequenceNumber { expected, found } => write!(
+                f,
+                "frame sequence number {found} where {expected} was expected (frames reordered, duplicated or dropped)"
+            ),
+            Self::FrameIv => f.write_str("frame IV does not match its sequence number"),
+            Self::TrailingData => f.write_str("unexpected bytes after the end of the message"),
+            Self::ZeroFrameLength => f.write_str("frame length is 0"),
+            Self::FinalFrameLength => f.write_str("final frame is longer than the frame length"),
+            Self::NoEncryptedDataKeys => f.write_str("no encrypted data keys"),
+            Self::EncryptionContext(what) => write!(f, "invalid encryption context: {what}"),
+            Self::Field(what) => write!(f, "invalid {what}"),
+        }
+    }
+}
+
+impl Error {
+    /// A short, stable name for the class of this error (`truncated`, `malformed`, `unsupported`,
+    /// `limit`, `authentication`, `no-key`, `context`, `keyring`, `range`, `invalid-argument`, `io`), as
+    /// used by the test vectors and the CLI's `--json` output.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::Truncated(_) => "truncated",
+            Self::Malformed(_) => "malformed",
+            Self::Unsupported(_) => "unsupported",
+            Self::LimitExceeded(_) => "limit",
+            Self::Authentication => "authentication",
+            Self::NoDecryptableKey(_) => "no-key",
+            Self::ContextMismatch(_) => "context",
+            Self::Keyring(_) => "keyring",
+            Self::RangeNotSatisfiable { .. } => "range",
+            Self::InvalidArgument(_) => "invalid-argument",
+            Self::Io(_) => "io",
+        }
+    }
+}
+
+impl From<Malformed> for Error {
+    fn from(m: Malformed) -> Self {
+        Self::Malformed(m)
+    }
+}

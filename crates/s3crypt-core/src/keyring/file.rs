@@ -1,0 +1,444 @@
+//! Keyring files: one or more named 256-bit raw AES keys in a small text format.
+//!
+//! ```text
+//! # comments and blank lines are ignored
+//! s3crypt-keyring v1
+//! primary <namespace> <name> <base64 of 32 key bytes>
+//! key     <namespace> <name> <base64 of 32 key bytes>
+//! ```
+//! The first meaningful line is the version line. Exactly one `primary` key wraps new data keys;
+//! every key (primary or not) can unwrap, so a rotated-out key keeps old objects readable.
+//! Namespaces and names are non-empty UTF-8 without whitespace or control characters; the pair
+//! must be unique. Files are created with mode 0600 and refused, on Unix, when group or others may
+//! read or write them. Parse errors name the line, never its content.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use base64::Engine as _;
+use zeroize::Zeroizing;
+
+use super::raw_aes::{RawAesKeyring, WrappingKey};
+use super::{DecryptionMaterials, EncryptionMaterials, Keyring};
+use crate::error::{Error, Result};
+use crate::header::EncryptedDataKey;
+
+/// The version line.
+pub const MAGIC: &str = "s3crypt-keyring v1";
+/// Default key namespace for generated keys.
+pub const DEFAULT_NAMESPACE: &str = "s3crypt";
+/// Largest keyring file read (checked before reading).
+pub const MAX_FILE_LEN: u64 = 1 << 20;
+
+/// One named key of a keyring file.
+#[derive(Debug)]
+pub struct NamedKey {
+    /// Key namespace (the EDK provider id).
+    pub namespace: String,
+    /// Key name.
+    pub name: String,
+    /// The key.
+    pub key: WrappingKey,
+}
+
+/// The contents of a keyring file.
+#[derive(Debug)]
+pub struct KeyringFile {
+    primary: NamedKey,
+    others: Vec<NamedKey>,
+}
+
+fn valid_label(s: &str) -> bool {
+    !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+impl KeyringFile {
+    /// A keyring with one primary key.
+    ///
+    /// # Errors
+    /// [`Error::Keyring`] if the namespace or name is not a valid label.
+    pub fn new(primary: NamedKey) -> Result<Self> {
+        let kf = Self {
+            primary,
+            others: Vec::new(),
+        };
+        kf.check()?;
+        Ok(kf)
+    }
+
+    fn check(&self) -> Result<()> {
+        let mut seen = std::collections::HashSet::new();
+        for k in self.keys() {
+            if !valid_label(&k.namespace) || !valid_label(&k.name) {
+                return Err(Error::Keyring(
+                    "key namespaces and names must be non-empty and contain no whitespace or control characters".into(),
+                ));
+            }
+            // Also enforces the raw AES keyring's own rules (no "aws-kms" prefix, lengths).
+            RawAesKeyring::new(
+                k.namespace.clone(),
+                k.name.clone(),
+                WrappingKey::from_bytes([0; 32]),
+            )?;
+            if !seen.insert((k.namespace.as_str(), k.name.as_str())) {
+                return Err(Error::Keyring(format!(
+                    "key {}/{} appears twice",
+                    k.namespace, k.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The primary key (wraps new data keys).
+    pub fn primary(&self) -> &NamedKey {
+        &self.primary
+    }
+
+    /// All keys, primary first.
+    pub fn keys(&self) -> impl Iterator<Item = &NamedKey> {
+        std::iter::once(&self.primary).chain(self.others.iter())
+    }
+
+    /// Makes `key` the primary; the previous primary stays for decryption.
+    ///
+    /// # Errors
+    /// [`Error::Keyring`] if the new key's namespace/name is invalid or already present.
+    pub fn rotate(&mut self, key: NamedKey) -> Result<()> {
+        let old = std::mem::replace(&mut self.primary, key);
+        self.others.insert(0, old);
+        self.check()
+    }
+
+    /// Parses the text format.
+    ///
+    /// # Errors
+    /// [`Error::Keyring`] naming the line at fault (never its content).
+    pub fn parse(text: &str) -> Result<Self> {
+        let mut saw_magic = false;
+        let mut primary = None;
+        let mut others = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let err = |what: &str| Error::Keyring(format!("line {}: {what}", i + 1));
+            if !saw_magic {
+                if line.split_whitespace().collect::<Vec<_>>()
+                    != MAGIC.split(' ').collect::<Vec<_>>()
+                {
+                    return Err(err(&format!(
+                        "expected {MAGIC:?} (not an s3crypt keyring file?)"
+                    )));
+                }
+                saw_magic = true;
+                continue;
+            }
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [kind, namespace, name, b64] = fields[..] else {
+                return Err(err("expected: primary|key NAMESPACE NAME BASE64KEY"));
+            };
+            let bytes = Zeroizing::new(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .map_err(|_| err("the key is not valid base64"))?,
+            );
+            let key =
+                WrappingKey::from_slice(&bytes).map_err(|_| err("the key is not 32 bytes"))?;
+            let nk = NamedKey {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                key,
+            };
+            match kind {
+                "primary" if primary.is_some() => return Err(err("a second primary key")),
+                "primary" => primary = Some(nk),
+                "key" => others.push(nk),
+                _ => return Err(err("expected \"primary\" or \"key\"")),
+            }
+        }
+        if !saw_magic {
+            return Err(Error::Keyring("empty keyring file".into()));
+        }
+        let primary = primary.ok_or_else(|| Error::Keyring("no primary key".into()))?;
+        let kf = Self { primary, others };
+        kf.check()?;
+        Ok(kf)
+    }
+
+    /// The text format. The result holds secrets: it is wiped when dropped.
+    pub fn to_text(&self) -> Zeroizing<String> {
+        let mut s = Zeroizing::new(String::new());
+        s.push_str(
+            "# s3crypt keyring: secret key material. Keep it private (mode 0600) and backed up.\n",
+        );
+        s.push_str("# The primary key wraps new data keys; every key listed can decrypt.\n");
+        s.push_str(MAGIC);
+        s.push('\n');
+        for (i, k) in self.keys().enumerate() {
+            let b64 =
+                Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(k.key.as_bytes()));
+            let kind = if i == 0 { "primary" } else { "key" };
+            s.push_str(&format!(
+                "{kind} {} {} {}\n",
+                k.namespace,
+                k.name,
+                b64.as_str()
+            ));
+        }
+        s
+    }
+
+    /// Reads a keyring file, refusing it if group or others have any access (Unix).
+    ///
+    /// # Errors
+    /// [`Error::Keyring`] if the file cannot be opened or read, is not a regular file, is larger
+    /// than [`MAX_FILE_LEN`], has insecure permissions, or does not parse.
+    pub fn load(path: &Path) -> Result<Self> {
+        let shown = path.display();
+        let mut f = File::open(path)
+            .map_err(|e| Error::Keyring(format!("cannot open keyring {shown}: {e}")))?;
+        let meta = f
+            .metadata()
+            .map_err(|e| Error::Keyring(format!("cannot read keyring {shown}: {e}")))?;
+        if !meta.is_file() {
+            return Err(Error::Keyring(format!(
+                "keyring {shown} is not a regular file"
+            )));
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(Error::Keyring(format!(
+                    "keyring {shown} is accessible by group or others (mode {mode:o}); run: chmod 600 {shown}"
+                )));
+            }
+        }
+        if meta.len() > MAX_FILE_LEN {
+            return Err(Error::Keyring(format!(
+                "keyring {shown} is larger than {MAX_FILE_LEN} bytes"
+            )));
+        }
+        let mut bytes = Zeroizing::new(Vec::new());
+        Read::by_ref(&mut f)
+            .take(MAX_FILE_LEN + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::Keyring(format!("cannot read keyring {shown}: {e}")))?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| Error::Keyring(format!("keyring {shown} is not UTF-8 text")))?;
+        Self::parse(text).map_err(|e| match e {
+            Error::Keyring(m) => Error::Keyring(format!("keyring {shown}: {m}")),
+            other => other,
+        })
+    }
+
+    /// Writes a new keyring file with mode 0600; fails if `path` exists.
+    ///
+    /// # Errors
+    /// [`Error::Keyring`] if the file exists or cannot be written.
+    pub fn create(&self, path: &Path) -> Result<()> {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let shown = path.display();
+        let mut f = opts
+            .open(path)
+            .map_err(|e| Error::Keyring(format!("cannot create keyring {shown}: {e}")))?;
+        let written = f
+            .write_all(self.to_text().as_bytes())
+            .and_then(|()| f.sync_all());
+        if let Err(e) = written {
+            drop(f);
+            let _ = std::fs::remove_file(path);
+            return Err(Error::Keyring(format!("cannot write keyring {shown}: {e}")));
+        }
+        Ok(())
+    }
+
+    /// Replaces an existing keyring file atomically (temporary file with mode 0600, then rename).
+    ///
+    /// # Errors
+    /// [`Error::Keyring`] if the new file cannot be written or renamed into place.
+    pub fn replace(&self, path: &Path) -> Result<()> {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let tmp = dir.join(format!(
+            ".{}.tmp-{:08x}",
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            rand::random::<u32>()
+        ));
+        self.create(&tmp)?;
+        std::fs::rename(&tmp, path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::Keyring(format!("cannot replace keyring {}: {e}", path.display()))
+        })
+    }
+
+    /// A keyring that wraps with the primary key and unwraps with any key of this file.
+    ///
+    /// # Errors
+    /// [`Error::Keyring`] if a key is unusable (cannot happen for a parsed file).
+    pub fn into_keyring(self) -> Result<LocalKeyring> {
+        let conv = |k: NamedKey| RawAesKeyring::new(k.namespace, k.name, k.key);
+        Ok(LocalKeyring {
+            primary: conv(self.primary)?,
+            others: self.others.into_iter().map(conv).collect::<Result<_>>()?,
+        })
+    }
+}
+
+/// A generated key name: `key-YYYYMMDD-xxxxxxxx` (UTC date, random suffix).
+pub fn generated_key_name() -> String {
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() / 86_400)
+        .unwrap_or(0) as i64;
+    // Civil-from-days (Howard Hinnant's algorithm), proleptic Gregorian calendar.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("key-{y:04}{m:02}{d:02}-{:08x}", rand::random::<u32>())
+}
+
+/// The keys of one keyring file: the primary wraps, every key unwraps.
+#[derive(Debug)]
+pub struct LocalKeyring {
+    primary: RawAesKeyring,
+    others: Vec<RawAesKeyring>,
+}
+
+impl LocalKeyring {
+    /// Loads a keyring file (see [`KeyringFile::load`]).
+    ///
+    /// # Errors
+    /// As [`KeyringFile::load`].
+    pub fn load(path: &Path) -> Result<Self> {
+        KeyringFile::load(path)?.into_keyring()
+    }
+
+    /// The primary key's namespace and name.
+    pub fn primary_id(&self) -> (&str, &str) {
+        (self.primary.namespace(), self.primary.name())
+    }
+}
+
+impl Keyring for LocalKeyring {
+    fn on_encrypt(&self, materials: &mut EncryptionMaterials) -> Result<()> {
+        self.primary.on_encrypt(materials)
+    }
+
+    fn on_decrypt(
+        &self,
+        materials: &mut DecryptionMaterials,
+        edks: &[EncryptedDataKey],
+    ) -> Result<()> {
+        self.primary.on_decrypt(materials, edks)?;
+        for k in &self.others {
+            k.on_decrypt(materials, edks)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn nk(name: &str, b: u8) -> NamedKey {
+        NamedKey {
+            namespace: "ns".into(),
+            name: name.into(),
+            key: WrappingKey::from_bytes([b; 32]),
+        }
+    }
+
+    #[test]
+    fn round_trip_with_rotation() {
+        let mut kf = KeyringFile::new(nk("a", 1)).unwrap();
+        kf.rotate(nk("b", 2)).unwrap();
+        let text = kf.to_text();
+        let back = KeyringFile::parse(&text).unwrap();
+        assert_eq!(back.primary().name, "b");
+        let names: Vec<_> = back.keys().map(|k| k.name.clone()).collect();
+        assert_eq!(names, ["b", "a"]);
+        assert_eq!(back.keys().nth(1).unwrap().key.as_bytes(), &[1; 32]);
+        assert!(kf.rotate(nk("a", 3)).is_err(), "duplicate name");
+    }
+
+    #[test]
+    fn errors_name_the_line_but_not_the_key() {
+        let secret = base64::engine::general_purpose::STANDARD.encode([7u8; 31]);
+        let text = format!("{MAGIC}\nprimary ns n {secret}\n");
+        let e = KeyringFile::parse(&text).unwrap_err().to_string();
+        assert!(e.contains("line 2") && !e.contains(&secret), "{e}");
+        for bad in [
+            "",
+            "hello\n",
+            &format!("{MAGIC}\n"),
+            &format!("{MAGIC}\nkey a b c d e\n"),
+            &format!(
+                "{MAGIC}\nprimary aws-kms n {}\n",
+                base64::engine::general_purpose::STANDARD.encode([0u8; 32])
+            ),
+        ] {
+            assert!(
+                matches!(KeyringFile::parse(bad), Err(Error::Keyring(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn created_0600_and_refused_when_readable_by_others() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k");
+        KeyringFile::new(nk("a", 1)).unwrap().create(&p).unwrap();
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(
+            KeyringFile::create(&KeyringFile::new(nk("a", 1)).unwrap(), &p).is_err(),
+            "no overwrite"
+        );
+        LocalKeyring::load(&p).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let e = LocalKeyring::load(&p).unwrap_err().to_string();
+        assert!(e.contains("chmod 600"), "{e}");
+    }
+
+    #[test]
+    fn generated_names_look_right() {
+        let n = generated_key_name();
+        assert!(
+            n.starts_with("key-20") && n.len() == "key-20261124-0123abcd".len(),
+            "{n}"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(s in "\\PC{0,200}") {
+            let _ = KeyringFile::parse(&s);
+            let _ = KeyringFile::parse(&format!("{MAGIC}\n{s}"));
+        }
+    }
+}

@@ -1,0 +1,578 @@
+//! Parallel streaming encryption and decryption over `Read`/`Write`.
+//!
+//! A reader thread cuts the input into batches of whole frames, worker threads seal or open the
+//! frames of a batch in place, and the calling thread writes batches in order. Buffers are
+//! recycled through a fixed pool, so memory is bounded whatever the input size:
+//! `(2 × threads + 2) × max(batch size, frame length + 40)` bytes.
+//!
+//! Ordering and release: batch `i` is written only after batches `0..i`; on decryption a batch is
+//! written only when every frame in it authenticated, and a failure stops the pipeline before
+//! anything after it is written. For signed suites the final frame's plaintext is released only
+//! after the signature verifies.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+
+use crate::decrypt::{DecryptOptions, DecryptSummary, OpenedHeader};
+use crate::encrypt::{EncryptSummary, Encryptor};
+use crate::error::{Error, Malformed, Result};
+use crate::header::Header;
+use crate::key::{
+    MessageKey, FINAL_MARKER, FINAL_OVERHEAD, FINAL_PREFIX, REGULAR_OVERHEAD, REGULAR_PREFIX,
+};
+use crate::keyring::Keyring;
+use crate::signature::{Verifier, MAX_SIGNATURE_LEN};
+
+/// How the pipeline runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PipelineOptions {
+    /// Worker threads sealing or opening frames (default: available parallelism).
+    pub threads: usize,
+    /// Target bytes per batch handed to a worker (default 1 MiB; at least one frame).
+    pub batch_bytes: usize,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        Self {
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            batch_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+struct Geometry {
+    frame: usize,
+    slot: usize,
+    per_batch: usize,
+    pool: usize,
+}
+
+impl Geometry {
+    fn new(frame_length: u32, opts: &PipelineOptions) -> Self {
+        let frame = frame_length as usize;
+        let slot = frame + REGULAR_OVERHEAD;
+        let threads = opts.threads.max(1);
+        Self {
+            frame,
+            slot,
+            per_batch: (opts.batch_bytes / slot).max(1),
+            pool: 2 * threads + 2,
+        }
+    }
+}
+
+/// A unit of work: a batch of frames in a buffer.
+struct Job {
+    index: u64,
+    buf: Vec<u8>,
+    first_seq: u32,
+    regular: usize,
+    tail: Option<Tail>,
+}
+
+/// The end of a message, carried by the last job.
+enum Tail {
+    /// Encryption: the final frame's plaintext length (it sits after the regular frames).
+    EncryptFinal(usize),
+    /// Decryption: the final frame and footer bytes, plus the signature verifier.
+    DecryptFinal {
+        bytes: Vec<u8>,
+        verifier: Option<Box<Verifier>>,
+    },
+}
+
+struct Done {
+    index: u64,
+    result: Result<Finished>,
+}
+
+struct Finished {
+    buf: Vec<u8>,
+    /// Byte ranges of `buf` to write, in order.
+    out: Vec<std::ops::Range<usize>>,
+    plaintext: u64,
+    last: bool,
+    extra: Vec<u8>,
+}
+
+/// Writes finished batches in index order; returns the buffers to the pool.
+fn write_in_order(
+    done_rx: Receiver<Done>,
+    free_tx: SyncSender<Vec<u8>>,
+    output: &mut dyn Write,
+    mut on_bytes: impl FnMut(&[u8]),
+    mut on_batch: impl FnMut(u64),
+) -> Result<u64> {
+    let mut pending = BTreeMap::new();
+    let mut next = 0u64;
+    let mut plaintext = 0;
+    for done in done_rx {
+        pending.insert(done.index, done.result);
+        while let Some(result) = pending.remove(&next) {
+            let f = result?;
+            for r in &f.out {
+                output.write_all(&f.buf[r.clone()])?;
+                on_bytes(&f.buf[r.clone()]);
+            }
+            output.write_all(&f.extra)?;
+            plaintext += f.plaintext;
+            on_batch(f.plaintext);
+            next += 1;
+            if f.last {
+                output.flush()?;
+                return Ok(plaintext);
+            }
+            let _ = free_tx.send(f.buf);
+        }
+    }
+    Err(Error::Io(std::io::Error::other(
+        "a pipeline thread stopped unexpectedly",
+    )))
+}
+
+/// Runs jobs until the job channel closes or the writer goes away. Each worker owns a handle to
+/// the job receiver, so when every worker has stopped the reader's sends fail instead of blocking.
+fn worker(
+    jobs: Arc<Mutex<Receiver<Job>>>,
+    done: SyncSender<Done>,
+    work: impl Fn(Job) -> Result<Finished>,
+) {
+    loop {
+        let job = match jobs.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else { return };
+        let index = job.index;
+        if done
+            .send(Done {
+                index,
+                result: work(job),
+            })
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Encrypts all of `input` into `output` with `enc`, on `opts.threads` worker threads.
+/// `progress` is called with the number of plaintext bytes of each batch written.
+///
+/// When the input length is a multiple of the frame length, the message ends with an empty final
+/// frame (as the Python ESDK writes it); every ESDK reads both forms.
+///
+/// # Errors
+/// [`Error::Io`] if reading or writing fails; [`Error::InvalidArgument`] if the input needs more
+/// than 2^32 - 1 frames. On error the output holds an incomplete message.
+pub fn encrypt<R: Read + Send>(
+    enc: Encryptor,
+    mut input: R,
+    output: &mut dyn Write,
+    opts: &PipelineOptions,
+    mut progress: impl FnMut(u64),
+) -> Result<EncryptSummary> {
+    let g = Geometry::new(enc.header.frame_length, opts);
+    let Encryptor {
+        key,
+        header,
+        header_bytes,
+        mut signer,
+        ..
+    } = enc;
+    output.write_all(&header_bytes)?;
+    if let Some(s) = &mut signer {
+        s.update(&header_bytes);
+    }
+    let key = &key;
+    let g = &g;
+    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(g.pool);
+    for _ in 0..g.pool {
+        let _ = free_tx.send(Vec::new());
+    }
+    let (job_tx, job_rx) = sync_channel::<Job>(g.pool);
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    let (done_tx, done_rx) = sync_channel::<Done>(g.pool);
+    let mut frames = 0u64;
+    let plaintext = std::thread::scope(|s| {
+        let reader_done = done_tx.clone();
+        let frames = &mut frames;
+        s.spawn(move || {
+            let shift = FINAL_PREFIX - REGULAR_PREFIX;
+            let cap = g.per_batch * g.slot + shift;
+            let mut seq: u32 = 1;
+            for index in 0.. {
+                let Ok(mut buf) = free_rx.recv() else { return };
+                buf.resize(cap, 0);
+                let mut regular = 0;
+                let mut final_len = None;
+                for f in 0..g.per_batch {
+                    let off = f * g.slot + REGULAR_PREFIX;
+                    let got = match read_full(&mut input, &mut buf[off..off + g.frame]) {
+                        Ok(n) => n,
+                        Err(e) => {
+                            let _ = reader_done.send(Done {
+                                index,
+                                result: Err(e.into()),
+                            });
+                            return;
+                        }
+                    };
+                    if got < g.frame {
+                        // The final frame: its plaintext moves to the final frame's offset.
+                        buf.copy_within(off..off + got, off + shift);
+                        final_len = Some(got);
+                        break;
+                    }
+                    regular += 1;
+                }
+                if u64::from(seq) + regular as u64 >= u64::from(FINAL_MARKER) {
+                    let e = Error::InvalidArgument(
+                        "input needs more than 2^32 - 1 frames; use a larger frame length".into(),
+                    );
+                    let _ = reader_done.send(Done {
+                        index,
+                        result: Err(e),
+                    });
+                    return;
+                }
+                let tail = final_len.map(Tail::EncryptFinal);
+                let last = tail.is_some();
+                *frames += regular as u64 + u64::from(last);
+                if job_tx
+                    .send(Job {
+                        index,
+                        buf,
+                        first_seq: seq,
+                        regular,
+                        tail,
+                    })
+                    .is_err()
+                    || last
+                {
+                    return;
+                }
+                seq += regular as u32;
+            }
+        });
+        for _ in 0..opts.threads.max(1) {
+            let done = done_tx.clone();
+            let job_rx = Arc::clone(&job_rx);
+            s.spawn(move || {
+                worker(job_rx, done, |mut job| {
+                    let mut out = Vec::with_capacity(2);
+                    for i in 0..job.regular {
+                        let r = i * g.slot..(i + 1) * g.slot;
+                        key.seal_regular(job.first_seq + i as u32, &mut job.buf[r]);
+                    }
+                    let mut end = job.regular * g.slot;
+                    let mut plaintext = (job.regular * g.frame) as u64;
+                    out.push(0..end);
+                    let last = matches!(job.tail, Some(Tail::EncryptFinal(_)));
+                    if let Some(Tail::EncryptFinal(n)) = job.tail {
+                        let r = end..end + FINAL_OVERHEAD + n;
+                        key.seal_final(job.first_seq + job.regular as u32, &mut job.buf[r.clone()]);
+                        end = r.end;
+                        out[0] = 0..end;
+                        plaintext += n as u64;
+                    }
+                    Ok(Finished {
+                        buf: job.buf,
+                        out,
+                        plaintext,
+                        last,
+                        extra: Vec::new(),
+                    })
+                });
+            });
+        }
+        drop((done_tx, job_rx));
+        let on_bytes = |bytes: &[u8]| {
+            if let Some(s) = &mut signer {
+                s.update(bytes);
+            }
+        };
+        write_in_order(done_rx, free_tx, output, on_bytes, &mut progress)
+    })?;
+    if let Some(s) = signer {
+        output.write_all(&s.finish()?)?;
+        output.flush()?;
+    }
+    Ok(EncryptSummary {
+        header_len: header_bytes.len() as u64,
+        plaintext_len: plaintext,
+        frames,
+        message_id: header.message_id,
+    })
+}
+
+/// Reads and opens the header at the start of `input`; returns it with the bytes read past it.
+///
+/// # Errors
+/// As [`Header::read`] and [`OpenedHeader::open`]; [`Error::Io`] if reading fails.
+pub fn read_header(
+    input: &mut impl Read,
+    keyring: &dyn Keyring,
+    options: &DecryptOptions,
+) -> Result<(OpenedHeader, Vec<u8>)> {
+    let mut buf = Vec::new();
+    loop {
+        // Grow geometrically so that re-parsing stays linear in the header size.
+        let want = buf.len().max(4096);
+        let start = buf.len();
+        buf.resize(start + want, 0);
+        let n = read_full(input, &mut buf[start..])?;
+        buf.truncate(start + n);
+        match Header::read(&buf, &options.limits) {
+            Ok(parsed) => {
+                let rest = buf.split_off(parsed.len());
+                return Ok((OpenedHeader::open(parsed, keyring, options)?, rest));
+            }
+            Err(Error::Truncated(what)) if n == want => {
+                let _ = what;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Opens the final frame and verifies the footer, returning the final plaintext range of `bytes`.
+fn finish_tail(
+    key: &MessageKey,
+    frame_length: u32,
+    seq: u32,
+    bytes: &mut [u8],
+    verifier: Option<Box<Verifier>>,
+) -> Result<std::ops::Range<usize>> {
+    let n = MessageKey::final_content_len(bytes, frame_length)? as usize;
+    let total = FINAL_OVERHEAD + n;
+    if bytes.len() < total {
+        return Err(Error::Truncated("the final frame"));
+    }
+    let (frame, footer) = bytes.split_at_mut(total);
+    let mut verifier = verifier;
+    if let Some(v) = &mut verifier {
+        v.update(frame);
+    }
+    key.open_final(seq, frame)?;
+    match verifier {
+        None if !footer.is_empty() => return Err(Malformed::TrailingData.into()),
+        None => {}
+        Some(v) => {
+            if footer.len() < 2 {
+                return Err(Error::Truncated("the signature"));
+            }
+            let len = usize::from(u16::from_be_bytes([footer[0], footer[1]]));
+            if len > MAX_SIGNATURE_LEN {
+                return Err(Error::Authentication);
+            }
+            if footer.len() < 2 + len {
+                return Err(Error::Truncated("the signature"));
+            }
+            if footer.len() > 2 + len {
+                return Err(Malformed::TrailingData.into());
+            }
+            v.verify(&footer[2..2 + len])?;
+        }
+    }
+    Ok(FINAL_PREFIX..FINAL_PREFIX + n)
+}
+
+/// Decrypts the message read from `input` into `output` on `opts.threads` worker threads.
+/// `progress` is called with the number of plaintext bytes of each batch written.
+///
+/// Only authenticated plaintext is written. If an error is returned, `output` may hold the
+/// plaintext of frames before the failure (each of which did authenticate); callers writing a
+/// file should write to a temporary name and rename only on success.
+///
+/// # Errors
+/// Any decryption error (see [`Error`]); [`Error::Io`] if reading or writing fails.
+pub fn decrypt<R: Read + Send>(
+    keyring: &dyn Keyring,
+    options: &DecryptOptions,
+    mut input: R,
+    output: &mut dyn Write,
+    opts: &PipelineOptions,
+    mut progress: impl FnMut(u64),
+) -> Result<DecryptSummary> {
+    let (opened, rest) = read_header(&mut input, keyring, options)?;
+    let OpenedHeader {
+        parsed,
+        key,
+        verifier,
+    } = opened;
+    let frame_length = parsed.header.frame_length;
+    let g = Geometry::new(frame_length, opts);
+    let mut input = std::io::Cursor::new(rest).chain(input);
+    let (key, g) = (&key, &g);
+    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(g.pool);
+    for _ in 0..g.pool {
+        let _ = free_tx.send(Vec::new());
+    }
+    let (job_tx, job_rx) = sync_channel::<Job>(g.pool);
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    let (done_tx, done_rx) = sync_channel::<Done>(g.pool);
+    let mut frames = 0u64;
+    let plaintext = std::thread::scope(|s| {
+        let reader_done = done_tx.clone();
+        let frames = &mut frames;
+        s.spawn(move || {
+            let mut verifier = verifier.map(Box::new);
+            let cap = g.per_batch * g.slot;
+            let max_tail = FINAL_OVERHEAD + g.frame + 2 + MAX_SIGNATURE_LEN;
+            let mut seq: u32 = 1;
+            let fail = |index, e: Error| {
+                let _ = reader_done.send(Done {
+                    index,
+                    result: Err(e),
+                });
+            };
+            for index in 0.. {
+                let Ok(mut buf) = free_rx.recv() else { return };
+                buf.resize(cap, 0);
+                let filled = match read_full(&mut input, &mut buf) {
+                    Ok(n) => n,
+                    Err(e) => return fail(index, e.into()),
+                };
+                let mut off = 0;
+                let mut final_at = None;
+                while off + 4 <= filled {
+                    if buf[off..off + 4] == FINAL_MARKER.to_be_bytes() {
+                        final_at = Some(off);
+                        break;
+                    }
+                    if off + g.slot > filled {
+                        break;
+                    }
+                    off += g.slot;
+                }
+                let regular = off / g.slot;
+                if u64::from(seq) + regular as u64 >= u64::from(FINAL_MARKER) {
+                    return fail(
+                        index,
+                        Malformed::Field("frame count (more than 2^32 - 1 frames)").into(),
+                    );
+                }
+                if let Some(v) = &mut verifier {
+                    v.update(&buf[..off]);
+                }
+                let tail = match final_at {
+                    Some(at) => {
+                        let mut bytes = buf[at..filled].to_vec();
+                        let before = bytes.len();
+                        bytes.resize(max_tail + 1, 0);
+                        let more = match read_full(&mut input, &mut bytes[before..]) {
+                            Ok(n) => n,
+                            Err(e) => return fail(index, e.into()),
+                        };
+                        bytes.truncate(before + more);
+                        if bytes.len() > max_tail {
+                            return fail(index, Malformed::TrailingData.into());
+                        }
+                        Some(Tail::DecryptFinal {
+                            bytes,
+                            verifier: verifier.take(),
+                        })
+                    }
+                    None if filled < cap => {
+                        // The input ended without a final frame. Frames before the cut are still
+                        // opened (and released) in order; then the truncation is reported.
+                        let job = Job {
+                            index,
+                            buf,
+                            first_seq: seq,
+                            regular,
+                            tail: None,
+                        };
+                        let _ = job_tx.send(job);
+                        let what = if filled == off {
+                            "the message body (no final frame)"
+                        } else {
+                            "a frame"
+                        };
+                        return fail(index + 1, Error::Truncated(what));
+                    }
+                    None => None,
+                };
+                let last = tail.is_some();
+                *frames += regular as u64 + u64::from(last);
+                if job_tx
+                    .send(Job {
+                        index,
+                        buf,
+                        first_seq: seq,
+                        regular,
+                        tail,
+                    })
+                    .is_err()
+                    || last
+                {
+                    return;
+                }
+                seq += regular as u32;
+            }
+        });
+        for _ in 0..opts.threads.max(1) {
+            let done = done_tx.clone();
+            let job_rx = Arc::clone(&job_rx);
+            s.spawn(move || {
+                worker(job_rx, done, |mut job| {
+                    let mut out = Vec::with_capacity(job.regular);
+                    for i in 0..job.regular {
+                        let r = i * g.slot..(i + 1) * g.slot;
+                        key.open_regular(job.first_seq + i as u32, &mut job.buf[r.clone()])?;
+                        out.push(r.start + REGULAR_PREFIX..r.start + REGULAR_PREFIX + g.frame);
+                    }
+                    let mut plaintext = (job.regular * g.frame) as u64;
+                    let mut extra = Vec::new();
+                    let last = job.tail.is_some();
+                    if let Some(Tail::DecryptFinal {
+                        mut bytes,
+                        verifier,
+                    }) = job.tail
+                    {
+                        let seq = job.first_seq + job.regular as u32;
+                        let r = finish_tail(key, frame_length, seq, &mut bytes, verifier)?;
+                        plaintext += r.len() as u64;
+                        bytes.truncate(r.end);
+                        bytes.drain(..r.start);
+                        extra = bytes;
+                    }
+                    Ok(Finished {
+                        buf: job.buf,
+                        out,
+                        plaintext,
+                        last,
+                        extra,
+                    })
+                });
+            });
+        }
+        drop((done_tx, job_rx));
+        write_in_order(done_rx, free_tx, output, |_| {}, &mut progress)
+    })?;
+    Ok(DecryptSummary {
+        header: parsed,
+        plaintext_len: plaintext,
+        frames,
+    })
+}

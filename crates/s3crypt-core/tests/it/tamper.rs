@@ -1,0 +1,189 @@
+//! Tampering with messages s3crypt wrote: every change is detected, nothing panics, and no
+//! plaintext is released that did not authenticate.
+
+use s3crypt_core::key::{FINAL_OVERHEAD, REGULAR_OVERHEAD};
+use s3crypt_core::pipeline::PipelineOptions;
+use s3crypt_core::{DecryptOptions, EncryptOptions, Encryptor, Header, ReadLimits, Suite};
+
+use crate::util::*;
+
+const FRAME: u32 = 64;
+
+fn message(suite: Suite, len: usize) -> (Vec<u8>, Vec<u8>, usize) {
+    let k = keyring(vec![raw("ns", "a", 1)]);
+    let mut opts = EncryptOptions {
+        suite,
+        frame_length: FRAME,
+        ..Default::default()
+    };
+    opts.context.insert("k", "v").unwrap();
+    let pt = pattern(len);
+    let ct = encrypt_push(k.as_ref(), &opts, &pt, 50);
+    let hlen = Header::read(&ct, &ReadLimits::default()).unwrap().len();
+    (ct, pt, hlen)
+}
+
+fn all_paths_reject(ct: &[u8], pt: &[u8]) -> Vec<String> {
+    let k = keyring(vec![raw("ns", "a", 1)]);
+    let o = DecryptOptions::default();
+    let mut classes = Vec::new();
+    let mut results = vec![
+        decrypt_push(k.clone(), &o, ct, 17),
+        decrypt_push(k.clone(), &o, ct, usize::MAX),
+    ];
+    results.push(decrypt_pipeline(
+        k.as_ref(),
+        &o,
+        ct,
+        &PipelineOptions {
+            threads: 2,
+            batch_bytes: 200,
+        },
+    ));
+    results.push(decrypt_reader(k, &o, ct));
+    for (out, r) in results {
+        let e = r.expect_err("tampered message accepted");
+        // What was released is a prefix of the plaintext made of whole authenticated frames (all
+        // of it only when the message itself verified and junk followed it).
+        let whole = out.len() % FRAME as usize == 0 || out.len() == pt.len();
+        assert!(
+            pt.starts_with(&out) && whole,
+            "released {} bytes",
+            out.len()
+        );
+        classes.push(class_of(&e));
+    }
+    classes
+}
+
+#[test]
+fn every_bit_position_of_a_small_message_is_covered() {
+    for suite in Suite::ALL {
+        let (ct, pt, _) = message(suite, 150);
+        for i in 0..ct.len() {
+            let mut t = ct.clone();
+            t[i] ^= 0x01;
+            all_paths_reject(&t, &pt);
+        }
+    }
+}
+
+#[test]
+fn every_truncation_is_truncated_and_appended_bytes_are_malformed() {
+    for suite in Suite::ALL {
+        let (ct, pt, _) = message(suite, 150);
+        for n in 0..ct.len() {
+            for c in all_paths_reject(&ct[..n], &pt) {
+                // Cutting inside the signature leaves a valid-looking shorter signature field in
+                // only one case: a cut at the footer boundary is still "truncated".
+                assert!(
+                    c == "truncated" || (suite.is_signed() && c == "authentication"),
+                    "cut at {n}: {c}"
+                );
+            }
+        }
+        let mut longer = ct.clone();
+        longer.push(0);
+        for c in all_paths_reject(&longer, &pt) {
+            assert!(
+                c == "malformed" || (suite.is_signed() && c == "authentication"),
+                "{c}"
+            );
+        }
+    }
+}
+
+#[test]
+fn reordered_duplicated_and_dropped_frames_are_malformed() {
+    let (ct, pt, h) = message(Suite::DEFAULT, 64 * 4 + 10);
+    let slot = FRAME as usize + REGULAR_OVERHEAD;
+    let frame = |i: usize| ct[h + i * slot..h + (i + 1) * slot].to_vec();
+    let tail = ct[h + 4 * slot..].to_vec();
+    assert_eq!(tail.len(), FINAL_OVERHEAD + 10);
+    let build = |order: &[usize]| {
+        let mut m = ct[..h].to_vec();
+        for &i in order {
+            m.extend(frame(i));
+        }
+        m.extend(&tail);
+        m
+    };
+    for order in [&[1, 0, 2, 3][..], &[0, 1, 1, 2, 3], &[0, 2, 3], &[0, 1, 2]] {
+        for c in all_paths_reject(&build(order), &pt) {
+            assert_eq!(c, "malformed", "{order:?}");
+        }
+    }
+    // The final frame dropped entirely.
+    let mut m = ct[..h + 4 * slot].to_vec();
+    for c in all_paths_reject(&m, &pt) {
+        assert_eq!(c, "truncated");
+    }
+    // A frame from another message under the same key.
+    let (other, _, h2) = message(Suite::DEFAULT, 64 * 4 + 10);
+    m = ct.clone();
+    m[h + slot..h + 2 * slot].copy_from_slice(&other[h2 + slot..h2 + 2 * slot]);
+    for c in all_paths_reject(&m, &pt) {
+        assert_eq!(c, "authentication");
+    }
+}
+
+#[test]
+fn a_bad_signature_withholds_the_final_frame() {
+    let (mut ct, pt, _) = message(Suite::Aes256GcmHkdfSha512CommitEcdsaP384, 64 * 3 + 20);
+    let n = ct.len();
+    ct[n - 5] ^= 0x40;
+    let k = keyring(vec![raw("ns", "a", 1)]);
+    let (out, r) = decrypt_push(k.clone(), &DecryptOptions::default(), &ct, usize::MAX);
+    assert_eq!(r.unwrap_err().class(), "authentication");
+    assert_eq!(
+        out,
+        pt[..64 * 3],
+        "the final frame's 20 bytes must not be released"
+    );
+    let (out, r) = decrypt_pipeline(
+        k.as_ref(),
+        &DecryptOptions::default(),
+        &ct,
+        &PipelineOptions::default(),
+    );
+    assert_eq!(r.unwrap_err().class(), "authentication");
+    assert!(out.len() <= 64 * 3);
+}
+
+#[test]
+fn an_unfinished_encryptor_never_looks_complete() {
+    let k = keyring(vec![raw("ns", "a", 1)]);
+    let mut enc = Encryptor::new(
+        k.as_ref(),
+        &EncryptOptions {
+            frame_length: 16,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    enc.update(&pattern(100), &mut out).unwrap();
+    drop(enc);
+    let (_, r) = decrypt_push(k, &DecryptOptions::default(), &out, usize::MAX);
+    assert_eq!(r.unwrap_err().class(), "truncated");
+}
+
+#[test]
+fn frame_length_limit_is_enforced_before_allocation() {
+    let k = keyring(vec![raw("ns", "a", 1)]);
+    let ct = encrypt_push(
+        k.as_ref(),
+        &EncryptOptions {
+            frame_length: 1 << 20,
+            ..Default::default()
+        },
+        b"abc",
+        3,
+    );
+    let mut o = DecryptOptions::default();
+    o.limits.max_frame_length = 1 << 19;
+    assert_eq!(
+        decrypt_push(k, &o, &ct, usize::MAX).1.unwrap_err().class(),
+        "limit"
+    );
+}
