@@ -42,6 +42,8 @@ pub mod context;
 pub mod decrypt;
 pub mod encrypt;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod header;
 pub mod key;
 pub mod keyring;

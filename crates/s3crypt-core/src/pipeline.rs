@@ -479,6 +479,11 @@ pub fn decrypt<R: Read + Send>(
                     Some(at) => {
                         let mut bytes = buf[at..filled].to_vec();
                         let before = bytes.len();
+                        if before > max_tail {
+                            // The batch already holds more after the final frame than a final
+                            // frame and a footer can be.
+                            return fail(index, Malformed::TrailingData.into());
+                        }
                         bytes.resize(max_tail + 1, 0);
                         let more = match read_full(&mut input, &mut bytes[before..]) {
                             Ok(n) => n,

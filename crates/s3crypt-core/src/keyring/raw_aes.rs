@@ -204,7 +204,7 @@ mod tests {
         assert_eq!(edk.ciphertext.len(), 48);
 
         let mut dm = DecryptionMaterials::new(Suite::DEFAULT, ctx);
-        kr("k", 1).on_decrypt(&mut dm, &[edk.clone()]).unwrap();
+        kr("k", 1).on_decrypt(&mut dm, std::slice::from_ref(&edk)).unwrap();
         assert_eq!(
             dm.data_key().unwrap().as_bytes(),
             em.data_key().unwrap().as_bytes()
@@ -217,7 +217,7 @@ mod tests {
             (kr("k", 1), [("a", "c")]),
         ] {
             let mut dm = DecryptionMaterials::new(Suite::DEFAULT, ctx.into_iter().collect());
-            k.on_decrypt(&mut dm, &[edk.clone()]).unwrap();
+            k.on_decrypt(&mut dm, std::slice::from_ref(&edk)).unwrap();
             assert!(dm.data_key().is_none());
         }
     }

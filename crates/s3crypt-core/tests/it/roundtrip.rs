@@ -46,8 +46,7 @@ proptest! {
         let popts = PipelineOptions { threads, batch_bytes: 3 * frame as usize };
         let by_push = encrypt_push(k.as_ref(), &opts, &pt, chunk);
         let by_pipeline = encrypt_pipeline(k.as_ref(), &opts, &pt, &popts);
-        let mut required = DecryptOptions::default();
-        required.required_context = opts.context.clone();
+        let required = DecryptOptions { required_context: opts.context.clone(), ..Default::default() };
         for ct in [&by_push, &by_pipeline] {
             let (out, r) = decrypt_push(k.clone(), &required, ct, chunk);
             prop_assert!(r.is_ok(), "{:?}", r);

@@ -187,3 +187,17 @@ fn frame_length_limit_is_enforced_before_allocation() {
         "limit"
     );
 }
+
+#[test]
+fn junk_after_the_final_frame_in_the_same_batch_is_malformed() {
+    // Found by the decrypt fuzz target: more junk after the final frame than a final frame plus
+    // footer can hold, inside the batch the pipeline read, panicked instead of failing.
+    for suite in Suite::ALL {
+        let (ct, pt, _) = message(suite, 10);
+        let mut m = ct.clone();
+        m.extend(std::iter::repeat_n(0xAB, 5000));
+        for c in all_paths_reject(&m, &pt) {
+            assert!(c == "malformed" || (suite.is_signed() && c == "authentication"), "{suite}: {c}");
+        }
+    }
+}

@@ -75,12 +75,14 @@ fn setup(
             .unwrap()
         })
         .collect();
-    let mut opts = DecryptOptions::default();
-    opts.required_context = v
+    let opts = DecryptOptions {
+        required_context: v
         .required_context
         .iter()
         .map(|(a, b)| (a.clone(), b.clone()))
-        .collect::<EncryptionContext>();
+        .collect::<EncryptionContext>(),
+        ..Default::default()
+    };
     let ct = std::fs::read(dir().join(&v.ciphertext)).unwrap();
     (keyring(keys), opts, ct)
 }

@@ -1,0 +1,198 @@
+//! Resolves arguments, environment and the config file into what the commands need.
+//!
+//! Keyrings come from, in order: `-k` flags; `S3CRYPT_KEYRING` (paths separated by ':'); the
+//! `keyrings` list of the config file (`S3CRYPT_CONFIG`, else `$XDG_CONFIG_HOME/s3crypt/config.toml`,
+//! else `~/.config/s3crypt/config.toml`). The config file may also set `suite` and `frame_size`.
+
+use std::path::{Path, PathBuf};
+
+use s3crypt_core::keyring::file::LocalKeyring;
+use s3crypt_core::keyring::multi::MultiKeyring;
+use s3crypt_core::{EncryptionContext, Keyring};
+use serde::Deserialize;
+
+use crate::exit::Failure;
+
+/// The config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Keyring files used when no `-k` is given.
+    #[serde(default)]
+    pub keyrings: Vec<PathBuf>,
+    /// Default suite for `encrypt`.
+    pub suite: Option<String>,
+    /// Default frame size for `encrypt`.
+    pub frame_size: Option<String>,
+}
+
+fn config_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("S3CRYPT_CONFIG") {
+        return Some(PathBuf::from(p));
+    }
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("s3crypt").join("config.toml"))
+}
+
+fn expand_home(p: &Path) -> PathBuf {
+    match (p.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => p.to_path_buf(),
+    }
+}
+
+/// Loads the config file; a missing default file is an empty config, an explicit
+/// `S3CRYPT_CONFIG` that is missing or any invalid file is an error.
+pub fn load_config() -> Result<ConfigFile, Failure> {
+    let Some(path) = config_path() else { return Ok(ConfigFile::default()) };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && std::env::var_os("S3CRYPT_CONFIG").is_none() => {
+            return Ok(ConfigFile::default())
+        }
+        Err(e) => return Err(Failure::Usage(format!("cannot read config file {}: {e}", path.display()))),
+    };
+    let mut cfg: ConfigFile =
+        toml::from_str(&text).map_err(|e| Failure::Usage(format!("config file {}: {e}", path.display())))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    for k in &mut cfg.keyrings {
+        let expanded = expand_home(k);
+        // Relative keyring paths in the config file are relative to the file.
+        *k = if expanded.is_relative() { dir.join(expanded) } else { expanded };
+    }
+    Ok(cfg)
+}
+
+/// The keyring paths to use: flags, then environment, then config file.
+pub fn keyring_paths(flags: &[PathBuf], cfg: &ConfigFile) -> Result<Vec<PathBuf>, Failure> {
+    if !flags.is_empty() {
+        return Ok(flags.to_vec());
+    }
+    if let Some(v) = std::env::var_os("S3CRYPT_KEYRING") {
+        let paths: Vec<PathBuf> = std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()).collect();
+        if !paths.is_empty() {
+            return Ok(paths);
+        }
+    }
+    if !cfg.keyrings.is_empty() {
+        return Ok(cfg.keyrings.clone());
+    }
+    Err(Failure::Usage(
+        "no keyring: pass -k KEYRING, set S3CRYPT_KEYRING, or list keyrings in ~/.config/s3crypt/config.toml \
+         (create one with: s3crypt keygen -o KEYRING)"
+            .into(),
+    ))
+}
+
+/// Loads every keyring into one multi-keyring: on encrypt each file's primary key wraps the data
+/// key; on decrypt any key of any file may unwrap it.
+pub fn load_keyrings(paths: &[PathBuf]) -> Result<MultiKeyring, Failure> {
+    let mut multi = MultiKeyring::default();
+    for p in paths {
+        multi.push(Box::new(LocalKeyring::load(p)?) as Box<dyn Keyring>);
+    }
+    Ok(multi)
+}
+
+/// Parses `KEY=VALUE` pairs into a context.
+pub fn parse_context(pairs: &[String]) -> Result<EncryptionContext, Failure> {
+    let mut ctx = EncryptionContext::new();
+    for p in pairs {
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| Failure::Usage(format!("context pair {p:?} is not KEY=VALUE")))?;
+        ctx.insert(k, v)?;
+    }
+    Ok(ctx)
+}
+
+/// Parses a byte size: `65536`, `64K`, `64KiB`, `1M`, `1MiB` (K and M are binary units).
+pub fn parse_size(s: &str) -> Result<u64, Failure> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| Failure::Usage(format!("invalid size {s:?}")))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" | "kb" => 1 << 10,
+        "m" | "mib" | "mb" => 1 << 20,
+        "g" | "gib" | "gb" => 1 << 30,
+        _ => return Err(Failure::Usage(format!("invalid size unit in {s:?} (use K, KiB, M, MiB, G, GiB)"))),
+    };
+    n.checked_mul(mult).ok_or_else(|| Failure::Usage(format!("size {s:?} is too large")))
+}
+
+/// Parses an HTTP-style byte range against nothing yet: returns (start, end_exclusive) or a
+/// suffix length.
+pub enum ByteRange {
+    /// `START-END` (inclusive end) or `START-`.
+    From(u64, Option<u64>),
+    /// `-N`: the last N bytes.
+    Suffix(u64),
+}
+
+pub fn parse_range(s: &str) -> Result<ByteRange, Failure> {
+    let t = s.trim().trim_start_matches("bytes=");
+    let bad = || Failure::Usage(format!("invalid range {s:?}: use START-END, START- or -SUFFIXLEN"));
+    let (a, b) = t.split_once('-').ok_or_else(bad)?;
+    let num = |x: &str| x.trim().parse::<u64>().map_err(|_| bad());
+    match (a.trim().is_empty(), b.trim().is_empty()) {
+        (true, false) => Ok(ByteRange::Suffix(num(b)?)),
+        (false, true) => Ok(ByteRange::From(num(a)?, None)),
+        (false, false) => {
+            let (x, y) = (num(a)?, num(b)?);
+            if y < x {
+                return Err(bad());
+            }
+            Ok(ByteRange::From(x, Some(y)))
+        }
+        (true, true) => Err(bad()),
+    }
+}
+
+impl ByteRange {
+    /// The half-open range for a plaintext of `len` bytes (HTTP semantics; the end is clamped by
+    /// the planner).
+    pub fn resolve(&self, len: u64) -> std::ops::Range<u64> {
+        match *self {
+            ByteRange::From(a, Some(b)) => a..b.saturating_add(1),
+            ByteRange::From(a, None) => a..u64::MAX,
+            ByteRange::Suffix(n) => len.saturating_sub(n)..if n == 0 { len.saturating_sub(n) } else { len },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("65536").ok(), Some(65536));
+        assert_eq!(parse_size("64KiB").ok(), Some(65536));
+        assert_eq!(parse_size("1M").ok(), Some(1 << 20));
+        assert!(parse_size("1X").is_err());
+        assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("0-9").ok().map(|r| r.resolve(100)), Some(0..10));
+        assert_eq!(parse_range("bytes=90-").ok().map(|r| r.resolve(100)), Some(90..u64::MAX));
+        assert_eq!(parse_range("-10").ok().map(|r| r.resolve(100)), Some(90..100));
+        assert_eq!(parse_range("-1000").ok().map(|r| r.resolve(100)), Some(0..100));
+        assert!(parse_range("9-1").is_err());
+        assert!(parse_range("-").is_err());
+    }
+
+    #[test]
+    fn context_pairs() {
+        let c = parse_context(&["a=b=c".into(), "x=".into()]).ok().unwrap();
+        assert_eq!(c.get("a"), Some("b=c"));
+        assert_eq!(c.get("x"), Some(""));
+        assert!(parse_context(&["novalue".into()]).is_err());
+        assert!(parse_context(&["a=1".into(), "a=2".into()]).is_err());
+    }
+}

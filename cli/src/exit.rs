@@ -1,0 +1,67 @@
+//! Errors of the command and their exit codes (listed in `--help`).
+
+use std::process::ExitCode;
+
+use s3crypt_core::Error;
+
+/// A failure of a command: what to print and which exit code to return.
+#[derive(Debug)]
+pub enum Failure {
+    /// A core error (its class decides the exit code).
+    Core(Error),
+    /// Usage or configuration error (exit 2).
+    Usage(String),
+    /// Reading or writing failed (exit 3); the string says what.
+    Io(String, std::io::Error),
+    /// The consumer of stdout went away: exit quietly.
+    BrokenPipe,
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe => Failure::BrokenPipe,
+            Error::InvalidArgument(m) => Failure::Usage(m),
+            other => Failure::Core(other),
+        }
+    }
+}
+
+pub fn code_of(e: &Error) -> u8 {
+    match e {
+        Error::Truncated(_) | Error::Malformed(_) | Error::Unsupported(_) | Error::LimitExceeded(_) => 4,
+        Error::Authentication => 5,
+        Error::NoDecryptableKey(_) => 6,
+        Error::ContextMismatch(_) => 7,
+        Error::Keyring(_) => 8,
+        Error::RangeNotSatisfiable { .. } => 9,
+        Error::InvalidArgument(_) => 2,
+        Error::Io(_) => 3,
+        _ => 1,
+    }
+}
+
+impl Failure {
+    pub fn report(self) -> ExitCode {
+        let (code, msg, hint) = match self {
+            Failure::BrokenPipe => return ExitCode::SUCCESS,
+            Failure::Usage(m) => (2, m, None),
+            Failure::Io(what, e) => (3, format!("{what}: {e}"), None),
+            Failure::Core(Error::Io(e)) => (3, format!("I/O error: {e}"), None),
+            Failure::Core(e) => {
+                let hint = match &e {
+                    Error::NoDecryptableKey(_) => Some("pass the keyring that encrypted it with -k (s3crypt inspect shows which key it needs)"),
+                    Error::Authentication => Some("the message was modified or corrupted; no unauthenticated output was written"),
+                    Error::Truncated(_) => Some("the message is incomplete (interrupted copy or upload?)"),
+                    _ => None,
+                };
+                (code_of(&e), e.to_string(), hint)
+            }
+        };
+        eprintln!("s3crypt: error: {msg}");
+        if let Some(h) = hint {
+            eprintln!("  hint: {h}");
+        }
+        ExitCode::from(code)
+    }
+}

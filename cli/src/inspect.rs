@@ -1,0 +1,112 @@
+//! `s3crypt inspect`: the header of a message, without any key. Never prints secrets (the header
+//! holds none: wrapped keys are shown by provider and key name only).
+
+use std::io::Read;
+
+use s3crypt_core::keyring::raw_aes::key_name_of;
+use s3crypt_core::range::MessageLayout;
+use s3crypt_core::{Header, ParsedHeader, ReadLimits};
+use serde_json::json;
+
+use crate::args::InspectArgs;
+use crate::exit::Failure;
+use crate::streams::open_input;
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn read_header(r: &mut impl Read) -> Result<ParsedHeader, Failure> {
+    let mut buf = Vec::new();
+    loop {
+        let want = buf.len().max(4096);
+        let start = buf.len();
+        buf.resize(start + want, 0);
+        let mut n = 0;
+        while n < want {
+            match r.read(&mut buf[start + n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Failure::Io("cannot read input".into(), e)),
+            }
+        }
+        buf.truncate(start + n);
+        // Inspect reads any frame length or EDK count the format allows: it allocates nothing
+        // per frame.
+        let limits = ReadLimits { max_frame_length: u32::MAX, max_encrypted_data_keys: u16::MAX };
+        match Header::read(&buf, &limits) {
+            Err(s3crypt_core::Error::Truncated(_)) if n == want => continue,
+            r => return Ok(r?),
+        }
+    }
+}
+
+pub fn run(a: InspectArgs) -> Result<(), Failure> {
+    let mut input = open_input(&a.input)?;
+    let parsed = read_header(&mut input.file)?;
+    let h = &parsed.header;
+    let layout = match input.len {
+        Some(total) if !h.suite.is_signed() => MessageLayout::new(parsed.len() as u64, h.frame_length, total).ok(),
+        _ => None,
+    };
+    let edks: Vec<_> = h
+        .encrypted_data_keys
+        .iter()
+        .map(|e| {
+            let (kind, key) = if e.provider_id == "aws-kms" {
+                ("aws-kms", String::from_utf8_lossy(&e.provider_info).into_owned())
+            } else if let Some(name) = key_name_of(e) {
+                ("raw-aes", name.to_owned())
+            } else {
+                ("unknown", String::from_utf8_lossy(&e.provider_info).into_owned())
+            };
+            json!({"provider_id": e.provider_id, "key_name": key, "kind": kind, "ciphertext_bytes": e.ciphertext.len()})
+        })
+        .collect();
+    let ctx: serde_json::Map<_, _> = h.context.iter().map(|(k, v)| (k.to_owned(), json!(v))).collect();
+    if a.json {
+        let mut v = json!({
+            "format": "aws-encryption-sdk-message", "version": 2, "content_type": "framed",
+            "suite": {"id": format!("0x{:04X}", h.suite.id()), "name": h.suite.esdk_name(),
+                      "signed": h.suite.is_signed(), "esdk_standard": h.suite.is_esdk_standard()},
+            "message_id": hex(&h.message_id), "frame_length": h.frame_length, "header_bytes": parsed.len(),
+            "encryption_context": ctx, "encrypted_data_keys": edks,
+        });
+        if let Some(l) = layout {
+            v["plaintext_bytes"] = json!(l.plaintext_len());
+            v["frames"] = json!(l.regular_frames + 1);
+        }
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(());
+    }
+    println!("format:         AWS Encryption SDK message, version 2, framed");
+    let readable = if h.suite.is_esdk_standard() { "readable by every AWS Encryption SDK" } else { "s3crypt extension: other ESDKs cannot read it" };
+    println!("suite:          0x{:04X} {} ({readable})", h.suite.id(), h.suite.esdk_name());
+    println!("message id:     {}", hex(&h.message_id));
+    println!("frame length:   {} bytes", h.frame_length);
+    println!("header length:  {} bytes", parsed.len());
+    if let Some(l) = layout {
+        let frames = l.regular_frames + 1;
+        println!("plaintext:      {} bytes in {frames} frame{}", l.plaintext_len(), if frames == 1 { "" } else { "s" });
+    }
+    if h.context.is_empty() {
+        println!("encryption context: (empty)");
+    } else {
+        println!("encryption context:");
+        for (k, v) in h.context.iter() {
+            println!("  {k} = {v}");
+        }
+    }
+    println!("encrypted data keys ({}):", edks.len());
+    for (i, e) in edks.iter().enumerate() {
+        println!(
+            "  {}. {} key {:?} (provider {:?})",
+            i + 1,
+            e["kind"].as_str().unwrap_or_default(),
+            e["key_name"].as_str().unwrap_or_default(),
+            e["provider_id"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(())
+}

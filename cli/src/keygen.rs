@@ -1,0 +1,64 @@
+//! `s3crypt keygen`.
+
+use std::io::Read;
+
+use base64::Engine as _;
+use s3crypt_core::keyring::file::{generated_key_name, KeyringFile, NamedKey};
+use s3crypt_core::keyring::raw_aes::WrappingKey;
+use zeroize::Zeroizing;
+
+use crate::args::KeygenArgs;
+use crate::exit::Failure;
+
+/// Reads a key to import: 32 raw bytes, 64 hex digits, or base64 of 32 bytes.
+fn read_import(path: &std::path::Path) -> Result<WrappingKey, Failure> {
+    let mut bytes = Zeroizing::new(Vec::new());
+    let limit = 1024;
+    let r = if path == std::path::Path::new("-") {
+        std::io::stdin().lock().take(limit).read_to_end(&mut bytes)
+    } else {
+        std::fs::File::open(path).and_then(|f| f.take(limit).read_to_end(&mut bytes))
+    };
+    r.map_err(|e| Failure::Io(format!("cannot read key file {}", path.display()), e))?;
+    if bytes.len() == 32 {
+        return Ok(WrappingKey::from_slice(&bytes)?);
+    }
+    let text = std::str::from_utf8(&bytes).map(str::trim).unwrap_or("");
+    let decoded: Option<Zeroizing<Vec<u8>>> = if text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit()) {
+        Some(Zeroizing::new((0..64).step_by(2).filter_map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok()).collect()))
+    } else {
+        base64::engine::general_purpose::STANDARD.decode(text).ok().map(Zeroizing::new)
+    };
+    match decoded {
+        Some(k) if k.len() == 32 => Ok(WrappingKey::from_slice(&k)?),
+        _ => Err(Failure::Usage(format!(
+            "{} does not hold a 256-bit key (32 raw bytes, 64 hex digits, or base64 of 32 bytes)",
+            path.display()
+        ))),
+    }
+}
+
+pub fn run(a: KeygenArgs) -> Result<(), Failure> {
+    let key = match &a.import {
+        Some(p) => read_import(p)?,
+        None => WrappingKey::generate(),
+    };
+    let name = a.name.clone().unwrap_or_else(generated_key_name);
+    let nk = NamedKey { namespace: a.namespace.clone(), name: name.clone(), key };
+    if a.rotate {
+        let mut kf = KeyringFile::load(&a.output)?;
+        kf.rotate(nk)?;
+        kf.replace(&a.output)?;
+        eprintln!("s3crypt: {}: new primary key {}/{}; older keys kept for decryption", a.output.display(), a.namespace, name);
+    } else {
+        if a.output.exists() {
+            return Err(Failure::Usage(format!(
+                "{} exists; use --rotate to add a new primary key to it",
+                a.output.display()
+            )));
+        }
+        KeyringFile::new(nk)?.create(&a.output)?;
+        eprintln!("s3crypt: created keyring {} with key {}/{} (mode 0600; back it up)", a.output.display(), a.namespace, name);
+    }
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! Input and output endpoints: files, stdin/stdout, atomic output files, progress.
+
+use std::fs::File;
+use std::io::{IsTerminal, Write};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::exit::Failure;
+
+/// An opened input and its length when known (regular files).
+pub struct Input {
+    pub file: File,
+    pub len: Option<u64>,
+    pub name: String,
+}
+
+fn is_stdio(p: &Option<PathBuf>) -> bool {
+    p.as_deref().is_none_or(|p| p == Path::new("-"))
+}
+
+/// Opens `path`, or stdin for `-`/absent. Stdin is used through a duplicated descriptor so that
+/// reads are not buffered twice.
+pub fn open_input(path: &Option<PathBuf>) -> Result<Input, Failure> {
+    if is_stdio(path) {
+        let fd = std::io::stdin().as_fd().try_clone_to_owned().map_err(|e| Failure::Io("cannot use stdin".into(), e))?;
+        let file = File::from(fd);
+        let len = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+        return Ok(Input { file, len, name: "stdin".into() });
+    }
+    let p = path.as_deref().unwrap_or(Path::new("-"));
+    let file = File::open(p).map_err(|e| Failure::Io(format!("cannot open {}", p.display()), e))?;
+    let meta = file.metadata().map_err(|e| Failure::Io(format!("cannot read {}", p.display()), e))?;
+    if meta.is_dir() {
+        return Err(Failure::Usage(format!("{} is a directory", p.display())));
+    }
+    Ok(Input { file, len: meta.is_file().then_some(meta.len()), name: p.display().to_string() })
+}
+
+/// Where output goes. A regular-file target is written under a temporary name in the same
+/// directory and renamed into place by [`Output::commit`]; dropping an uncommitted output removes
+/// the temporary file, so a failure never leaves output under the target name.
+pub enum Output {
+    Stdout(File),
+    Direct(File),
+    Atomic { tmp: tempfile::NamedTempFile, target: PathBuf },
+}
+
+impl Output {
+    /// Opens the output. `binary` refuses to write to a terminal.
+    pub fn open(path: &Option<PathBuf>, binary: bool) -> Result<Self, Failure> {
+        if is_stdio(path) {
+            if binary && std::io::stdout().is_terminal() {
+                return Err(Failure::Usage(
+                    "refusing to write binary ciphertext to a terminal; use -o FILE or redirect stdout".into(),
+                ));
+            }
+            let fd = std::io::stdout().as_fd().try_clone_to_owned().map_err(|e| Failure::Io("cannot use stdout".into(), e))?;
+            return Ok(Output::Stdout(File::from(fd)));
+        }
+        let target = path.clone().unwrap_or_default();
+        // Devices, pipes and other special files are written directly (e.g. /dev/null).
+        if let Ok(meta) = std::fs::metadata(&target) {
+            if meta.is_dir() {
+                return Err(Failure::Usage(format!("{} is a directory", target.display())));
+            }
+            if !meta.is_file() {
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&target)
+                    .map_err(|e| Failure::Io(format!("cannot open {}", target.display()), e))?;
+                return Ok(Output::Direct(f));
+            }
+        }
+        let dir = match target.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(".s3crypt-")
+            .suffix(".partial")
+            .tempfile_in(&dir)
+            .map_err(|e| Failure::Io(format!("cannot create a temporary file in {}", dir.display()), e))?;
+        Ok(Output::Atomic { tmp, target })
+    }
+
+    pub fn writer(&mut self) -> &mut File {
+        match self {
+            Output::Stdout(f) | Output::Direct(f) => f,
+            Output::Atomic { tmp, .. } => tmp.as_file_mut(),
+        }
+    }
+
+    /// Makes the output visible under its name (fsync, then rename).
+    pub fn commit(self) -> Result<(), Failure> {
+        match self {
+            Output::Stdout(mut f) | Output::Direct(mut f) => f.flush().map_err(|e| Failure::Io("cannot write output".into(), e)),
+            Output::Atomic { tmp, target } => {
+                tmp.as_file().sync_all().map_err(|e| Failure::Io(format!("cannot write {}", target.display()), e))?;
+                tmp.persist(&target)
+                    .map_err(|e| Failure::Io(format!("cannot rename output into place at {}", target.display()), e.error))?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A progress bar on stderr when it is a terminal and not `--quiet`; hidden otherwise.
+pub fn progress(len: Option<u64>, quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = match len {
+        Some(n) => ProgressBar::new(n).with_style(
+            ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ),
+        None => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} {bytes} {binary_bytes_per_sec}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ),
+    };
+    bar.set_draw_target(ProgressDrawTarget::stderr_with_hz(8));
+    bar
+}

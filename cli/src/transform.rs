@@ -1,0 +1,160 @@
+//! `s3crypt encrypt` and `s3crypt decrypt`.
+
+use std::io::{Read, Seek, SeekFrom};
+
+use s3crypt_core::pipeline::{self, PipelineOptions};
+use s3crypt_core::range::RangeDecryptor;
+use s3crypt_core::{DecryptOptions, EncryptOptions, Encryptor, Header, ParsedHeader, Suite};
+use serde_json::json;
+
+use crate::args::{DecryptArgs, EncryptArgs, IoArgs};
+use crate::config::{self, parse_size};
+use crate::exit::Failure;
+use crate::streams::{open_input, progress, Output};
+
+fn pipeline_options(io: &IoArgs) -> Result<PipelineOptions, Failure> {
+    let mut p = PipelineOptions::default();
+    if let Some(t) = io.threads {
+        if t == 0 {
+            return Err(Failure::Usage("--threads must be at least 1".into()));
+        }
+        p.threads = t;
+    }
+    Ok(p)
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub fn encrypt(a: EncryptArgs) -> Result<(), Failure> {
+    let cfg = config::load_config()?;
+    let keyring = config::load_keyrings(&config::keyring_paths(&a.keys.keyrings, &cfg)?)?;
+    let suite: Suite = match a.suite.as_deref().or(cfg.suite.as_deref()) {
+        Some(s) => s.parse()?,
+        None => Suite::DEFAULT,
+    };
+    let frame_length = match a.frame_size.as_deref().or(cfg.frame_size.as_deref()) {
+        Some(s) => u32::try_from(parse_size(s)?).map_err(|_| Failure::Usage(format!("frame size {s} is too large")))?,
+        None => s3crypt_core::DEFAULT_FRAME_LENGTH,
+    };
+    let options = EncryptOptions { suite, frame_length, context: config::parse_context(&a.context)? };
+    options.validate()?;
+    let popts = pipeline_options(&a.io)?;
+    let input = open_input(&a.io.input)?;
+    let mut output = Output::open(&a.io.output, true)?;
+    let enc = Encryptor::new(&keyring, &options)?;
+    let bar = progress(input.len, a.io.quiet);
+    let summary = pipeline::encrypt(enc, &input.file, output.writer(), &popts, |n| bar.inc(n))?;
+    output.commit()?;
+    bar.finish_and_clear();
+    if a.io.json {
+        eprintln!(
+            "{}",
+            json!({
+                "operation": "encrypt", "input": input.name, "plaintext_bytes": summary.plaintext_len,
+                "frames": summary.frames, "header_bytes": summary.header_len, "suite": format!("0x{:04X}", suite.id()),
+                "frame_length": frame_length, "message_id": hex(&summary.message_id),
+            })
+        );
+    }
+    Ok(())
+}
+
+fn decrypt_options(a: &DecryptArgs) -> Result<DecryptOptions, Failure> {
+    let mut o = DecryptOptions { required_context: config::parse_context(&a.context)?, ..Default::default() };
+    if let Some(s) = &a.max_frame_size {
+        o.limits.max_frame_length = u32::try_from(parse_size(s)?).unwrap_or(u32::MAX);
+    }
+    Ok(o)
+}
+
+pub fn decrypt(a: DecryptArgs) -> Result<(), Failure> {
+    let cfg = config::load_config()?;
+    let keyring = config::load_keyrings(&config::keyring_paths(&a.keys.keyrings, &cfg)?)?;
+    let options = decrypt_options(&a)?;
+    let popts = pipeline_options(&a.io)?;
+    let input = open_input(&a.io.input)?;
+    if let Some(r) = &a.range {
+        return decrypt_range(&a, r, input, &keyring, &options);
+    }
+    let mut output = Output::open(&a.io.output, false)?;
+    let bar = progress(input.len, a.io.quiet);
+    let summary = pipeline::decrypt(&keyring, &options, &input.file, output.writer(), &popts, |n| bar.inc(n))?;
+    output.commit()?;
+    bar.finish_and_clear();
+    if a.io.json {
+        let h = &summary.header.header;
+        eprintln!(
+            "{}",
+            json!({
+                "operation": "decrypt", "input": input.name, "plaintext_bytes": summary.plaintext_len,
+                "frames": summary.frames, "suite": format!("0x{:04X}", h.suite.id()), "frame_length": h.frame_length,
+                "message_id": hex(&h.message_id),
+            })
+        );
+    }
+    Ok(())
+}
+
+/// Reads the header of a seekable message file.
+pub fn read_header_at_start(file: &mut std::fs::File, options: &DecryptOptions) -> Result<ParsedHeader, Failure> {
+    let mut buf = Vec::new();
+    loop {
+        let want = buf.len().max(4096);
+        let start = buf.len();
+        buf.resize(start + want, 0);
+        let mut n = 0;
+        while n < want {
+            match file.read(&mut buf[start + n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Failure::Io("cannot read input".into(), e)),
+            }
+        }
+        buf.truncate(start + n);
+        match Header::read(&buf, &options.limits) {
+            Err(s3crypt_core::Error::Truncated(_)) if n == want => continue,
+            r => return Ok(r?),
+        }
+    }
+}
+
+fn decrypt_range(
+    a: &DecryptArgs,
+    range: &str,
+    mut input: crate::streams::Input,
+    keyring: &dyn s3crypt_core::Keyring,
+    options: &DecryptOptions,
+) -> Result<(), Failure> {
+    let spec = config::parse_range(range)?;
+    let Some(total) = input.len else {
+        return Err(Failure::Usage("--range needs a seekable input file, not a stream".into()));
+    };
+    let parsed = read_header_at_start(&mut input.file, options)?;
+    let rd = RangeDecryptor::new(parsed, keyring, options, total)?;
+    let plan = rd.plan(spec.resolve(rd.layout().plaintext_len()))?;
+    let mut ct = vec![0u8; (plan.ciphertext.end - plan.ciphertext.start) as usize];
+    input
+        .file
+        .seek(SeekFrom::Start(plan.ciphertext.start))
+        .and_then(|_| input.file.read_exact(&mut ct))
+        .map_err(|e| Failure::Io(format!("cannot read {}", input.name), e))?;
+    let mut pt = Vec::with_capacity((plan.plaintext.end - plan.plaintext.start) as usize);
+    rd.decrypt(&plan, &mut ct, &mut pt)?;
+    let mut output = Output::open(&a.io.output, false)?;
+    std::io::Write::write_all(output.writer(), &pt).map_err(|e| match e.kind() {
+        std::io::ErrorKind::BrokenPipe => Failure::BrokenPipe,
+        _ => Failure::Io("cannot write output".into(), e),
+    })?;
+    output.commit()?;
+    if a.io.json {
+        eprintln!(
+            "{}",
+            json!({"operation": "decrypt-range", "plaintext_range": [plan.plaintext.start, plan.plaintext.end],
+                   "ciphertext_range": [plan.ciphertext.start, plan.ciphertext.end], "plaintext_len": rd.layout().plaintext_len()})
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,2 @@
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| s3crypt_core::fuzzing::header_round_trip(data));
