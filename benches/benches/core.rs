@@ -20,40 +20,84 @@ fn raw_aead(c: &mut Criterion) {
     for size in SIZES {
         g.throughput(Throughput::Bytes(size as u64));
         let mut buf = vec![7u8; size];
-        let ring_key = ring::aead::LessSafeKey::new(ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &[1; 32]).unwrap());
+        let ring_key = ring::aead::LessSafeKey::new(
+            ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &[1; 32]).unwrap(),
+        );
         g.bench_with_input(BenchmarkId::new("ring-aes256gcm", size), &size, |b, _| {
             b.iter(|| {
                 let n = ring::aead::Nonce::assume_unique_for_key([0; 12]);
-                let _ = black_box(ring_key.seal_in_place_separate_tag(n, ring::aead::Aad::empty(), &mut buf).unwrap());
+                let _ = black_box(
+                    ring_key
+                        .seal_in_place_separate_tag(n, ring::aead::Aad::empty(), &mut buf)
+                        .unwrap(),
+                );
             })
         });
-        let lc_key = aws_lc_rs::aead::LessSafeKey::new(aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, &[1; 32]).unwrap());
-        g.bench_with_input(BenchmarkId::new("aws-lc-rs-aes256gcm", size), &size, |b, _| {
-            b.iter(|| {
-                let n = aws_lc_rs::aead::Nonce::assume_unique_for_key([0; 12]);
-                let _ = black_box(lc_key.seal_in_place_separate_tag(n, aws_lc_rs::aead::Aad::empty(), &mut buf).unwrap());
-            })
-        });
+        let lc_key = aws_lc_rs::aead::LessSafeKey::new(
+            aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, &[1; 32]).unwrap(),
+        );
+        g.bench_with_input(
+            BenchmarkId::new("aws-lc-rs-aes256gcm", size),
+            &size,
+            |b, _| {
+                b.iter(|| {
+                    let n = aws_lc_rs::aead::Nonce::assume_unique_for_key([0; 12]);
+                    let _ = black_box(
+                        lc_key
+                            .seal_in_place_separate_tag(n, aws_lc_rs::aead::Aad::empty(), &mut buf)
+                            .unwrap(),
+                    );
+                })
+            },
+        );
         {
             use aes_gcm::aead::{AeadInPlace, KeyInit};
             let k = aes_gcm::Aes256Gcm::new(&[1u8; 32].into());
-            g.bench_with_input(BenchmarkId::new("rustcrypto-aes256gcm", size), &size, |b, _| {
-                b.iter(|| black_box(k.encrypt_in_place_detached(&[0u8; 12].into(), b"", &mut buf).unwrap()))
-            });
+            g.bench_with_input(
+                BenchmarkId::new("rustcrypto-aes256gcm", size),
+                &size,
+                |b, _| {
+                    b.iter(|| {
+                        black_box(
+                            k.encrypt_in_place_detached(&[0u8; 12].into(), b"", &mut buf)
+                                .unwrap(),
+                        )
+                    })
+                },
+            );
         }
-        let ring_chacha = ring::aead::LessSafeKey::new(ring::aead::UnboundKey::new(&ring::aead::CHACHA20_POLY1305, &[1; 32]).unwrap());
-        g.bench_with_input(BenchmarkId::new("ring-chacha20poly1305", size), &size, |b, _| {
-            b.iter(|| {
-                let n = ring::aead::Nonce::assume_unique_for_key([0; 12]);
-                let _ = black_box(ring_chacha.seal_in_place_separate_tag(n, ring::aead::Aad::empty(), &mut buf).unwrap());
-            })
-        });
+        let ring_chacha = ring::aead::LessSafeKey::new(
+            ring::aead::UnboundKey::new(&ring::aead::CHACHA20_POLY1305, &[1; 32]).unwrap(),
+        );
+        g.bench_with_input(
+            BenchmarkId::new("ring-chacha20poly1305", size),
+            &size,
+            |b, _| {
+                b.iter(|| {
+                    let n = ring::aead::Nonce::assume_unique_for_key([0; 12]);
+                    let _ = black_box(
+                        ring_chacha
+                            .seal_in_place_separate_tag(n, ring::aead::Aad::empty(), &mut buf)
+                            .unwrap(),
+                    );
+                })
+            },
+        );
         {
             use chacha20poly1305::aead::{AeadInPlace, KeyInit};
             let k = chacha20poly1305::ChaCha20Poly1305::new(&[1u8; 32].into());
-            g.bench_with_input(BenchmarkId::new("rustcrypto-chacha20poly1305", size), &size, |b, _| {
-                b.iter(|| black_box(k.encrypt_in_place_detached(&[0u8; 12].into(), b"", &mut buf).unwrap()))
-            });
+            g.bench_with_input(
+                BenchmarkId::new("rustcrypto-chacha20poly1305", size),
+                &size,
+                |b, _| {
+                    b.iter(|| {
+                        black_box(
+                            k.encrypt_in_place_detached(&[0u8; 12].into(), b"", &mut buf)
+                                .unwrap(),
+                        )
+                    })
+                },
+            );
         }
     }
     g.finish();
@@ -62,22 +106,31 @@ fn raw_aead(c: &mut Criterion) {
 /// One frame sealed and opened by s3crypt (AAD construction, nonce, layout included).
 fn frames(c: &mut Criterion) {
     let mut g = c.benchmark_group("frame");
-    for suite in [Suite::Aes256GcmHkdfSha512Commit, Suite::ChaCha20Poly1305HkdfSha512Commit] {
+    for suite in [
+        Suite::Aes256GcmHkdfSha512Commit,
+        Suite::ChaCha20Poly1305HkdfSha512Commit,
+    ] {
         let (key, _) = MessageKey::for_encryption(suite, &DataKey::from_bytes([3; 32]), [5; 32]);
         for size in SIZES {
             g.throughput(Throughput::Bytes(size as u64));
             let mut frame = vec![1u8; size + REGULAR_OVERHEAD];
-            g.bench_with_input(BenchmarkId::new(format!("seal-{}", suite.name()), size), &size, |b, _| {
-                b.iter(|| key.seal_regular(black_box(1), &mut frame))
-            });
+            g.bench_with_input(
+                BenchmarkId::new(format!("seal-{}", suite.name()), size),
+                &size,
+                |b, _| b.iter(|| key.seal_regular(black_box(1), &mut frame)),
+            );
             key.seal_regular(1, &mut frame);
             let sealed = frame.clone();
-            g.bench_with_input(BenchmarkId::new(format!("open-{}", suite.name()), size), &size, |b, _| {
-                b.iter(|| {
-                    frame[REGULAR_PREFIX..].copy_from_slice(&sealed[REGULAR_PREFIX..]);
-                    key.open_regular(1, &mut frame).unwrap();
-                })
-            });
+            g.bench_with_input(
+                BenchmarkId::new(format!("open-{}", suite.name()), size),
+                &size,
+                |b, _| {
+                    b.iter(|| {
+                        frame[REGULAR_PREFIX..].copy_from_slice(&sealed[REGULAR_PREFIX..]);
+                        key.open_regular(1, &mut frame).unwrap();
+                    })
+                },
+            );
         }
     }
     g.finish();
@@ -97,27 +150,47 @@ fn streams(c: &mut Criterion) {
             b.iter(|| {
                 out.clear();
                 let enc = Encryptor::new(&keyring, &opts).unwrap();
-                pipeline::encrypt(enc, &pt[..], &mut out, &PipelineOptions::default(), |_| {}).unwrap();
+                pipeline::encrypt(enc, &pt[..], &mut out, &PipelineOptions::default(), |_| {})
+                    .unwrap();
             })
         });
         let mut ct = Vec::new();
-        pipeline::encrypt(Encryptor::new(&keyring, &opts).unwrap(), &pt[..], &mut ct, &PipelineOptions::default(), |_| {}).unwrap();
+        pipeline::encrypt(
+            Encryptor::new(&keyring, &opts).unwrap(),
+            &pt[..],
+            &mut ct,
+            &PipelineOptions::default(),
+            |_| {},
+        )
+        .unwrap();
         g.bench_with_input(BenchmarkId::new("decrypt-pipeline", size), &size, |b, _| {
             let mut out = Vec::with_capacity(size);
             b.iter(|| {
                 out.clear();
-                pipeline::decrypt(&keyring, &DecryptOptions::default(), &ct[..], &mut out, &PipelineOptions::default(), |_| {}).unwrap();
+                pipeline::decrypt(
+                    &keyring,
+                    &DecryptOptions::default(),
+                    &ct[..],
+                    &mut out,
+                    &PipelineOptions::default(),
+                    |_| {},
+                )
+                .unwrap();
             })
         });
-        g.bench_with_input(BenchmarkId::new("encrypt-push-1core", size), &size, |b, _| {
-            let mut out = Vec::with_capacity(size + size / 1000 + 4096);
-            b.iter(|| {
-                out.clear();
-                let mut enc = Encryptor::new(&keyring, &opts).unwrap();
-                enc.update(&pt, &mut out).unwrap();
-                enc.finish(&mut out).unwrap();
-            })
-        });
+        g.bench_with_input(
+            BenchmarkId::new("encrypt-push-1core", size),
+            &size,
+            |b, _| {
+                let mut out = Vec::with_capacity(size + size / 1000 + 4096);
+                b.iter(|| {
+                    out.clear();
+                    let mut enc = Encryptor::new(&keyring, &opts).unwrap();
+                    enc.update(&pt, &mut out).unwrap();
+                    enc.finish(&mut out).unwrap();
+                })
+            },
+        );
     }
     g.finish();
 }

@@ -38,8 +38,10 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "The keyring file is created with mode 0600. Keep it private and backed up:\n\
-without it nothing encrypted with it can be decrypted.")]
+#[command(
+    after_help = "The keyring file is created with mode 0600. Keep it private and backed up:\n\
+without it nothing encrypted with it can be decrypted."
+)]
 pub struct KeygenArgs {
     /// Keyring file to create (or to add a key to, with --rotate).
     #[arg(short = 'o', long = "output", value_name = "KEYRING")]

@@ -46,21 +46,35 @@ fn expand_home(p: &Path) -> PathBuf {
 /// Loads the config file; a missing default file is an empty config, an explicit
 /// `S3CRYPT_CONFIG` that is missing or any invalid file is an error.
 pub fn load_config() -> Result<ConfigFile, Failure> {
-    let Some(path) = config_path() else { return Ok(ConfigFile::default()) };
+    let Some(path) = config_path() else {
+        return Ok(ConfigFile::default());
+    };
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && std::env::var_os("S3CRYPT_CONFIG").is_none() => {
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && std::env::var_os("S3CRYPT_CONFIG").is_none() =>
+        {
             return Ok(ConfigFile::default())
         }
-        Err(e) => return Err(Failure::Usage(format!("cannot read config file {}: {e}", path.display()))),
+        Err(e) => {
+            return Err(Failure::Usage(format!(
+                "cannot read config file {}: {e}",
+                path.display()
+            )))
+        }
     };
-    let mut cfg: ConfigFile =
-        toml::from_str(&text).map_err(|e| Failure::Usage(format!("config file {}: {e}", path.display())))?;
+    let mut cfg: ConfigFile = toml::from_str(&text)
+        .map_err(|e| Failure::Usage(format!("config file {}: {e}", path.display())))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     for k in &mut cfg.keyrings {
         let expanded = expand_home(k);
         // Relative keyring paths in the config file are relative to the file.
-        *k = if expanded.is_relative() { dir.join(expanded) } else { expanded };
+        *k = if expanded.is_relative() {
+            dir.join(expanded)
+        } else {
+            expanded
+        };
     }
     Ok(cfg)
 }
@@ -71,7 +85,9 @@ pub fn keyring_paths(flags: &[PathBuf], cfg: &ConfigFile) -> Result<Vec<PathBuf>
         return Ok(flags.to_vec());
     }
     if let Some(v) = std::env::var_os("S3CRYPT_KEYRING") {
-        let paths: Vec<PathBuf> = std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()).collect();
+        let paths: Vec<PathBuf> = std::env::split_paths(&v)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
         if !paths.is_empty() {
             return Ok(paths);
         }
@@ -113,15 +129,22 @@ pub fn parse_size(s: &str) -> Result<u64, Failure> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| Failure::Usage(format!("invalid size {s:?}")))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| Failure::Usage(format!("invalid size {s:?}")))?;
     let mult = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kib" | "kb" => 1 << 10,
         "m" | "mib" | "mb" => 1 << 20,
         "g" | "gib" | "gb" => 1 << 30,
-        _ => return Err(Failure::Usage(format!("invalid size unit in {s:?} (use K, KiB, M, MiB, G, GiB)"))),
+        _ => {
+            return Err(Failure::Usage(format!(
+                "invalid size unit in {s:?} (use K, KiB, M, MiB, G, GiB)"
+            )))
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| Failure::Usage(format!("size {s:?} is too large")))
+    n.checked_mul(mult)
+        .ok_or_else(|| Failure::Usage(format!("size {s:?} is too large")))
 }
 
 /// Parses an HTTP-style byte range against nothing yet: returns (start, end_exclusive) or a
@@ -135,7 +158,11 @@ pub enum ByteRange {
 
 pub fn parse_range(s: &str) -> Result<ByteRange, Failure> {
     let t = s.trim().trim_start_matches("bytes=");
-    let bad = || Failure::Usage(format!("invalid range {s:?}: use START-END, START- or -SUFFIXLEN"));
+    let bad = || {
+        Failure::Usage(format!(
+            "invalid range {s:?}: use START-END, START- or -SUFFIXLEN"
+        ))
+    };
     let (a, b) = t.split_once('-').ok_or_else(bad)?;
     let num = |x: &str| x.trim().parse::<u64>().map_err(|_| bad());
     match (a.trim().is_empty(), b.trim().is_empty()) {
@@ -159,7 +186,9 @@ impl ByteRange {
         match *self {
             ByteRange::From(a, Some(b)) => a..b.saturating_add(1),
             ByteRange::From(a, None) => a..u64::MAX,
-            ByteRange::Suffix(n) => len.saturating_sub(n)..if n == 0 { len.saturating_sub(n) } else { len },
+            ByteRange::Suffix(n) => {
+                len.saturating_sub(n)..if n == 0 { len.saturating_sub(n) } else { len }
+            }
         }
     }
 }
@@ -180,9 +209,18 @@ mod tests {
     #[test]
     fn ranges() {
         assert_eq!(parse_range("0-9").ok().map(|r| r.resolve(100)), Some(0..10));
-        assert_eq!(parse_range("bytes=90-").ok().map(|r| r.resolve(100)), Some(90..u64::MAX));
-        assert_eq!(parse_range("-10").ok().map(|r| r.resolve(100)), Some(90..100));
-        assert_eq!(parse_range("-1000").ok().map(|r| r.resolve(100)), Some(0..100));
+        assert_eq!(
+            parse_range("bytes=90-").ok().map(|r| r.resolve(100)),
+            Some(90..u64::MAX)
+        );
+        assert_eq!(
+            parse_range("-10").ok().map(|r| r.resolve(100)),
+            Some(90..100)
+        );
+        assert_eq!(
+            parse_range("-1000").ok().map(|r| r.resolve(100)),
+            Some(0..100)
+        );
         assert!(parse_range("9-1").is_err());
         assert!(parse_range("-").is_err());
     }

@@ -29,7 +29,10 @@ impl From<Error> for Failure {
 
 pub fn code_of(e: &Error) -> u8 {
     match e {
-        Error::Truncated(_) | Error::Malformed(_) | Error::Unsupported(_) | Error::LimitExceeded(_) => 4,
+        Error::Truncated(_)
+        | Error::Malformed(_)
+        | Error::Unsupported(_)
+        | Error::LimitExceeded(_) => 4,
         Error::Authentication => 5,
         Error::NoDecryptableKey(_) => 6,
         Error::ContextMismatch(_) => 7,

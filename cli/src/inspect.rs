@@ -34,7 +34,10 @@ fn read_header(r: &mut impl Read) -> Result<ParsedHeader, Failure> {
         buf.truncate(start + n);
         // Inspect reads any frame length or EDK count the format allows: it allocates nothing
         // per frame.
-        let limits = ReadLimits { max_frame_length: u32::MAX, max_encrypted_data_keys: u16::MAX };
+        let limits = ReadLimits {
+            max_frame_length: u32::MAX,
+            max_encrypted_data_keys: u16::MAX,
+        };
         match Header::read(&buf, &limits) {
             Err(s3crypt_core::Error::Truncated(_)) if n == want => continue,
             r => return Ok(r?),
@@ -47,7 +50,9 @@ pub fn run(a: InspectArgs) -> Result<(), Failure> {
     let parsed = read_header(&mut input.file)?;
     let h = &parsed.header;
     let layout = match input.len {
-        Some(total) if !h.suite.is_signed() => MessageLayout::new(parsed.len() as u64, h.frame_length, total).ok(),
+        Some(total) if !h.suite.is_signed() => {
+            MessageLayout::new(parsed.len() as u64, h.frame_length, total).ok()
+        }
         _ => None,
     };
     let edks: Vec<_> = h
@@ -64,7 +69,11 @@ pub fn run(a: InspectArgs) -> Result<(), Failure> {
             json!({"provider_id": e.provider_id, "key_name": key, "kind": kind, "ciphertext_bytes": e.ciphertext.len()})
         })
         .collect();
-    let ctx: serde_json::Map<_, _> = h.context.iter().map(|(k, v)| (k.to_owned(), json!(v))).collect();
+    let ctx: serde_json::Map<_, _> = h
+        .context
+        .iter()
+        .map(|(k, v)| (k.to_owned(), json!(v)))
+        .collect();
     if a.json {
         let mut v = json!({
             "format": "aws-encryption-sdk-message", "version": 2, "content_type": "framed",
@@ -81,14 +90,26 @@ pub fn run(a: InspectArgs) -> Result<(), Failure> {
         return Ok(());
     }
     println!("format:         AWS Encryption SDK message, version 2, framed");
-    let readable = if h.suite.is_esdk_standard() { "readable by every AWS Encryption SDK" } else { "s3crypt extension: other ESDKs cannot read it" };
-    println!("suite:          0x{:04X} {} ({readable})", h.suite.id(), h.suite.esdk_name());
+    let readable = if h.suite.is_esdk_standard() {
+        "readable by every AWS Encryption SDK"
+    } else {
+        "s3crypt extension: other ESDKs cannot read it"
+    };
+    println!(
+        "suite:          0x{:04X} {} ({readable})",
+        h.suite.id(),
+        h.suite.esdk_name()
+    );
     println!("message id:     {}", hex(&h.message_id));
     println!("frame length:   {} bytes", h.frame_length);
     println!("header length:  {} bytes", parsed.len());
     if let Some(l) = layout {
         let frames = l.regular_frames + 1;
-        println!("plaintext:      {} bytes in {frames} frame{}", l.plaintext_len(), if frames == 1 { "" } else { "s" });
+        println!(
+            "plaintext:      {} bytes in {frames} frame{}",
+            l.plaintext_len(),
+            if frames == 1 { "" } else { "s" }
+        );
     }
     if h.context.is_empty() {
         println!("encryption context: (empty)");

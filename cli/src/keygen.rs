@@ -24,11 +24,20 @@ fn read_import(path: &std::path::Path) -> Result<WrappingKey, Failure> {
         return Ok(WrappingKey::from_slice(&bytes)?);
     }
     let text = std::str::from_utf8(&bytes).map(str::trim).unwrap_or("");
-    let decoded: Option<Zeroizing<Vec<u8>>> = if text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit()) {
-        Some(Zeroizing::new((0..64).step_by(2).filter_map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok()).collect()))
-    } else {
-        base64::engine::general_purpose::STANDARD.decode(text).ok().map(Zeroizing::new)
-    };
+    let decoded: Option<Zeroizing<Vec<u8>>> =
+        if text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit()) {
+            Some(Zeroizing::new(
+                (0..64)
+                    .step_by(2)
+                    .filter_map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+                    .collect(),
+            ))
+        } else {
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .ok()
+                .map(Zeroizing::new)
+        };
     match decoded {
         Some(k) if k.len() == 32 => Ok(WrappingKey::from_slice(&k)?),
         _ => Err(Failure::Usage(format!(
@@ -44,12 +53,21 @@ pub fn run(a: KeygenArgs) -> Result<(), Failure> {
         None => WrappingKey::generate(),
     };
     let name = a.name.clone().unwrap_or_else(generated_key_name);
-    let nk = NamedKey { namespace: a.namespace.clone(), name: name.clone(), key };
+    let nk = NamedKey {
+        namespace: a.namespace.clone(),
+        name: name.clone(),
+        key,
+    };
     if a.rotate {
         let mut kf = KeyringFile::load(&a.output)?;
         kf.rotate(nk)?;
         kf.replace(&a.output)?;
-        eprintln!("s3crypt: {}: new primary key {}/{}; older keys kept for decryption", a.output.display(), a.namespace, name);
+        eprintln!(
+            "s3crypt: {}: new primary key {}/{}; older keys kept for decryption",
+            a.output.display(),
+            a.namespace,
+            name
+        );
     } else {
         if a.output.exists() {
             return Err(Failure::Usage(format!(
@@ -58,7 +76,12 @@ pub fn run(a: KeygenArgs) -> Result<(), Failure> {
             )));
         }
         KeyringFile::new(nk)?.create(&a.output)?;
-        eprintln!("s3crypt: created keyring {} with key {}/{} (mode 0600; back it up)", a.output.display(), a.namespace, name);
+        eprintln!(
+            "s3crypt: created keyring {} with key {}/{} (mode 0600; back it up)",
+            a.output.display(),
+            a.namespace,
+            name
+        );
     }
     Ok(())
 }

@@ -24,18 +24,35 @@ fn is_stdio(p: &Option<PathBuf>) -> bool {
 /// reads are not buffered twice.
 pub fn open_input(path: &Option<PathBuf>) -> Result<Input, Failure> {
     if is_stdio(path) {
-        let fd = std::io::stdin().as_fd().try_clone_to_owned().map_err(|e| Failure::Io("cannot use stdin".into(), e))?;
+        let fd = std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| Failure::Io("cannot use stdin".into(), e))?;
         let file = File::from(fd);
-        let len = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
-        return Ok(Input { file, len, name: "stdin".into() });
+        let len = file
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len());
+        return Ok(Input {
+            file,
+            len,
+            name: "stdin".into(),
+        });
     }
     let p = path.as_deref().unwrap_or(Path::new("-"));
     let file = File::open(p).map_err(|e| Failure::Io(format!("cannot open {}", p.display()), e))?;
-    let meta = file.metadata().map_err(|e| Failure::Io(format!("cannot read {}", p.display()), e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| Failure::Io(format!("cannot read {}", p.display()), e))?;
     if meta.is_dir() {
         return Err(Failure::Usage(format!("{} is a directory", p.display())));
     }
-    Ok(Input { file, len: meta.is_file().then_some(meta.len()), name: p.display().to_string() })
+    Ok(Input {
+        file,
+        len: meta.is_file().then_some(meta.len()),
+        name: p.display().to_string(),
+    })
 }
 
 /// Where output goes. A regular-file target is written under a temporary name in the same
@@ -44,7 +61,10 @@ pub fn open_input(path: &Option<PathBuf>) -> Result<Input, Failure> {
 pub enum Output {
     Stdout(File),
     Direct(File),
-    Atomic { tmp: tempfile::NamedTempFile, target: PathBuf },
+    Atomic {
+        tmp: tempfile::NamedTempFile,
+        target: PathBuf,
+    },
 }
 
 impl Output {
@@ -56,14 +76,20 @@ impl Output {
                     "refusing to write binary ciphertext to a terminal; use -o FILE or redirect stdout".into(),
                 ));
             }
-            let fd = std::io::stdout().as_fd().try_clone_to_owned().map_err(|e| Failure::Io("cannot use stdout".into(), e))?;
+            let fd = std::io::stdout()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| Failure::Io("cannot use stdout".into(), e))?;
             return Ok(Output::Stdout(File::from(fd)));
         }
         let target = path.clone().unwrap_or_default();
         // Devices, pipes and other special files are written directly (e.g. /dev/null).
         if let Ok(meta) = std::fs::metadata(&target) {
             if meta.is_dir() {
-                return Err(Failure::Usage(format!("{} is a directory", target.display())));
+                return Err(Failure::Usage(format!(
+                    "{} is a directory",
+                    target.display()
+                )));
             }
             if !meta.is_file() {
                 let f = std::fs::OpenOptions::new()
@@ -81,7 +107,12 @@ impl Output {
             .prefix(".s3crypt-")
             .suffix(".partial")
             .tempfile_in(&dir)
-            .map_err(|e| Failure::Io(format!("cannot create a temporary file in {}", dir.display()), e))?;
+            .map_err(|e| {
+                Failure::Io(
+                    format!("cannot create a temporary file in {}", dir.display()),
+                    e,
+                )
+            })?;
         Ok(Output::Atomic { tmp, target })
     }
 
@@ -95,11 +126,19 @@ impl Output {
     /// Makes the output visible under its name (fsync, then rename).
     pub fn commit(self) -> Result<(), Failure> {
         match self {
-            Output::Stdout(mut f) | Output::Direct(mut f) => f.flush().map_err(|e| Failure::Io("cannot write output".into(), e)),
+            Output::Stdout(mut f) | Output::Direct(mut f) => f
+                .flush()
+                .map_err(|e| Failure::Io("cannot write output".into(), e)),
             Output::Atomic { tmp, target } => {
-                tmp.as_file().sync_all().map_err(|e| Failure::Io(format!("cannot write {}", target.display()), e))?;
-                tmp.persist(&target)
-                    .map_err(|e| Failure::Io(format!("cannot rename output into place at {}", target.display()), e.error))?;
+                tmp.as_file()
+                    .sync_all()
+                    .map_err(|e| Failure::Io(format!("cannot write {}", target.display()), e))?;
+                tmp.persist(&target).map_err(|e| {
+                    Failure::Io(
+                        format!("cannot rename output into place at {}", target.display()),
+                        e.error,
+                    )
+                })?;
                 Ok(())
             }
         }
@@ -113,11 +152,14 @@ pub fn progress(len: Option<u64>, quiet: bool) -> ProgressBar {
     }
     let bar = match len {
         Some(n) => ProgressBar::new(n).with_style(
-            ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         ),
         None => ProgressBar::new_spinner().with_style(
-            ProgressStyle::with_template("{spinner} {bytes} {binary_bytes_per_sec}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            ProgressStyle::with_template("{spinner} {bytes} {binary_bytes_per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         ),
     };
     bar.set_draw_target(ProgressDrawTarget::stderr_with_hz(8));

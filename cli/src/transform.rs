@@ -35,10 +35,15 @@ pub fn encrypt(a: EncryptArgs) -> Result<(), Failure> {
         None => Suite::DEFAULT,
     };
     let frame_length = match a.frame_size.as_deref().or(cfg.frame_size.as_deref()) {
-        Some(s) => u32::try_from(parse_size(s)?).map_err(|_| Failure::Usage(format!("frame size {s} is too large")))?,
+        Some(s) => u32::try_from(parse_size(s)?)
+            .map_err(|_| Failure::Usage(format!("frame size {s} is too large")))?,
         None => s3crypt_core::DEFAULT_FRAME_LENGTH,
     };
-    let options = EncryptOptions { suite, frame_length, context: config::parse_context(&a.context)? };
+    let options = EncryptOptions {
+        suite,
+        frame_length,
+        context: config::parse_context(&a.context)?,
+    };
     options.validate()?;
     let popts = pipeline_options(&a.io)?;
     let input = open_input(&a.io.input)?;
@@ -62,7 +67,10 @@ pub fn encrypt(a: EncryptArgs) -> Result<(), Failure> {
 }
 
 fn decrypt_options(a: &DecryptArgs) -> Result<DecryptOptions, Failure> {
-    let mut o = DecryptOptions { required_context: config::parse_context(&a.context)?, ..Default::default() };
+    let mut o = DecryptOptions {
+        required_context: config::parse_context(&a.context)?,
+        ..Default::default()
+    };
     if let Some(s) = &a.max_frame_size {
         o.limits.max_frame_length = u32::try_from(parse_size(s)?).unwrap_or(u32::MAX);
     }
@@ -80,7 +88,14 @@ pub fn decrypt(a: DecryptArgs) -> Result<(), Failure> {
     }
     let mut output = Output::open(&a.io.output, false)?;
     let bar = progress(input.len, a.io.quiet);
-    let summary = pipeline::decrypt(&keyring, &options, &input.file, output.writer(), &popts, |n| bar.inc(n))?;
+    let summary = pipeline::decrypt(
+        &keyring,
+        &options,
+        &input.file,
+        output.writer(),
+        &popts,
+        |n| bar.inc(n),
+    )?;
     output.commit()?;
     bar.finish_and_clear();
     if a.io.json {
@@ -98,7 +113,10 @@ pub fn decrypt(a: DecryptArgs) -> Result<(), Failure> {
 }
 
 /// Reads the header of a seekable message file.
-pub fn read_header_at_start(file: &mut std::fs::File, options: &DecryptOptions) -> Result<ParsedHeader, Failure> {
+pub fn read_header_at_start(
+    file: &mut std::fs::File,
+    options: &DecryptOptions,
+) -> Result<ParsedHeader, Failure> {
     let mut buf = Vec::new();
     loop {
         let want = buf.len().max(4096);
@@ -130,7 +148,9 @@ fn decrypt_range(
 ) -> Result<(), Failure> {
     let spec = config::parse_range(range)?;
     let Some(total) = input.len else {
-        return Err(Failure::Usage("--range needs a seekable input file, not a stream".into()));
+        return Err(Failure::Usage(
+            "--range needs a seekable input file, not a stream".into(),
+        ));
     };
     let parsed = read_header_at_start(&mut input.file, options)?;
     let rd = RangeDecryptor::new(parsed, keyring, options, total)?;

@@ -8,14 +8,19 @@ use std::process::{Command, Output, Stdio};
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_s3crypt"));
-    c.env_remove("S3CRYPT_KEYRING").env_remove("S3CRYPT_CONFIG").env("XDG_CONFIG_HOME", "/nonexistent");
+    c.env_remove("S3CRYPT_KEYRING")
+        .env_remove("S3CRYPT_CONFIG")
+        .env("XDG_CONFIG_HOME", "/nonexistent");
     c.env("HOME", "/nonexistent");
     c
 }
 
 fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut c = bin();
-    c.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
     let mut si = child.stdin.take().unwrap();
     if let Some(data) = stdin {
@@ -35,7 +40,9 @@ struct Env {
 
 impl Env {
     fn new() -> Self {
-        let e = Self { dir: tempfile::tempdir().unwrap() };
+        let e = Self {
+            dir: tempfile::tempdir().unwrap(),
+        };
         let o = run(&["keygen", "-o", e.p("k1").to_str().unwrap()], None);
         assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
         e
@@ -57,12 +64,39 @@ fn file_round_trip_with_context_and_json() {
     let e = Env::new();
     let pt = pattern(300_000);
     std::fs::write(e.p("plain"), &pt).unwrap();
-    let o = run(&["encrypt", "-k", &e.s("k1"), "-c", "purpose=test", "--frame-size", "4KiB", "-o", &e.s("ct"), &e.s("plain"), "--json"], None);
+    let o = run(
+        &[
+            "encrypt",
+            "-k",
+            &e.s("k1"),
+            "-c",
+            "purpose=test",
+            "--frame-size",
+            "4KiB",
+            "-o",
+            &e.s("ct"),
+            &e.s("plain"),
+            "--json",
+        ],
+        None,
+    );
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&o.stderr).unwrap();
     assert_eq!(summary["plaintext_bytes"], 300_000);
     assert_eq!(summary["frame_length"], 4096);
-    let o = run(&["decrypt", "-k", &e.s("k1"), "-c", "purpose=test", "-o", &e.s("back"), &e.s("ct")], None);
+    let o = run(
+        &[
+            "decrypt",
+            "-k",
+            &e.s("k1"),
+            "-c",
+            "purpose=test",
+            "-o",
+            &e.s("back"),
+            &e.s("ct"),
+        ],
+        None,
+    );
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(std::fs::read(e.p("back")).unwrap(), pt);
     let o = run(&["inspect", "--json", &e.s("ct")], None);
@@ -71,17 +105,31 @@ fn file_round_trip_with_context_and_json() {
     assert_eq!(v["encryption_context"]["purpose"], "test");
     assert_eq!(v["plaintext_bytes"], 300_000);
     assert_eq!(v["encrypted_data_keys"][0]["kind"], "raw-aes");
-    let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&run(&["inspect", &e.s("ct")], None).stdout);
+    let text = String::from_utf8_lossy(&o.stdout).to_string()
+        + &String::from_utf8_lossy(&run(&["inspect", &e.s("ct")], None).stdout);
     let keyring = std::fs::read_to_string(e.p("k1")).unwrap();
-    let secret = keyring.lines().last().unwrap().split_whitespace().last().unwrap();
-    assert!(!text.contains(secret), "inspect must never print key material");
+    let secret = keyring
+        .lines()
+        .last()
+        .unwrap()
+        .split_whitespace()
+        .last()
+        .unwrap();
+    assert!(
+        !text.contains(secret),
+        "inspect must never print key material"
+    );
 }
 
 #[test]
 fn stdin_to_stdout_for_every_suite() {
     let e = Env::new();
     let pt = pattern(200_001);
-    for suite in ["aes256gcm-commit", "aes256gcm-commit-p384", "chacha20poly1305-commit"] {
+    for suite in [
+        "aes256gcm-commit",
+        "aes256gcm-commit-p384",
+        "chacha20poly1305-commit",
+    ] {
         let o = run(&["encrypt", "-k", &e.s("k1"), "--suite", suite], Some(&pt));
         assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
         let o = run(&["decrypt", "-k", &e.s("k1"), "-"], Some(&o.stdout));
@@ -96,7 +144,21 @@ fn exit_codes_and_no_partial_output() {
     run(&["keygen", "-o", &e.s("k2")], None);
     let pt = pattern(100_000);
     std::fs::write(e.p("plain"), &pt).unwrap();
-    let o = run(&["encrypt", "-k", &e.s("k1"), "-c", "a=b", "--frame-size", "1024", "-o", &e.s("ct"), &e.s("plain")], None);
+    let o = run(
+        &[
+            "encrypt",
+            "-k",
+            &e.s("k1"),
+            "-c",
+            "a=b",
+            "--frame-size",
+            "1024",
+            "-o",
+            &e.s("ct"),
+            &e.s("plain"),
+        ],
+        None,
+    );
     assert_eq!(code(&o), 0);
     let ct = std::fs::read(e.p("ct")).unwrap();
     let out = e.s("out");
@@ -126,10 +188,16 @@ fn exit_codes_and_no_partial_output() {
         let (c, err) = decrypt(&e.s(file), &extra);
         assert_eq!(c, want, "{file} {extra:?}: {err}");
         assert!(err.starts_with("s3crypt: error: "), "{err}");
-        assert!(!Path::new(&out).exists(), "{file}: partial output left under the target name");
+        assert!(
+            !Path::new(&out).exists(),
+            "{file}: partial output left under the target name"
+        );
     }
     // Nothing but the inputs and keyrings in the directory: temporary files were removed.
-    let mut names: Vec<_> = std::fs::read_dir(e.dir.path()).unwrap().map(|d| d.unwrap().file_name().into_string().unwrap()).collect();
+    let mut names: Vec<_> = std::fs::read_dir(e.dir.path())
+        .unwrap()
+        .map(|d| d.unwrap().file_name().into_string().unwrap())
+        .collect();
     names.sort();
     assert_eq!(names, ["ct", "flipped", "k1", "k2", "plain", "truncated"]);
     // A tampered message to stdout: only authenticated frames come out, and the exit code says so.
@@ -143,25 +211,69 @@ fn exit_codes_and_no_partial_output() {
 fn keyring_permissions_import_and_rotation() {
     use std::os::unix::fs::PermissionsExt;
     let e = Env::new();
-    assert_eq!(std::fs::metadata(e.p("k1")).unwrap().permissions().mode() & 0o777, 0o600);
-    assert_eq!(code(&run(&["keygen", "-o", &e.s("k1")], None)), 2, "no silent overwrite");
+    assert_eq!(
+        std::fs::metadata(e.p("k1")).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        code(&run(&["keygen", "-o", &e.s("k1")], None)),
+        2,
+        "no silent overwrite"
+    );
     // Import a raw 32-byte key under a chosen namespace/name; hex and base64 work too.
     std::fs::write(e.p("raw"), [0x11u8; 32]).unwrap();
-    let o = run(&["keygen", "-o", &e.s("imp"), "--namespace", "s3crypt-test", "--name", "key-1", "--import", &e.s("raw")], None);
+    let o = run(
+        &[
+            "keygen",
+            "-o",
+            &e.s("imp"),
+            "--namespace",
+            "s3crypt-test",
+            "--name",
+            "key-1",
+            "--import",
+            &e.s("raw"),
+        ],
+        None,
+    );
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
     std::fs::write(e.p("hex"), "11".repeat(32) + "\n").unwrap();
-    assert_eq!(code(&run(&["keygen", "-o", &e.s("imp2"), "--import", &e.s("hex")], None)), 0);
+    assert_eq!(
+        code(&run(
+            &["keygen", "-o", &e.s("imp2"), "--import", &e.s("hex")],
+            None
+        )),
+        0
+    );
     std::fs::write(e.p("short"), [1u8; 31]).unwrap();
-    assert_eq!(code(&run(&["keygen", "-o", &e.s("imp3"), "--import", &e.s("short")], None)), 2);
+    assert_eq!(
+        code(&run(
+            &["keygen", "-o", &e.s("imp3"), "--import", &e.s("short")],
+            None
+        )),
+        2
+    );
     // Rotation: old messages stay readable, new ones use the new primary.
     let old = run(&["encrypt", "-k", &e.s("k1")], Some(b"old"));
-    assert_eq!(code(&run(&["keygen", "-o", &e.s("k1"), "--rotate", "--name", "second"], None)), 0);
-    assert_eq!(std::fs::metadata(e.p("k1")).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        code(&run(
+            &["keygen", "-o", &e.s("k1"), "--rotate", "--name", "second"],
+            None
+        )),
+        0
+    );
+    assert_eq!(
+        std::fs::metadata(e.p("k1")).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let new = run(&["encrypt", "-k", &e.s("k1")], Some(b"new"));
     let o = run(&["inspect", "--json"], Some(&new.stdout));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["encrypted_data_keys"][0]["key_name"], "second");
-    assert_eq!(run(&["decrypt", "-k", &e.s("k1")], Some(&old.stdout)).stdout, b"old");
+    assert_eq!(
+        run(&["decrypt", "-k", &e.s("k1")], Some(&old.stdout)).stdout,
+        b"old"
+    );
     // Over-permissive keyrings are refused.
     std::fs::set_permissions(e.p("k1"), std::fs::Permissions::from_mode(0o644)).unwrap();
     let o = run(&["decrypt", "-k", &e.s("k1")], Some(&new.stdout));
@@ -172,11 +284,23 @@ fn keyring_permissions_import_and_rotation() {
 #[test]
 fn default_keyring_from_environment_and_config() {
     let e = Env::new();
-    let ct = bin().args(["encrypt"]).env("S3CRYPT_KEYRING", e.p("k1")).stdin(Stdio::null()).output().unwrap();
-    assert!(ct.status.success(), "{}", String::from_utf8_lossy(&ct.stderr));
+    let ct = bin()
+        .args(["encrypt"])
+        .env("S3CRYPT_KEYRING", e.p("k1"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        ct.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ct.stderr)
+    );
     std::fs::write(e.p("config.toml"), "keyrings = [\"k1\"]\n").unwrap();
     let mut c = bin();
-    c.env("S3CRYPT_CONFIG", e.p("config.toml")).args(["decrypt"]).stdin(Stdio::piped()).stdout(Stdio::piped());
+    c.env("S3CRYPT_CONFIG", e.p("config.toml"))
+        .args(["decrypt"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
     let mut child = c.spawn().unwrap();
     child.stdin.take().unwrap().write_all(&ct.stdout).unwrap();
     let o = child.wait_with_output().unwrap();
@@ -189,13 +313,45 @@ fn ranges_on_files() {
     let e = Env::new();
     let pt = pattern(50_000);
     std::fs::write(e.p("plain"), &pt).unwrap();
-    run(&["encrypt", "-k", &e.s("k1"), "--frame-size", "1024", "-o", &e.s("ct"), &e.s("plain")], None);
-    for (spec, want) in [("0-0", &pt[0..1]), ("1000-2999", &pt[1000..3000]), ("49990-", &pt[49990..]), ("-5", &pt[49995..]), ("49000-999999", &pt[49000..])] {
-        let o = run(&["decrypt", "-k", &e.s("k1"), "--range", spec, &e.s("ct")], None);
-        assert_eq!(code(&o), 0, "{spec}: {}", String::from_utf8_lossy(&o.stderr));
+    run(
+        &[
+            "encrypt",
+            "-k",
+            &e.s("k1"),
+            "--frame-size",
+            "1024",
+            "-o",
+            &e.s("ct"),
+            &e.s("plain"),
+        ],
+        None,
+    );
+    for (spec, want) in [
+        ("0-0", &pt[0..1]),
+        ("1000-2999", &pt[1000..3000]),
+        ("49990-", &pt[49990..]),
+        ("-5", &pt[49995..]),
+        ("49000-999999", &pt[49000..]),
+    ] {
+        let o = run(
+            &["decrypt", "-k", &e.s("k1"), "--range", spec, &e.s("ct")],
+            None,
+        );
+        assert_eq!(
+            code(&o),
+            0,
+            "{spec}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         assert!(o.stdout == want, "{spec}");
     }
-    assert_eq!(code(&run(&["decrypt", "-k", &e.s("k1"), "--range", "50000-", &e.s("ct")], None)), 9);
+    assert_eq!(
+        code(&run(
+            &["decrypt", "-k", &e.s("k1"), "--range", "50000-", &e.s("ct")],
+            None
+        )),
+        9
+    );
 }
 
 #[test]
@@ -204,15 +360,41 @@ fn decrypts_a_python_sdk_vector() {
     let e = Env::new();
     let raw = hex_key("1760447bc759e120cc439d4e3cf255ecf84091b381ee742894abe5b39a844752");
     std::fs::write(e.p("raw"), raw).unwrap();
-    run(&["keygen", "-o", &e.s("py"), "--namespace", "s3crypt-test", "--name", "key-1", "--import", &e.s("raw")], None);
+    run(
+        &[
+            "keygen",
+            "-o",
+            &e.s("py"),
+            "--namespace",
+            "s3crypt-test",
+            "--name",
+            "key-1",
+            "--import",
+            &e.s("raw"),
+        ],
+        None,
+    );
     let v = root.join("test-vectors/positive/p-0578-f4096-n12305-ctx.bin");
-    let o = run(&["decrypt", "-k", &e.s("py"), "-c", "purpose=test", v.to_str().unwrap()], None);
+    let o = run(
+        &[
+            "decrypt",
+            "-k",
+            &e.s("py"),
+            "-c",
+            "purpose=test",
+            v.to_str().unwrap(),
+        ],
+        None,
+    );
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
     assert!(o.stdout == pattern(12305));
 }
 
 fn hex_key(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 #[test]
@@ -220,7 +402,19 @@ fn refuses_ciphertext_to_a_terminal_only() {
     // stdout is a pipe here: encryption to stdout works (the terminal refusal is covered by the
     // message in --help); usage errors exit 2.
     let e = Env::new();
-    assert_eq!(code(&run(&["encrypt", "-k", &e.s("k1"), "--frame-size", "100"], Some(b"x"))), 2);
-    assert_eq!(code(&run(&["encrypt", "-k", &e.s("k1"), "--suite", "rot13"], Some(b"x"))), 2);
+    assert_eq!(
+        code(&run(
+            &["encrypt", "-k", &e.s("k1"), "--frame-size", "100"],
+            Some(b"x")
+        )),
+        2
+    );
+    assert_eq!(
+        code(&run(
+            &["encrypt", "-k", &e.s("k1"), "--suite", "rot13"],
+            Some(b"x")
+        )),
+        2
+    );
     assert_eq!(code(&run(&["frobnicate"], None)), 2);
 }

@@ -19,7 +19,10 @@ pub fn keyring() -> Arc<dyn Keyring> {
 
 fn limits() -> ReadLimits {
     // Small limits keep the fuzzer fast; they are checked before allocation.
-    ReadLimits { max_frame_length: 1 << 16, max_encrypted_data_keys: 8 }
+    ReadLimits {
+        max_frame_length: 1 << 16,
+        max_encrypted_data_keys: 8,
+    }
 }
 
 /// Header parse → serialize → parse is the identity on whatever parses.
@@ -27,7 +30,10 @@ pub fn header_round_trip(data: &[u8]) {
     if let Ok(p) = Header::read(data, &ReadLimits::default()) {
         #[allow(clippy::expect_used)]
         let bytes = p.header.to_bytes().expect("a parsed header serializes");
-        assert_eq!(bytes, p.bytes, "re-serialization differs from the bytes read");
+        assert_eq!(
+            bytes, p.bytes,
+            "re-serialization differs from the bytes read"
+        );
         let mut with_tag = bytes;
         with_tag.extend_from_slice(&p.tag);
         #[allow(clippy::expect_used)]
@@ -39,7 +45,10 @@ pub fn header_round_trip(data: &[u8]) {
 /// Full decryption of arbitrary bytes: the push API (in two chunkings) and the pipeline agree on
 /// success or failure and on the plaintext released.
 pub fn decrypt(data: &[u8]) {
-    let options = DecryptOptions { limits: limits(), ..Default::default() };
+    let options = DecryptOptions {
+        limits: limits(),
+        ..Default::default()
+    };
     let run_push = |chunk: usize| {
         let mut d = Decryptor::new(keyring(), options.clone());
         let mut out = Vec::new();
@@ -58,9 +67,17 @@ pub fn decrypt(data: &[u8]) {
     assert_eq!(ra, rb, "push results differ by chunking");
     assert_eq!(a, b);
     let mut c = Vec::new();
-    let popts = PipelineOptions { threads: 2, batch_bytes: 1 << 12 };
-    let rc = crate::pipeline::decrypt(keyring().as_ref(), &options, data, &mut c, &popts, |_| {}).map(|_| ());
-    assert_eq!(ra.is_ok(), rc.is_ok(), "push and pipeline disagree: {ra:?} vs {rc:?}");
+    let popts = PipelineOptions {
+        threads: 2,
+        batch_bytes: 1 << 12,
+    };
+    let rc = crate::pipeline::decrypt(keyring().as_ref(), &options, data, &mut c, &popts, |_| {})
+        .map(|_| ());
+    assert_eq!(
+        ra.is_ok(),
+        rc.is_ok(),
+        "push and pipeline disagree: {ra:?} vs {rc:?}"
+    );
     if ra.is_ok() {
         assert_eq!(a, c);
     }
@@ -77,25 +94,46 @@ pub fn range(data: &[u8]) {
     a.copy_from_slice(&sel[..8]);
     let mut b = [0u8; 8];
     b.copy_from_slice(&sel[8..]);
-    let (start, len) = (u64::from_le_bytes(a) % 100_000, u64::from_le_bytes(b) % 100_000);
-    let options = DecryptOptions { limits: limits(), ..Default::default() };
-    if let Ok(part) = crate::range::decrypt_range(msg, keyring().as_ref(), &options, start..start + len + 1) {
+    let (start, len) = (
+        u64::from_le_bytes(a) % 100_000,
+        u64::from_le_bytes(b) % 100_000,
+    );
+    let options = DecryptOptions {
+        limits: limits(),
+        ..Default::default()
+    };
+    if let Ok(part) =
+        crate::range::decrypt_range(msg, keyring().as_ref(), &options, start..start + len + 1)
+    {
         let mut d = Decryptor::new(keyring(), options);
         let mut whole = Vec::new();
-        if d.update(msg, &mut whole).and_then(|()| d.finish(&mut whole)).is_ok() {
+        if d.update(msg, &mut whole)
+            .and_then(|()| d.finish(&mut whole))
+            .is_ok()
+        {
             let s = start as usize;
-            assert_eq!(part, whole[s..(s + len as usize + 1).min(whole.len())], "range differs from slice");
+            assert_eq!(
+                part,
+                whole[s..(s + len as usize + 1).min(whole.len())],
+                "range differs from slice"
+            );
         }
     }
 }
 
 /// Keyring files: parse → write → parse is the identity, and nothing panics.
 pub fn keyring_file(data: &[u8]) {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(kf) = KeyringFile::parse(text) {
         #[allow(clippy::expect_used)]
         let again = KeyringFile::parse(&kf.to_text()).expect("a written keyring parses");
-        let names = |k: &KeyringFile| k.keys().map(|k| (k.namespace.clone(), k.name.clone(), *k.key.as_bytes())).collect::<Vec<_>>();
+        let names = |k: &KeyringFile| {
+            k.keys()
+                .map(|k| (k.namespace.clone(), k.name.clone(), *k.key.as_bytes()))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(names(&kf), names(&again));
     }
 }
@@ -103,7 +141,11 @@ pub fn keyring_file(data: &[u8]) {
 /// A message for the seed corpora: `len` bytes under [`keyring`] with `frame_length`.
 pub fn seed_message(len: usize, frame_length: u32, suite: crate::Suite) -> Vec<u8> {
     let mut out = Vec::new();
-    let opts = EncryptOptions { suite, frame_length, ..Default::default() };
+    let opts = EncryptOptions {
+        suite,
+        frame_length,
+        ..Default::default()
+    };
     #[allow(clippy::unwrap_used)]
     let mut enc = Encryptor::new(keyring().as_ref(), &opts).unwrap();
     let pt: Vec<u8> = (0..len).map(|i| i as u8).collect();

@@ -204,7 +204,9 @@ mod tests {
         assert_eq!(edk.ciphertext.len(), 48);
 
         let mut dm = DecryptionMaterials::new(Suite::DEFAULT, ctx);
-        kr("k", 1).on_decrypt(&mut dm, std::slice::from_ref(&edk)).unwrap();
+        kr("k", 1)
+            .on_decrypt(&mut dm, std::slice::from_ref(&edk))
+            .unwrap();
         assert_eq!(
             dm.data_key().unwrap().as_bytes(),
             em.data_key().unwrap().as_bytes()

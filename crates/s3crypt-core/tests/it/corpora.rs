@@ -8,8 +8,14 @@ use s3crypt_core::fuzzing;
 fn replay(target: &str, f: fn(&[u8])) -> usize {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut n = 0;
-    for dir in [root.join("fuzz/corpus").join(target), root.join("test-vectors/negative"), root.join("test-vectors/positive")] {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+    for dir in [
+        root.join("fuzz/corpus").join(target),
+        root.join("test-vectors/negative"),
+        root.join("test-vectors/positive"),
+    ] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for e in entries.flatten() {
             let data = std::fs::read(e.path()).unwrap();
             if data.len() > 200_000 {

@@ -197,7 +197,10 @@ fn junk_after_the_final_frame_in_the_same_batch_is_malformed() {
         let mut m = ct.clone();
         m.extend(std::iter::repeat_n(0xAB, 5000));
         for c in all_paths_reject(&m, &pt) {
-            assert!(c == "malformed" || (suite.is_signed() && c == "authentication"), "{suite}: {c}");
+            assert!(
+                c == "malformed" || (suite.is_signed() && c == "authentication"),
+                "{suite}: {c}"
+            );
         }
     }
 }

@@ -77,10 +77,10 @@ fn setup(
         .collect();
     let opts = DecryptOptions {
         required_context: v
-        .required_context
-        .iter()
-        .map(|(a, b)| (a.clone(), b.clone()))
-        .collect::<EncryptionContext>(),
+            .required_context
+            .iter()
+            .map(|(a, b)| (a.clone(), b.clone()))
+            .collect::<EncryptionContext>(),
         ..Default::default()
     };
     let ct = std::fs::read(dir().join(&v.ciphertext)).unwrap();
