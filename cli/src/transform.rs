@@ -50,7 +50,11 @@ pub fn encrypt(a: EncryptArgs) -> Result<(), Failure> {
     let mut output = Output::open(&a.io.output, true)?;
     let enc = Encryptor::new(&keyring, &options)?;
     let bar = progress(input.len, a.io.quiet);
-    let summary = pipeline::encrypt(enc, &input.file, output.writer(), &popts, |n| bar.inc(n))?;
+    let summary = if input.len.is_some() {
+        pipeline::encrypt_file(enc, &input.file, output.writer(), &popts, |n| bar.inc(n))?
+    } else {
+        pipeline::encrypt(enc, &input.file, output.writer(), &popts, |n| bar.inc(n))?
+    };
     output.commit()?;
     bar.finish_and_clear();
     if a.io.json {

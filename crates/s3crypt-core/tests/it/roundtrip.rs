@@ -46,12 +46,16 @@ proptest! {
         let popts = PipelineOptions { threads, batch_bytes: 3 * frame as usize };
         let by_push = encrypt_push(k.as_ref(), &opts, &pt, chunk);
         let by_pipeline = encrypt_pipeline(k.as_ref(), &opts, &pt, &popts);
+        let by_file = encrypt_file(k.as_ref(), &opts, &pt, &popts);
         let required = DecryptOptions { required_context: opts.context.clone(), ..Default::default() };
-        for ct in [&by_push, &by_pipeline] {
+        for ct in [&by_push, &by_pipeline, &by_file] {
             let (out, r) = decrypt_push(k.clone(), &required, ct, chunk);
             prop_assert!(r.is_ok(), "{:?}", r);
             prop_assert!(out == pt);
             let (out, r) = decrypt_pipeline(k.as_ref(), &required, ct, &popts);
+            prop_assert!(r.is_ok(), "{:?}", r);
+            prop_assert!(out == pt);
+            let (out, r) = decrypt_file(k.as_ref(), &required, ct, &popts);
             prop_assert!(r.is_ok(), "{:?}", r);
             prop_assert!(out == pt);
             // Only the second key: any wrapping key decrypts.

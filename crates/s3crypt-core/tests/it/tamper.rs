@@ -40,6 +40,15 @@ fn all_paths_reject(ct: &[u8], pt: &[u8]) -> Vec<String> {
             batch_bytes: 200,
         },
     ));
+    results.push(decrypt_file(
+        k.as_ref(),
+        &o,
+        ct,
+        &PipelineOptions {
+            threads: 2,
+            batch_bytes: 200,
+        },
+    ));
     results.push(decrypt_reader(k, &o, ct));
     for (out, r) in results {
         let e = r.expect_err("tampered message accepted");

@@ -126,3 +126,32 @@ pub fn pipeline_variants() -> Vec<PipelineOptions> {
         },
     ]
 }
+
+/// Decrypts `ct` from a temporary regular file with the positional-read path.
+pub fn decrypt_file(
+    k: &dyn Keyring,
+    opts: &DecryptOptions,
+    ct: &[u8],
+    popts: &PipelineOptions,
+) -> (Vec<u8>, Result<(), Error>) {
+    let mut f = tempfile::tempfile().unwrap();
+    std::io::Write::write_all(&mut f, ct).unwrap();
+    let mut out = Vec::new();
+    let r = pipeline::decrypt_file(k, opts, &f, &mut out, popts, |_| {}).map(|_| ());
+    (out, r)
+}
+
+/// Encrypts `pt` from a temporary regular file with the positional-read path.
+pub fn encrypt_file(
+    k: &dyn Keyring,
+    opts: &EncryptOptions,
+    pt: &[u8],
+    popts: &PipelineOptions,
+) -> Vec<u8> {
+    let mut f = tempfile::tempfile().unwrap();
+    std::io::Write::write_all(&mut f, pt).unwrap();
+    let enc = Encryptor::new(k, opts).unwrap();
+    let mut out = Vec::new();
+    pipeline::encrypt_file(enc, &f, &mut out, popts, |_| {}).unwrap();
+    out
+}

@@ -106,6 +106,9 @@ fn positive_vectors_decrypt_on_every_path() {
             let (pt, r) = decrypt_pipeline(k.as_ref(), &opts, &ct, &p);
             r.unwrap_or_else(|e| panic!("{} (pipeline {p:?}): {e}", v.id));
             assert!(pt == want, "{} pipeline plaintext", v.id);
+            let (pt, r) = decrypt_file(k.as_ref(), &opts, &ct, &p);
+            r.unwrap_or_else(|e| panic!("{} (file {p:?}): {e}", v.id));
+            assert!(pt == want, "{} file plaintext", v.id);
         }
         let (pt, r) = decrypt_reader(k.clone(), &opts, &ct);
         r.unwrap_or_else(|e| panic!("{} (reader): {e}", v.id));
@@ -168,6 +171,7 @@ fn negative_vectors_fail_with_their_class_on_every_path() {
         }
         for p in pipeline_variants() {
             got.push(("pipeline", decrypt_pipeline(k.as_ref(), &opts, &ct, &p)));
+            got.push(("file", decrypt_file(k.as_ref(), &opts, &ct, &p)));
         }
         got.push(("reader", decrypt_reader(k.clone(), &opts, &ct)));
         for (path, (_, r)) in got {
