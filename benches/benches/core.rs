@@ -110,7 +110,11 @@ fn frames(c: &mut Criterion) {
         Suite::Aes256GcmHkdfSha512Commit,
         Suite::ChaCha20Poly1305HkdfSha512Commit,
     ] {
-        let (key, _) = MessageKey::for_encryption(suite, &DataKey::from_bytes([3; 32]), [5; 32]);
+        let (key, _) = MessageKey::danger_for_encryption_with_message_id(
+            suite,
+            &DataKey::from_bytes([3; 32]),
+            [5; 32],
+        );
         for size in SIZES {
             g.throughput(Throughput::Bytes(size as u64));
             let mut frame = vec![1u8; size + REGULAR_OVERHEAD];

@@ -54,7 +54,7 @@ impl Failure {
             Failure::Core(e) => {
                 let hint = match &e {
                     Error::NoDecryptableKey(_) => Some("pass the keyring that encrypted it with -k (s3crypt inspect shows which key it needs)"),
-                    Error::Authentication => Some("the message was modified or corrupted; no unauthenticated output was written"),
+                    Error::Authentication => Some("the message was modified or corrupted; nothing that failed authentication was written"),
                     Error::Truncated(_) => Some("the message is incomplete (interrupted copy or upload?)"),
                     _ => None,
                 };

@@ -1,5 +1,7 @@
 //! `s3crypt`: parse arguments, resolve them into a configuration, dispatch, report.
 
+#![forbid(unsafe_code)]
+
 mod args;
 mod config;
 mod exit;

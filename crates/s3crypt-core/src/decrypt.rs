@@ -55,10 +55,9 @@ impl OpenedHeader {
         h.context.require(&options.required_context)?;
         let mut materials = DecryptionMaterials::new(h.suite, h.context.clone());
         keyring.on_decrypt(&mut materials, &h.encrypted_data_keys)?;
-        let data_key = materials.take_data_key().ok_or_else(|| {
-            let listed: Vec<String> = h.encrypted_data_keys.iter().map(|e| e.describe()).collect();
-            Error::NoDecryptableKey(listed.join(", "))
-        })?;
+        let data_key = materials
+            .take_data_key()
+            .ok_or_else(|| Error::NoDecryptableKey(describe_edks(h)))?;
         let key = MessageKey::for_decryption(h.suite, &data_key, h.message_id, &h.commitment)?;
         drop(data_key);
         key.verify_header(&parsed.bytes, &parsed.tag)?;
@@ -81,11 +80,34 @@ impl OpenedHeader {
     pub fn header(&self) -> &Header {
         &self.parsed.header
     }
+}
 
-    /// The message key (for range decryption and custom drivers).
-    pub fn key(&self) -> &MessageKey {
-        &self.key
+/// The wrapped keys of an (unauthenticated) header, for an error message: escaped, so that header
+/// bytes cannot inject terminal control sequences, and bounded in size.
+fn describe_edks(h: &Header) -> String {
+    const MAX_SHOWN: usize = 8;
+    const MAX_CHARS: usize = 120;
+    let mut parts: Vec<String> = h
+        .encrypted_data_keys
+        .iter()
+        .take(MAX_SHOWN)
+        .map(|e| {
+            let d: String = e
+                .describe()
+                .chars()
+                .flat_map(char::escape_debug)
+                .take(MAX_CHARS)
+                .collect();
+            format!("\"{d}\"")
+        })
+        .collect();
+    if h.encrypted_data_keys.len() > MAX_SHOWN {
+        parts.push(format!(
+            "and {} more",
+            h.encrypted_data_keys.len() - MAX_SHOWN
+        ));
     }
+    parts.join(", ")
 }
 
 /// What a decryption found.

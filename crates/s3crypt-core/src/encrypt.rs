@@ -139,6 +139,22 @@ impl Encryptor {
         })
     }
 
+    /// Fails unless nothing was fed to or emitted by this encryptor yet. The pipelines seal frames
+    /// from sequence number 1 themselves; continuing a partly used encryptor would seal those
+    /// sequence numbers twice under the same key, i.e. reuse AES-GCM nonces.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if [`Encryptor::update`] was already called.
+    pub(crate) fn ensure_unused(&self) -> Result<()> {
+        if self.header_sent || self.filled != 0 || self.next_seq != 1 {
+            return Err(Error::InvalidArgument(
+                "the pipeline needs a fresh encryptor (this one was already fed with update)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// The header fields.
     pub fn header(&self) -> &Header {
         &self.header

@@ -84,7 +84,7 @@ impl std::fmt::Debug for MessageKey {
 
 impl MessageKey {
     /// Derives the key for a new message and returns it with the commitment to put in the header.
-    pub fn for_encryption(
+    pub(crate) fn for_encryption(
         suite: Suite,
         data_key: &DataKey,
         message_id: [u8; MESSAGE_ID_LEN],
@@ -98,6 +98,19 @@ impl MessageKey {
             },
             commitment,
         )
+    }
+
+    /// Hazardous: derives a sealing key for a caller-chosen message id. Sealing two different
+    /// frames with the same sequence number under keys from the same (data key, message id) reuses
+    /// AEAD nonces and destroys confidentiality and integrity. Only for benchmarks and tests;
+    /// [`crate::Encryptor`] picks a fresh random message id for every message.
+    #[doc(hidden)]
+    pub fn danger_for_encryption_with_message_id(
+        suite: Suite,
+        data_key: &DataKey,
+        message_id: [u8; MESSAGE_ID_LEN],
+    ) -> (Self, [u8; COMMITMENT_LEN]) {
+        Self::for_encryption(suite, data_key, message_id)
     }
 
     /// Derives the key of an existing message and checks the header's commitment in constant time.

@@ -1,4 +1,6 @@
 //! # s3crypt-core
+
+#![forbid(unsafe_code)]
 //!
 //! Streaming envelope encryption whose output is an **AWS Encryption SDK message, version 2**
 //! (framed, key-committing suite 0x0478 by default), so any AWS Encryption SDK can decrypt it given

@@ -59,6 +59,22 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
+/// Appends to `buf` from `r` until it holds `limit` bytes or the input ends, growing the buffer
+/// geometrically so that the allocation follows the data actually received.
+fn read_growing(r: &mut impl Read, buf: &mut Vec<u8>, limit: usize) -> std::io::Result<()> {
+    while buf.len() < limit {
+        let start = buf.len();
+        let want = (limit - start).min(start.max(64 << 10));
+        buf.resize(start + want, 0);
+        let n = read_full(r, &mut buf[start..])?;
+        buf.truncate(start + n);
+        if n < want {
+            break;
+        }
+    }
+    Ok(())
+}
+
 struct Geometry {
     frame: usize,
     slot: usize,
@@ -71,11 +87,13 @@ impl Geometry {
         let frame = frame_length as usize;
         let slot = frame + REGULAR_OVERHEAD;
         let threads = opts.threads.max(1);
+        // At most 1 GiB per batch and 1024 threads, so that the arithmetic cannot overflow.
+        let per_batch = (opts.batch_bytes.min(1 << 30) / slot).max(1);
         Self {
             frame,
             slot,
-            per_batch: (opts.batch_bytes / slot).max(1),
-            pool: 2 * threads + 2,
+            per_batch,
+            pool: 2 * threads.min(1024) + 2,
         }
     }
 }
@@ -149,6 +167,16 @@ fn write_in_order(
     )))
 }
 
+/// Runs `f`, turning a panic into an error for its batch: a panicking worker must not leave the
+/// writer waiting for a batch that never comes (the pipeline would deadlock).
+fn guarded(f: impl FnOnce() -> Result<Finished>) -> Result<Finished> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(Error::Io(std::io::Error::other(
+            "internal error: a pipeline worker panicked",
+        )))
+    })
+}
+
 /// Runs jobs until the job channel closes or the writer goes away. Each worker owns a handle to
 /// the job receiver, so when every worker has stopped the reader's sends fail instead of blocking.
 fn worker(
@@ -166,7 +194,7 @@ fn worker(
         if done
             .send(Done {
                 index,
-                result: work(job),
+                result: guarded(|| work(job)),
             })
             .is_err()
         {
@@ -191,6 +219,7 @@ pub fn encrypt<R: Read + Send>(
     opts: &PipelineOptions,
     mut progress: impl FnMut(u64),
 ) -> Result<EncryptSummary> {
+    enc.ensure_unused()?;
     let g = Geometry::new(enc.header.frame_length, opts);
     let Encryptor {
         key,
@@ -245,7 +274,7 @@ pub fn encrypt<R: Read + Send>(
                     }
                     regular += 1;
                 }
-                if u64::from(seq) + regular as u64 >= u64::from(FINAL_MARKER) {
+                if u64::from(seq) + regular as u64 > u64::from(FINAL_MARKER) {
                     let e = Error::InvalidArgument(
                         "input needs more than 2^32 - 1 frames; use a larger frame length".into(),
                     );
@@ -461,11 +490,13 @@ fn decrypt_opened<R: Read + Send>(
             };
             for index in 0.. {
                 let Ok(mut buf) = free_rx.recv() else { return };
-                buf.resize(cap, 0);
-                let filled = match read_full(&mut input, &mut buf) {
-                    Ok(n) => n,
-                    Err(e) => return fail(index, e.into()),
-                };
+                // Grown as data arrives: a short message that declares large frames must not
+                // make us allocate (pool × frame length) up front.
+                buf.clear();
+                if let Err(e) = read_growing(&mut input, &mut buf, cap) {
+                    return fail(index, e.into());
+                }
+                let filled = buf.len();
                 let mut off = 0;
                 let mut final_at = None;
                 while off + 4 <= filled {
@@ -479,7 +510,7 @@ fn decrypt_opened<R: Read + Send>(
                     off += g.slot;
                 }
                 let regular = off / g.slot;
-                if u64::from(seq) + regular as u64 >= u64::from(FINAL_MARKER) {
+                if u64::from(seq) + regular as u64 > u64::from(FINAL_MARKER) {
                     return fail(
                         index,
                         Malformed::Field("frame count (more than 2^32 - 1 frames)").into(),
@@ -491,18 +522,14 @@ fn decrypt_opened<R: Read + Send>(
                 let tail = match final_at {
                     Some(at) => {
                         let mut bytes = buf[at..filled].to_vec();
-                        let before = bytes.len();
-                        if before > max_tail {
+                        if bytes.len() > max_tail {
                             // The batch already holds more after the final frame than a final
                             // frame and a footer can be.
                             return fail(index, Malformed::TrailingData.into());
                         }
-                        bytes.resize(max_tail + 1, 0);
-                        let more = match read_full(&mut input, &mut bytes[before..]) {
-                            Ok(n) => n,
-                            Err(e) => return fail(index, e.into()),
-                        };
-                        bytes.truncate(before + more);
+                        if let Err(e) = read_growing(&mut input, &mut bytes, max_tail + 1) {
+                            return fail(index, e.into());
+                        }
                         if bytes.len() > max_tail {
                             return fail(index, Malformed::TrailingData.into());
                         }
@@ -697,6 +724,7 @@ pub fn encrypt_file(
     mut progress: impl FnMut(u64),
 ) -> Result<EncryptSummary> {
     let len = file.metadata()?.len();
+    enc.ensure_unused()?;
     let g = Geometry::new(enc.header.frame_length, opts);
     let frame = g.frame as u64;
     let regular = len / frame;

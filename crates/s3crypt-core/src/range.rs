@@ -196,6 +196,12 @@ impl RangeDecryptor {
         ciphertext: &mut [u8],
         out: &mut Vec<u8>,
     ) -> Result<()> {
+        // The plan's fields are public: re-derive it rather than trust offsets from the caller.
+        if self.layout.plan(plan.plaintext.clone()).ok().as_ref() != Some(plan) {
+            return Err(Error::InvalidArgument(
+                "the range plan does not belong to this message".into(),
+            ));
+        }
         let want = plan.ciphertext.end - plan.ciphertext.start;
         if ciphertext.len() as u64 != want {
             return Err(Error::InvalidArgument(format!(

@@ -178,15 +178,13 @@ impl KeyringFile {
         s.push_str(MAGIC);
         s.push('\n');
         for (i, k) in self.keys().enumerate() {
-            let b64 =
-                Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(k.key.as_bytes()));
             let kind = if i == 0 { "primary" } else { "key" };
-            s.push_str(&format!(
-                "{kind} {} {} {}\n",
-                k.namespace,
-                k.name,
-                b64.as_str()
-            ));
+            for part in [kind, " ", &k.namespace, " ", &k.name, " "] {
+                s.push_str(part);
+            }
+            // Encoded straight into the wiped string: no temporary copy of the key text.
+            base64::engine::general_purpose::STANDARD.encode_string(k.key.as_bytes(), &mut s);
+            s.push('\n');
         }
         s
     }
@@ -223,7 +221,8 @@ impl KeyringFile {
                 "keyring {shown} is larger than {MAX_FILE_LEN} bytes"
             )));
         }
-        let mut bytes = Zeroizing::new(Vec::new());
+        // Sized up front so that reading never reallocates (which would leave copies behind).
+        let mut bytes = Zeroizing::new(Vec::with_capacity(meta.len() as usize + 1));
         Read::by_ref(&mut f)
             .take(MAX_FILE_LEN + 1)
             .read_to_end(&mut bytes)

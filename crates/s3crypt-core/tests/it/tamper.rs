@@ -213,3 +213,55 @@ fn junk_after_the_final_frame_in_the_same_batch_is_malformed() {
         }
     }
 }
+
+#[test]
+fn pipelines_refuse_an_encryptor_that_was_already_fed() {
+    // Continuing a partly used encryptor in a pipeline would seal sequence numbers 1.. a second
+    // time under the same key: AES-GCM nonce reuse.
+    let k = keyring(vec![raw("ns", "a", 1)]);
+    let opts = EncryptOptions {
+        frame_length: 16,
+        ..Default::default()
+    };
+    let mut enc = Encryptor::new(k.as_ref(), &opts).unwrap();
+    enc.update(&pattern(40), &mut Vec::new()).unwrap();
+    let r = s3crypt_core::pipeline::encrypt(
+        enc,
+        &b"more"[..],
+        &mut Vec::new(),
+        &PipelineOptions::default(),
+        |_| {},
+    );
+    assert_eq!(r.unwrap_err().class(), "invalid-argument");
+    let mut enc = Encryptor::new(k.as_ref(), &opts).unwrap();
+    enc.update(&[], &mut Vec::new()).unwrap();
+    let f = tempfile::tempfile().unwrap();
+    let r = s3crypt_core::pipeline::encrypt_file(
+        enc,
+        &f,
+        &mut Vec::new(),
+        &PipelineOptions::default(),
+        |_| {},
+    );
+    assert_eq!(r.unwrap_err().class(), "invalid-argument");
+}
+
+#[test]
+fn unauthenticated_key_names_are_escaped_in_errors() {
+    let evil = raw("ns\u{1b}[2J", "name\u{7}\n", 1);
+    let ct = encrypt_push(
+        keyring(vec![evil]).as_ref(),
+        &EncryptOptions::default(),
+        b"x",
+        1,
+    );
+    let (_, r) = decrypt_push(
+        keyring(vec![raw("ns", "a", 1)]),
+        &DecryptOptions::default(),
+        &ct,
+        100,
+    );
+    let msg = r.unwrap_err().to_string();
+    assert!(!msg.chars().any(char::is_control), "{msg:?}");
+    assert!(msg.contains("\\u{1b}"), "{msg}");
+}
