@@ -92,14 +92,25 @@ pub fn decrypt(a: DecryptArgs) -> Result<(), Failure> {
     }
     let mut output = Output::open(&a.io.output, false)?;
     let bar = progress(input.len, a.io.quiet);
-    let summary = pipeline::decrypt(
-        &keyring,
-        &options,
-        &input.file,
-        output.writer(),
-        &popts,
-        |n| bar.inc(n),
-    )?;
+    let summary = if input.len.is_some() {
+        pipeline::decrypt_file(
+            &keyring,
+            &options,
+            &input.file,
+            output.writer(),
+            &popts,
+            |n| bar.inc(n),
+        )?
+    } else {
+        pipeline::decrypt(
+            &keyring,
+            &options,
+            &input.file,
+            output.writer(),
+            &popts,
+            |n| bar.inc(n),
+        )?
+    };
     output.commit()?;
     bar.finish_and_clear();
     if a.io.json {

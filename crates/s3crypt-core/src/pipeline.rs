@@ -132,6 +132,30 @@ struct Finished {
     extra: Vec<u8>,
 }
 
+/// Writes `ranges` of `buf` with vectored writes (one system call per batch rather than per
+/// frame where the output supports it).
+fn write_all_ranges(
+    output: &mut dyn Write,
+    buf: &[u8],
+    ranges: &[std::ops::Range<usize>],
+) -> std::io::Result<()> {
+    let mut slices: Vec<std::io::IoSlice<'_>> = ranges
+        .iter()
+        .filter(|r| !r.is_empty())
+        .map(|r| std::io::IoSlice::new(&buf[r.clone()]))
+        .collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match output.write_vectored(rest) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => std::io::IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Writes finished batches in index order; returns the buffers to the pool.
 fn write_in_order(
     done_rx: Receiver<Done>,
@@ -147,8 +171,8 @@ fn write_in_order(
         pending.insert(done.index, done.result);
         while let Some(result) = pending.remove(&next) {
             let f = result?;
+            write_all_ranges(output, &f.buf, &f.out)?;
             for r in &f.out {
-                output.write_all(&f.buf[r.clone()])?;
                 on_bytes(&f.buf[r.clone()]);
             }
             output.write_all(&f.extra)?;
@@ -868,25 +892,17 @@ pub fn decrypt_file(
             count * g.slot + if last { FINAL_OVERHEAD + final_len } else { 0 },
             0,
         );
+        // The batch's frames are contiguous in the file: one positional read.
+        read_exact_at(file, &mut buf, header_len + first * g.slot as u64)?;
         let mut out = Vec::with_capacity(count + 1);
         for i in 0..count {
             let r = i * g.slot..(i + 1) * g.slot;
-            read_exact_at(
-                file,
-                &mut buf[r.clone()],
-                header_len + (first + i as u64) * g.slot as u64,
-            )?;
             key.open_regular((first + i as u64 + 1) as u32, &mut buf[r.clone()])?;
             out.push(r.start + REGULAR_PREFIX..r.start + REGULAR_PREFIX + g.frame);
         }
         let mut plaintext = (count * g.frame) as u64;
         if last {
             let start = count * g.slot;
-            read_exact_at(
-                file,
-                &mut buf[start..],
-                header_len + regular * g.slot as u64,
-            )?;
             key.open_final((regular + 1) as u32, &mut buf[start..])?;
             out.push(start + FINAL_PREFIX..start + FINAL_PREFIX + final_len);
             plaintext += final_len as u64;
