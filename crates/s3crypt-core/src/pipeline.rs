@@ -714,6 +714,40 @@ impl Read for ReadAt<'_> {
     }
 }
 
+/// Fills the plaintext region (`REGULAR_PREFIX..REGULAR_PREFIX + frame`) of each `slot`-sized
+/// chunk of `buf` from consecutive file bytes starting at `offset`, with vectored positional
+/// reads (`preadv`).
+#[cfg(unix)]
+fn read_frames_at(
+    file: &std::fs::File,
+    buf: &mut [u8],
+    slot: usize,
+    frame: usize,
+    mut offset: u64,
+) -> Result<()> {
+    let mut slices: Vec<std::io::IoSliceMut<'_>> = buf
+        .chunks_mut(slot)
+        .map(|c| std::io::IoSliceMut::new(&mut c[REGULAR_PREFIX..REGULAR_PREFIX + frame]))
+        .collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match rustix::io::preadv(file, rest, offset) {
+            Ok(0) => {
+                return Err(Error::Io(std::io::Error::other(
+                    "the input file shrank while it was being read",
+                )))
+            }
+            Ok(n) => {
+                offset += n as u64;
+                std::io::IoSliceMut::advance_slices(&mut rest, n);
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(Error::Io(e.into())),
+        }
+    }
+    Ok(())
+}
+
 /// Reads exactly `buf.len()` bytes at `offset`.
 #[cfg(unix)]
 fn read_exact_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> Result<()> {
@@ -781,14 +815,19 @@ pub fn encrypt_file(
             count * g.slot + if last { FINAL_OVERHEAD + final_len } else { 0 },
             0,
         );
+        // One vectored positional read places every frame's plaintext in its slot.
+        read_frames_at(
+            file,
+            &mut buf[..count * g.slot],
+            g.slot,
+            g.frame,
+            first * frame,
+        )?;
         for i in 0..count {
-            let slot = &mut buf[i * g.slot..(i + 1) * g.slot];
-            read_exact_at(
-                file,
-                &mut slot[REGULAR_PREFIX..REGULAR_PREFIX + g.frame],
-                (first + i as u64) * frame,
-            )?;
-            key.seal_regular((first + i as u64 + 1) as u32, slot);
+            key.seal_regular(
+                (first + i as u64 + 1) as u32,
+                &mut buf[i * g.slot..(i + 1) * g.slot],
+            );
         }
         let mut plaintext = (count * g.frame) as u64;
         if last {
