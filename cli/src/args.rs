@@ -15,7 +15,11 @@ Exit codes:
   6  no configured key can decrypt the message
   7  encryption context mismatch (a required -c pair is missing or differs)
   8  keyring error: unreadable, malformed, or accessible by group/others
-  9  range not satisfiable";
+  9  range not satisfiable
+  10 S3 object or bucket not found
+  11 S3 refused or failed a request
+  12 not an s3crypt object (no s3crypt metadata)
+  130 interrupted (Ctrl-C); an interrupted upload is aborted";
 
 /// Client-side encryption in the AWS Encryption SDK message format.
 #[derive(Debug, Parser)]
@@ -34,7 +38,128 @@ pub enum Command {
     /// Decrypt a message; output is released only once authenticated.
     Decrypt(DecryptArgs),
     /// Show a message's header: suite, frame length, context, wrapped keys (no key needed).
+    /// Accepts a file, stdin, or s3://bucket/key (then also the object's metadata).
     Inspect(InspectArgs),
+    /// Encrypt a file or stdin and upload it: s3crypt put SRC s3://bucket/key.
+    Put(PutArgs),
+    /// Download and decrypt an object: s3crypt get s3://bucket/key DST.
+    Get(GetArgs),
+    /// List objects with their plaintext sizes: s3crypt ls s3://bucket[/prefix].
+    Ls(LsArgs),
+    /// Delete an object: s3crypt rm s3://bucket/key.
+    Rm(RmArgs),
+}
+
+/// Where S3 is and how to reach it (the standard AWS environment and profiles apply too).
+#[derive(Debug, Args, Clone)]
+pub struct S3Args {
+    /// S3 endpoint for S3-compatible stores (also AWS_ENDPOINT_URL); implies path-style.
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// Region (also AWS_REGION / the profile).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Named profile from ~/.aws/config (also AWS_PROFILE).
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Path-style addressing (bucket in the path, not the host name).
+    #[arg(long)]
+    pub path_style: bool,
+    /// Parts or ranges in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub concurrency: usize,
+    /// Plaintext bytes per multipart part and per ranged GET (at least 5 MiB).
+    #[arg(long, value_name = "N", default_value = "16MiB")]
+    pub part_size: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// Encryption context pair (repeatable); the object's bucket and key are added.
+    #[arg(short = 'c', long = "context", value_name = "KEY=VALUE")]
+    pub context: Vec<String>,
+    /// User metadata (repeatable): stored in clear, not authenticated.
+    #[arg(long = "meta", value_name = "KEY=VALUE")]
+    pub meta: Vec<String>,
+    /// The plaintext's content type.
+    #[arg(long, value_name = "TYPE")]
+    pub content_type: Option<String>,
+    /// Plaintext bytes per frame (default 64KiB).
+    #[arg(long, value_name = "N")]
+    pub frame_size: Option<String>,
+    /// Algorithm suite (see `s3crypt encrypt --help`).
+    #[arg(long, value_name = "NAME")]
+    pub suite: Option<String>,
+    #[command(flatten)]
+    pub s3: S3Args,
+    /// No progress bar.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// File to upload ("-" for stdin).
+    #[arg(value_name = "SRC")]
+    pub src: PathBuf,
+    /// Destination s3://bucket/key.
+    #[arg(value_name = "S3URL")]
+    pub dst: String,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// Require this encryption context pair (repeatable).
+    #[arg(short = 'c', long = "context", value_name = "KEY=VALUE")]
+    pub context: Vec<String>,
+    /// Only this plaintext byte range: START-END (inclusive), START- or -SUFFIXLEN.
+    #[arg(long, value_name = "RANGE", allow_hyphen_values = true)]
+    pub range: Option<String>,
+    /// A specific object version.
+    #[arg(long, value_name = "ID")]
+    pub version_id: Option<String>,
+    /// Accept an object whose authenticated location differs from where it is read (it was
+    /// copied or moved). Without this, such objects are refused: see SECURITY.md.
+    #[arg(long)]
+    pub allow_moved: bool,
+    #[command(flatten)]
+    pub s3: S3Args,
+    /// No progress bar.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Print a JSON summary on stderr.
+    #[arg(long)]
+    pub json: bool,
+    /// Source s3://bucket/key.
+    #[arg(value_name = "S3URL")]
+    pub src: String,
+    /// Destination file ("-" for stdout): written under a temporary name, renamed when verified.
+    #[arg(value_name = "DST")]
+    pub dst: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    #[command(flatten)]
+    pub s3: S3Args,
+    /// Machine-readable output (one JSON object per line).
+    #[arg(long)]
+    pub json: bool,
+    /// s3://bucket or s3://bucket/prefix.
+    #[arg(value_name = "S3URL")]
+    pub url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    #[command(flatten)]
+    pub s3: S3Args,
+    /// s3://bucket/key.
+    #[arg(value_name = "S3URL")]
+    pub url: String,
 }
 
 #[derive(Debug, Args)]
@@ -130,7 +255,9 @@ pub struct InspectArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
-    /// Message file ("-" or absent: stdin).
+    #[command(flatten)]
+    pub s3: S3Args,
+    /// Message file ("-" or absent: stdin), or s3://bucket/key.
     #[arg(value_name = "IN")]
     pub input: Option<PathBuf>,
 }

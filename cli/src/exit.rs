@@ -15,6 +15,20 @@ pub enum Failure {
     Io(String, std::io::Error),
     /// The consumer of stdout went away: exit quietly.
     BrokenPipe,
+    /// An S3-layer error.
+    S3(s3crypt::Error),
+    /// Ctrl-C.
+    Interrupted,
+}
+
+impl From<s3crypt::Error> for Failure {
+    fn from(e: s3crypt::Error) -> Self {
+        match e {
+            s3crypt::Error::Crypto(c) => c.into(),
+            s3crypt::Error::Cancelled => Failure::Interrupted,
+            other => Failure::S3(other),
+        }
+    }
 }
 
 impl From<Error> for Failure {
@@ -48,6 +62,18 @@ impl Failure {
     pub fn report(self) -> ExitCode {
         let (code, msg, hint) = match self {
             Failure::BrokenPipe => return ExitCode::SUCCESS,
+            Failure::Interrupted => (130, "interrupted".into(), None),
+            Failure::S3(e) => {
+                let code = match &e {
+                    s3crypt::Error::NotFound { .. } => 10,
+                    s3crypt::Error::Service { .. } => 11,
+                    s3crypt::Error::NotEncrypted { .. } => 12,
+                    s3crypt::Error::InvalidArgument(_) => 2,
+                    s3crypt::Error::Io(_) => 3,
+                    _ => 1,
+                };
+                (code, e.to_string(), None)
+            }
             Failure::Usage(m) => (2, m, None),
             Failure::Io(what, e) => (3, format!("{what}: {e}"), None),
             Failure::Core(Error::Io(e)) => (3, format!("I/O error: {e}"), None),
@@ -56,6 +82,10 @@ impl Failure {
                     Error::NoDecryptableKey(_) => Some("pass the keyring that encrypted it with -k (s3crypt inspect shows which key it needs)"),
                     Error::Authentication => Some("the message was modified or corrupted; nothing that failed authentication was written"),
                     Error::Truncated(_) => Some("the message is incomplete (interrupted copy or upload?)"),
+                    Error::ContextMismatch(m) if m.contains("s3crypt:") => Some(
+                        "the object was written to another location (copied or moved, or substituted); \
+                         pass --allow-moved if you trust that it was moved",
+                    ),
                     _ => None,
                 };
                 (code_of(&e), e.to_string(), hint)

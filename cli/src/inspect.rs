@@ -16,7 +16,7 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn read_header(r: &mut impl Read) -> Result<ParsedHeader, Failure> {
+pub fn read_header(r: &mut impl Read) -> Result<ParsedHeader, Failure> {
     let mut buf = Vec::new();
     loop {
         let want = buf.len().max(4096);
@@ -48,13 +48,29 @@ fn read_header(r: &mut impl Read) -> Result<ParsedHeader, Failure> {
 pub fn run(a: InspectArgs) -> Result<(), Failure> {
     let mut input = open_input(&a.input)?;
     let parsed = read_header(&mut input.file)?;
-    let h = &parsed.header;
     let layout = match input.len {
-        Some(total) if !h.suite.is_signed() => {
-            MessageLayout::new(parsed.len() as u64, h.frame_length, total).ok()
+        Some(total) if !parsed.header.suite.is_signed() => {
+            MessageLayout::new(parsed.len() as u64, parsed.header.frame_length, total).ok()
         }
         _ => None,
     };
+    report(
+        &parsed,
+        layout.map(|l| (l.plaintext_len(), l.regular_frames + 1)),
+        a.json,
+        None,
+    );
+    Ok(())
+}
+
+/// Prints a header (and, for S3 objects, the object's metadata as `extra`).
+pub fn report(
+    parsed: &ParsedHeader,
+    plaintext: Option<(u64, u64)>,
+    json: bool,
+    extra: Option<serde_json::Value>,
+) {
+    let h = &parsed.header;
     let edks: Vec<_> = h
         .encrypted_data_keys
         .iter()
@@ -74,7 +90,7 @@ pub fn run(a: InspectArgs) -> Result<(), Failure> {
         .iter()
         .map(|(k, v)| (k.to_owned(), json!(v)))
         .collect();
-    if a.json {
+    if json {
         let mut v = json!({
             "format": "aws-encryption-sdk-message", "version": 2, "content_type": "framed",
             "suite": {"id": format!("0x{:04X}", h.suite.id()), "name": h.suite.esdk_name(),
@@ -82,12 +98,31 @@ pub fn run(a: InspectArgs) -> Result<(), Failure> {
             "message_id": hex(&h.message_id), "frame_length": h.frame_length, "header_bytes": parsed.len(),
             "encryption_context": ctx, "encrypted_data_keys": edks,
         });
-        if let Some(l) = layout {
-            v["plaintext_bytes"] = json!(l.plaintext_len());
-            v["frames"] = json!(l.regular_frames + 1);
+        if let Some((bytes, frames)) = plaintext {
+            v["plaintext_bytes"] = json!(bytes);
+            v["frames"] = json!(frames);
+        }
+        if let Some(x) = extra {
+            v["object"] = x;
         }
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-        return Ok(());
+        return;
+    }
+    if let Some(x) = &extra {
+        for (k, v) in x
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, v)| !v.is_null())
+        {
+            println!(
+                "{:<15} {}",
+                format!("{}:", k.replace('_', " ")),
+                v.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string())
+            );
+        }
     }
     println!("format:         AWS Encryption SDK message, version 2, framed");
     let readable = if h.suite.is_esdk_standard() {
@@ -103,11 +138,9 @@ pub fn run(a: InspectArgs) -> Result<(), Failure> {
     println!("message id:     {}", hex(&h.message_id));
     println!("frame length:   {} bytes", h.frame_length);
     println!("header length:  {} bytes", parsed.len());
-    if let Some(l) = layout {
-        let frames = l.regular_frames + 1;
+    if let Some((bytes, frames)) = plaintext {
         println!(
-            "plaintext:      {} bytes in {frames} frame{}",
-            l.plaintext_len(),
+            "plaintext:      {bytes} bytes in {frames} frame{}",
             if frames == 1 { "" } else { "s" }
         );
     }
@@ -129,5 +162,4 @@ pub fn run(a: InspectArgs) -> Result<(), Failure> {
             e["provider_id"].as_str().unwrap_or_default()
         );
     }
-    Ok(())
 }

@@ -7,6 +7,7 @@ mod config;
 mod exit;
 mod inspect;
 mod keygen;
+mod s3cmd;
 mod streams;
 mod transform;
 
@@ -18,7 +19,14 @@ fn main() -> std::process::ExitCode {
         args::Command::Keygen(a) => keygen::run(a),
         args::Command::Encrypt(a) => transform::encrypt(a),
         args::Command::Decrypt(a) => transform::decrypt(a),
+        args::Command::Inspect(a) if s3cmd::is_s3_url(a.input.as_deref()) => {
+            s3cmd::run(s3cmd::Op::Inspect(a))
+        }
         args::Command::Inspect(a) => inspect::run(a),
+        args::Command::Put(a) => s3cmd::run(s3cmd::Op::Put(a)),
+        args::Command::Get(a) => s3cmd::run(s3cmd::Op::Get(a)),
+        args::Command::Ls(a) => s3cmd::run(s3cmd::Op::Ls(a)),
+        args::Command::Rm(a) => s3cmd::run(s3cmd::Op::Rm(a)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -49,6 +49,7 @@ pub mod fuzzing;
 pub mod header;
 pub mod key;
 pub mod keyring;
+pub mod parts;
 pub mod pipeline;
 pub mod range;
 mod signature;

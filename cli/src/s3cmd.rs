@@ -1,0 +1,427 @@
+//! `s3crypt put/get/ls/rm` and `inspect s3://…`: resolve arguments into an S3 client, run, report.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use s3crypt::{ByteRange, Client, Encryption, Transfer};
+use s3crypt_core::Suite;
+use serde_json::json;
+use tokio::io::{AsyncRead, ReadBuf};
+
+use crate::args::{GetArgs, InspectArgs, LsArgs, PutArgs, RmArgs, S3Args};
+use crate::config::{self, parse_size};
+use crate::exit::Failure;
+use crate::streams::{progress, Output};
+
+pub enum Op {
+    Put(PutArgs),
+    Get(GetArgs),
+    Ls(LsArgs),
+    Rm(RmArgs),
+    Inspect(InspectArgs),
+}
+
+pub fn is_s3_url(p: Option<&Path>) -> bool {
+    p.and_then(Path::to_str)
+        .is_some_and(|s| s.starts_with("s3://"))
+}
+
+/// Splits `s3://bucket/key` (the key may be empty).
+fn parse_url(s: &str) -> Result<(String, String), Failure> {
+    let rest = s
+        .strip_prefix("s3://")
+        .ok_or_else(|| Failure::Usage(format!("{s:?} is not an s3://bucket/key URL")))?;
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(Failure::Usage(format!("{s:?} has no bucket")));
+    }
+    Ok((bucket.to_owned(), key.to_owned()))
+}
+
+fn object_url(s: &str) -> Result<(String, String), Failure> {
+    let (b, k) = parse_url(s)?;
+    if k.is_empty() {
+        return Err(Failure::Usage(format!("{s:?} names no object key")));
+    }
+    Ok((b, k))
+}
+
+async fn s3_client(a: &S3Args) -> aws_sdk_s3::Client {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(p) = &a.profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = &a.region {
+        loader = loader.region(aws_config::Region::new(r.clone()));
+    }
+    if let Some(e) = &a.endpoint_url {
+        loader = loader.endpoint_url(e);
+    }
+    let conf = loader.load().await;
+    let custom_endpoint = a.endpoint_url.is_some()
+        || std::env::var_os("AWS_ENDPOINT_URL").is_some()
+        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+    let s3conf = aws_sdk_s3::config::Builder::from(&conf)
+        .force_path_style(a.path_style || custom_endpoint)
+        .build();
+    aws_sdk_s3::Client::from_conf(s3conf)
+}
+
+fn transfer(a: &S3Args) -> Result<Transfer, Failure> {
+    if a.concurrency == 0 {
+        return Err(Failure::Usage("--concurrency must be at least 1".into()));
+    }
+    let part = usize::try_from(parse_size(&a.part_size)?)
+        .map_err(|_| Failure::Usage("--part-size is too large".into()))?;
+    if part < 5 << 20 {
+        return Err(Failure::Usage(
+            "--part-size must be at least 5MiB (S3's smallest part)".into(),
+        ));
+    }
+    Ok(Transfer {
+        part_size: part,
+        multipart_threshold: part,
+        concurrency: a.concurrency,
+    })
+}
+
+fn parse_meta(pairs: &[String]) -> Result<BTreeMap<String, String>, Failure> {
+    pairs
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| Failure::Usage(format!("metadata {p:?} is not KEY=VALUE")))
+        })
+        .collect()
+}
+
+pub fn run(op: Op) -> Result<(), Failure> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Io("cannot start the async runtime".into(), e))?;
+    rt.block_on(async move {
+        match op {
+            Op::Put(a) => put(a).await,
+            Op::Get(a) => get(a).await,
+            Op::Ls(a) => ls(a).await,
+            Op::Rm(a) => rm(a).await,
+            Op::Inspect(a) => inspect(a).await,
+        }
+    })
+}
+
+async fn client(
+    s3: &S3Args,
+    keyrings: &[std::path::PathBuf],
+    enc: Encryption,
+) -> Result<Client, Failure> {
+    let cfg = config::load_config()?;
+    let keyring = Arc::new(config::load_keyrings(&config::keyring_paths(
+        keyrings, &cfg,
+    )?)?);
+    Ok(Client::builder(s3_client(s3).await, keyring)
+        .transfer(transfer(s3)?)
+        .encryption(enc)
+        .build()?)
+}
+
+/// Counts bytes read, for the progress bar.
+struct Counting<R> {
+    inner: R,
+    bar: indicatif::ProgressBar,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        self.bar.inc(n as u64);
+        r
+    }
+}
+
+async fn put(a: PutArgs) -> Result<(), Failure> {
+    let (bucket, key) = object_url(&a.dst)?;
+    let cfg = config::load_config()?;
+    let suite: Suite = match a.suite.as_deref().or(cfg.suite.as_deref()) {
+        Some(s) => s.parse()?,
+        None => Suite::DEFAULT,
+    };
+    let frame_length = match a.frame_size.as_deref().or(cfg.frame_size.as_deref()) {
+        Some(s) => u32::try_from(parse_size(s)?)
+            .map_err(|_| Failure::Usage(format!("frame size {s} is too large")))?,
+        None => s3crypt_core::DEFAULT_FRAME_LENGTH,
+    };
+    let c = client(
+        &a.s3,
+        &a.keys.keyrings,
+        Encryption {
+            suite,
+            frame_length,
+        },
+    )
+    .await?;
+    let stdin = a.src == Path::new("-");
+    let (body, len): (Box<dyn AsyncRead + Send + Unpin>, Option<u64>) = if stdin {
+        (Box::new(tokio::io::stdin()), None)
+    } else {
+        let f = tokio::fs::File::open(&a.src)
+            .await
+            .map_err(|e| Failure::Io(format!("cannot open {}", a.src.display()), e))?;
+        let meta = f
+            .metadata()
+            .await
+            .map_err(|e| Failure::Io(format!("cannot read {}", a.src.display()), e))?;
+        if meta.is_dir() {
+            return Err(Failure::Usage(format!(
+                "{} is a directory",
+                a.src.display()
+            )));
+        }
+        (Box::new(f), meta.is_file().then_some(meta.len()))
+    };
+    let bar = progress(len, a.quiet);
+    let mut req = c
+        .put_object()
+        .bucket(&bucket)
+        .key(&key)
+        .context(config::parse_context(&a.context)?)
+        .metadata(parse_meta(&a.meta)?)
+        .body(Counting {
+            inner: body,
+            bar: bar.clone(),
+        })
+        .cancel_on(async {
+            let _ = tokio::signal::ctrl_c().await;
+        });
+    if let Some(ct) = &a.content_type {
+        req = req.content_type(ct);
+    }
+    if let Some(n) = len {
+        req = req.size_hint(n);
+    }
+    let out = req.send().await?;
+    bar.finish_and_clear();
+    if a.json {
+        println!(
+            "{}",
+            json!({"operation": "put", "bucket": bucket, "key": key, "plaintext_bytes": out.plaintext_length,
+                   "stored_bytes": out.size, "parts": out.parts, "etag": out.etag, "version_id": out.version_id})
+        );
+    }
+    Ok(())
+}
+
+async fn get(a: GetArgs) -> Result<(), Failure> {
+    let (bucket, key) = object_url(&a.src)?;
+    let c = client(&a.s3, &a.keys.keyrings, Encryption::default()).await?;
+    let mut req = c
+        .get_object()
+        .bucket(&bucket)
+        .key(&key)
+        .required_context(config::parse_context(&a.context)?)
+        .allow_moved(a.allow_moved);
+    if let Some(r) = &a.range {
+        req = req.range(ByteRange::parse(r)?);
+    }
+    if let Some(v) = &a.version_id {
+        req = req.version_id(v);
+    }
+    let dst = (a.dst != Path::new("-")).then(|| a.dst.clone());
+    let work = async {
+        let out = req.send().await?;
+        let mut output = Output::open(&dst, false)?;
+        let total = out
+            .range
+            .as_ref()
+            .map(|r| r.end - r.start)
+            .or(out.info.plaintext_length);
+        let bar = progress(total, a.quiet);
+        let mut body = out.body;
+        let mut n = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            output
+                .writer()
+                .write_all(&chunk)
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::BrokenPipe => Failure::BrokenPipe,
+                    _ => Failure::Io("cannot write output".into(), e),
+                })?;
+            n += chunk.len() as u64;
+            bar.inc(chunk.len() as u64);
+        }
+        output.commit()?;
+        bar.finish_and_clear();
+        if a.json {
+            eprintln!(
+                "{}",
+                json!({"operation": "get", "bucket": bucket, "key": key, "plaintext_bytes": n, "range": out.range.map(|r| [r.start, r.end])})
+            );
+        }
+        Ok::<(), Failure>(())
+    };
+    tokio::select! {
+        r = work => r,
+        _ = tokio::signal::ctrl_c() => Err(Failure::Interrupted),
+    }
+}
+
+async fn ls(a: LsArgs) -> Result<(), Failure> {
+    let (bucket, prefix) = parse_url(&a.url)?;
+    let s3 = s3_client(&a.s3).await;
+    // Only metadata is read: no keyring needed.
+    let keyring: Arc<dyn s3crypt_core::Keyring> =
+        Arc::new(s3crypt_core::keyring::multi::MultiKeyring::default());
+    let c = Client::builder(s3.clone(), keyring).build()?;
+    let mut token = None;
+    let mut stdout = std::io::stdout().lock();
+    loop {
+        let page = s3
+            .list_objects_v2()
+            .bucket(&bucket)
+            .prefix(&prefix)
+            .set_continuation_token(token.take())
+            .send()
+            .await
+            .map_err(|e| {
+                Failure::S3(s3crypt::Error::Service {
+                    operation: "ListObjectsV2",
+                    status: None,
+                    message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+                })
+            })?;
+        let keys: Vec<(String, i64)> = page
+            .contents()
+            .iter()
+            .filter_map(|o| Some((o.key()?.to_owned(), o.size().unwrap_or(0))))
+            .collect();
+        // HEAD each object (16 at a time) for its s3crypt metadata.
+        let mut infos: Vec<Option<s3crypt::Result<s3crypt::ObjectInfo>>> =
+            (0..keys.len()).map(|_| None).collect();
+        let mut heads = tokio::task::JoinSet::new();
+        for (i, (k, _)) in keys.iter().enumerate() {
+            let (c, b, k) = (c.clone(), bucket.clone(), k.clone());
+            heads.spawn(async move { (i, c.head_object(&b, &k, None).await) });
+            while heads.len() >= 16 {
+                if let Some(Ok((j, r))) = heads.join_next().await {
+                    infos[j] = Some(r);
+                }
+            }
+        }
+        while let Some(Ok((i, r))) = heads.join_next().await {
+            infos[i] = Some(r);
+        }
+        for ((k, stored), info) in keys.iter().zip(infos) {
+            let (size, kind) = match info {
+                Some(Ok(i)) => (
+                    i.plaintext_length
+                        .map(|n| n.to_string())
+                        .unwrap_or_else(|| "?".into()),
+                    format!("0x{:04X}", i.suite.id()),
+                ),
+                Some(Err(s3crypt::Error::NotEncrypted { .. })) => {
+                    ("-".into(), "not-s3crypt".into())
+                }
+                _ => ("-".into(), "unknown".into()),
+            };
+            let line = if a.json {
+                json!({"key": k, "plaintext_bytes": size.parse::<u64>().ok(), "stored_bytes": stored, "suite": kind}).to_string()
+            } else {
+                format!("{size:>14}  {kind:<11}  {k}")
+            };
+            if writeln!(stdout, "{line}").is_err() {
+                return Err(Failure::BrokenPipe);
+            }
+        }
+        match page.next_continuation_token() {
+            Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
+            _ => break,
+        }
+    }
+    Ok(())
+}
+
+async fn rm(a: RmArgs) -> Result<(), Failure> {
+    let (bucket, key) = object_url(&a.url)?;
+    s3_client(&a.s3)
+        .await
+        .delete_object()
+        .bucket(&bucket)
+        .key(&key)
+        .send()
+        .await
+        .map_err(|e| {
+            Failure::S3(s3crypt::Error::Service {
+                operation: "DeleteObject",
+                status: None,
+                message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+            })
+        })?;
+    Ok(())
+}
+
+async fn inspect(a: InspectArgs) -> Result<(), Failure> {
+    let url = a
+        .input
+        .as_deref()
+        .and_then(Path::to_str)
+        .unwrap_or_default()
+        .to_owned();
+    let (bucket, key) = object_url(&url)?;
+    let s3 = s3_client(&a.s3).await;
+    let keyring: Arc<dyn s3crypt_core::Keyring> =
+        Arc::new(s3crypt_core::keyring::multi::MultiKeyring::default());
+    let c = Client::builder(s3.clone(), keyring).build()?;
+    let info = c.head_object(&bucket, &key, None).await?;
+    let got = s3
+        .get_object()
+        .bucket(&bucket)
+        .key(&key)
+        .range(format!("bytes=0-{}", info.header_length.saturating_sub(1)))
+        .send()
+        .await
+        .map_err(|e| {
+            Failure::S3(s3crypt::Error::Service {
+                operation: "GetObject",
+                status: None,
+                message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+            })
+        })?;
+    let bytes = got
+        .body
+        .collect()
+        .await
+        .map_err(|e| {
+            Failure::S3(s3crypt::Error::Service {
+                operation: "GetObject",
+                status: None,
+                message: e.to_string(),
+            })
+        })?
+        .into_bytes();
+    let parsed = crate::inspect::read_header(&mut &bytes[..])?;
+    let extra = json!({
+        "object": format!("s3://{bucket}/{key}"), "stored_bytes": info.size, "content_type": info.content_type,
+        "user_metadata": info.user_metadata, "etag": info.etag, "version_id": info.version_id,
+    });
+    let layout =
+        s3crypt_core::range::MessageLayout::new(parsed.len() as u64, info.frame_length, info.size)
+            .ok();
+    let plaintext = layout
+        .filter(|_| !info.suite.is_signed())
+        .map(|l| (l.plaintext_len(), l.regular_frames + 1));
+    crate::inspect::report(&parsed, plaintext, a.json, Some(extra));
+    Ok(())
+}

@@ -1,0 +1,253 @@
+//! The S3 commands end to end, against real local servers started by the tests.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "../../crates/s3crypt/tests/it/servers.rs"]
+mod servers;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use servers::{start, Kind, Server};
+
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| ((i * 7 + 3) % 251) as u8).collect()
+}
+
+struct Ctx {
+    server: Server,
+    dir: tempfile::TempDir,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Ctx {
+    fn new(kind: Kind) -> Option<Self> {
+        let server = start(kind)?;
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let s3 = server.s3();
+        rt.block_on(async { s3.create_bucket().bucket("cli").send().await.unwrap() });
+        let c = Self { server, dir, rt };
+        assert!(c
+            .run(&["keygen", "-o", c.p("k").to_str().unwrap()], None)
+            .status
+            .success());
+        Some(c)
+    }
+
+    fn p(&self, n: &str) -> PathBuf {
+        self.dir.path().join(n)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_s3crypt"));
+        c.args(args)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL", &self.server.endpoint)
+            .env("AWS_CONFIG_FILE", "/nonexistent")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+            .env("S3CRYPT_KEYRING", self.p("k"))
+            .env_remove("S3CRYPT_CONFIG")
+            .env("XDG_CONFIG_HOME", "/nonexistent");
+        c
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut si = child.stdin.take().unwrap();
+        if let Some(d) = stdin {
+            si.write_all(d).unwrap();
+        }
+        drop(si);
+        child.wait_with_output().unwrap()
+    }
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn contexts() -> Vec<Ctx> {
+    [Kind::Moto, Kind::S3sFs]
+        .into_iter()
+        .filter_map(Ctx::new)
+        .collect()
+}
+
+#[test]
+fn put_get_ls_inspect_rm() {
+    for c in contexts() {
+        let pt = pattern(7 * (1 << 20) + 11);
+        std::fs::write(c.p("in"), &pt).unwrap();
+        let o = c.run(
+            &[
+                "put",
+                "--part-size",
+                "5MiB",
+                "--meta",
+                "owner=alice",
+                "--json",
+                c.p("in").to_str().unwrap(),
+                "s3://cli/dir/file",
+            ],
+            None,
+        );
+        assert_eq!(code(&o), 0, "{:?}: {}", c.server.kind, err(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["parts"], 2);
+        let o = c.run(&["put", "-", "s3://cli/dir/small"], Some(b"hello"));
+        assert_eq!(code(&o), 0, "{}", err(&o));
+        let o = c.run(
+            &["get", "s3://cli/dir/file", c.p("out").to_str().unwrap()],
+            None,
+        );
+        assert_eq!(code(&o), 0, "{}", err(&o));
+        assert!(std::fs::read(c.p("out")).unwrap() == pt);
+        let o = c.run(&["get", "s3://cli/dir/small", "-"], None);
+        assert_eq!(o.stdout, b"hello");
+        let o = c.run(&["get", "--range", "-3", "s3://cli/dir/small", "-"], None);
+        assert_eq!(o.stdout, b"llo");
+        let o = c.run(&["ls", "s3://cli/dir/"], None);
+        let listing = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            listing.contains(&format!("{}  0x0478       dir/file", pt.len())),
+            "{listing}"
+        );
+        assert!(listing.contains("5  0x0478       dir/small"), "{listing}");
+        let o = c.run(&["inspect", "--json", "s3://cli/dir/file"], None);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["encryption_context"]["s3crypt:key"], "dir/file");
+        assert_eq!(v["object"]["user_metadata"]["owner"], "alice");
+        assert_eq!(v["plaintext_bytes"], pt.len());
+        assert_eq!(code(&c.run(&["rm", "s3://cli/dir/small"], None)), 0);
+        assert_eq!(code(&c.run(&["get", "s3://cli/dir/small", "-"], None)), 10);
+    }
+}
+
+#[test]
+fn tampered_and_moved_objects_and_exit_codes() {
+    for c in contexts() {
+        assert_eq!(
+            code(&c.run(&["put", "-", "s3://cli/a"], Some(b"object a"))),
+            0
+        );
+        assert_eq!(
+            code(&c.run(&["put", "-", "s3://cli/b"], Some(b"object b"))),
+            0
+        );
+        let s3 = c.server.s3();
+        c.rt.block_on(async {
+            let raw = s3.get_object().bucket("cli").key("a").send().await.unwrap();
+            let meta = raw.metadata().cloned();
+            let mut bytes = raw.body.collect().await.unwrap().into_bytes().to_vec();
+            s3.put_object()
+                .bucket("cli")
+                .key("moved")
+                .set_metadata(meta.clone())
+                .body(bytes.clone().into())
+                .send()
+                .await
+                .unwrap();
+            let n = bytes.len();
+            bytes[n - 20] ^= 1;
+            // Tampered in place: same location, one bit flipped in the final frame.
+            s3.put_object()
+                .bucket("cli")
+                .key("a")
+                .set_metadata(meta)
+                .body(bytes.into())
+                .send()
+                .await
+                .unwrap();
+            s3.put_object()
+                .bucket("cli")
+                .key("plain")
+                .body(b"not encrypted".to_vec().into())
+                .send()
+                .await
+                .unwrap();
+        });
+        let target = c.p("t");
+        let t = target.to_str().unwrap();
+        let o = c.run(&["get", "s3://cli/a", t], None);
+        assert_eq!(code(&o), 5, "{}", err(&o));
+        assert!(!target.exists());
+        let o = c.run(&["get", "s3://cli/moved", t], None);
+        assert_eq!(code(&o), 7, "{}", err(&o));
+        assert!(err(&o).contains("--allow-moved"));
+        assert!(!target.exists());
+        let o = c.run(&["get", "--allow-moved", "s3://cli/moved", "-"], None);
+        assert_eq!(o.stdout, b"object a");
+        assert_eq!(code(&c.run(&["get", "s3://cli/plain", t], None)), 12);
+        assert_eq!(
+            code(&c.run(&["get", "--range", "100-", "s3://cli/b", "-"], None)),
+            9
+        );
+        // Another keyring cannot decrypt.
+        assert!(c
+            .run(&["keygen", "-o", c.p("other").to_str().unwrap()], None)
+            .status
+            .success());
+        let o = c.run(
+            &[
+                "get",
+                "-k",
+                c.p("other").to_str().unwrap(),
+                "s3://cli/b",
+                "-",
+            ],
+            None,
+        );
+        assert_eq!(code(&o), 6, "{}", err(&o));
+    }
+}
+
+#[test]
+fn a_killed_get_leaves_no_file_under_the_target_name() {
+    let Some(c) = Ctx::new(Kind::S3sFs).or_else(|| Ctx::new(Kind::Moto)) else {
+        return;
+    };
+    std::fs::write(c.p("big"), pattern(96 << 20)).unwrap();
+    assert_eq!(
+        code(&c.run(&["put", c.p("big").to_str().unwrap(), "s3://cli/big"], None)),
+        0
+    );
+    let target = c.p("big.out");
+    let mut child = c
+        .cmd(&["get", "s3://cli/big", target.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it while it is downloading (the temporary file exists by then).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let partial = std::fs::read_dir(c.dir.path())
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".partial"));
+        if partial || std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        !Path::new(&target).exists(),
+        "a killed get left output under the target name"
+    );
+}

@@ -1,0 +1,219 @@
+//! The client: an `aws_sdk_s3::Client`, a keyring, and transfer settings.
+
+use std::sync::Arc;
+
+use s3crypt_core::{Keyring, Suite};
+
+use crate::download::GetObject;
+use crate::error::{service, Error, Result};
+use crate::metadata::{self, ObjectInfo};
+use crate::upload::PutObject;
+
+/// How transfers are cut and how many run at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transfer {
+    /// Plaintext bytes per multipart part, rounded to whole frames (default 16 MiB; every part
+    /// but the last holds at least 5 MiB, as S3 requires).
+    pub part_size: usize,
+    /// Objects whose plaintext is at most this long are sent with one PUT (default 16 MiB).
+    pub multipart_threshold: usize,
+    /// Parts (upload) or ranges (download) in flight at once (default 8). Memory is about
+    /// `concurrency × part_size` per transfer.
+    pub concurrency: usize,
+}
+
+impl Default for Transfer {
+    fn default() -> Self {
+        Self {
+            part_size: 16 << 20,
+            multipart_threshold: 16 << 20,
+            concurrency: 8,
+        }
+    }
+}
+
+/// What new objects are encrypted with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Encryption {
+    /// Algorithm suite (default 0x0478).
+    pub suite: Suite,
+    /// Plaintext bytes per frame (default 64 KiB).
+    pub frame_length: u32,
+}
+
+impl Default for Encryption {
+    fn default() -> Self {
+        Self {
+            suite: Suite::DEFAULT,
+            frame_length: s3crypt_core::DEFAULT_FRAME_LENGTH,
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) s3: aws_sdk_s3::Client,
+    pub(crate) keyring: Arc<dyn Keyring>,
+    pub(crate) transfer: Transfer,
+    pub(crate) encryption: Encryption,
+}
+
+/// An encrypting S3 client. Cheap to clone and safe to share across tasks; CPU work (sealing and
+/// opening frames, key wrapping) runs on tokio's blocking pool, never on the async threads.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("keyring", &self.inner.keyring)
+            .field("transfer", &self.inner.transfer)
+            .field("encryption", &self.inner.encryption)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Client`].
+#[derive(Debug)]
+pub struct ClientBuilder {
+    s3: aws_sdk_s3::Client,
+    keyring: Arc<dyn Keyring>,
+    transfer: Transfer,
+    encryption: Encryption,
+}
+
+impl ClientBuilder {
+    /// Transfer settings.
+    pub fn transfer(mut self, t: Transfer) -> Self {
+        self.transfer = t;
+        self
+    }
+
+    /// Encryption settings for new objects.
+    pub fn encryption(mut self, e: Encryption) -> Self {
+        self.encryption = e;
+        self
+    }
+
+    /// The client.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a frame length that is not a non-zero multiple of 16, or
+    /// zero concurrency.
+    pub fn build(self) -> Result<Client> {
+        let opts = s3crypt_core::EncryptOptions {
+            suite: self.encryption.suite,
+            frame_length: self.encryption.frame_length,
+            ..Default::default()
+        };
+        opts.validate()?;
+        if self.transfer.concurrency == 0 {
+            return Err(Error::InvalidArgument(
+                "concurrency must be at least 1".into(),
+            ));
+        }
+        Ok(Client {
+            inner: Arc::new(Inner {
+                s3: self.s3,
+                keyring: self.keyring,
+                transfer: self.transfer,
+                encryption: self.encryption,
+            }),
+        })
+    }
+}
+
+impl Client {
+    /// A client configured from the standard AWS environment (profiles, environment variables,
+    /// region, `AWS_ENDPOINT_URL`); path-style addressing when an endpoint URL is set.
+    pub async fn from_env(keyring: Arc<dyn Keyring>) -> Self {
+        let conf = aws_config::load_from_env().await;
+        let path_style = std::env::var_os("AWS_ENDPOINT_URL").is_some()
+            || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+        let s3conf = aws_sdk_s3::config::Builder::from(&conf)
+            .force_path_style(path_style)
+            .build();
+        Client {
+            inner: Arc::new(Inner {
+                s3: aws_sdk_s3::Client::from_conf(s3conf),
+                keyring,
+                transfer: Transfer::default(),
+                encryption: Encryption::default(),
+            }),
+        }
+    }
+
+    /// A builder over the caller's own `aws_sdk_s3::Client`.
+    pub fn builder(s3: aws_sdk_s3::Client, keyring: Arc<dyn Keyring>) -> ClientBuilder {
+        ClientBuilder {
+            s3,
+            keyring,
+            transfer: Transfer::default(),
+            encryption: Encryption::default(),
+        }
+    }
+
+    /// The underlying S3 client.
+    pub fn s3(&self) -> &aws_sdk_s3::Client {
+        &self.inner.s3
+    }
+
+    /// Encrypts and uploads an object: `client.put_object().bucket(b).key(k).body(reader).send()`.
+    pub fn put_object(&self) -> PutObject {
+        PutObject::new(self.clone())
+    }
+
+    /// Downloads and decrypts an object (or a plaintext byte range of it).
+    pub fn get_object(&self) -> GetObject {
+        GetObject::new(self.clone())
+    }
+
+    /// Reads an object's s3crypt metadata with a HEAD request.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::NotEncrypted`] if it is not an s3crypt object, or
+    /// [`Error::Service`].
+    pub async fn head_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<ObjectInfo> {
+        let out = self
+            .inner
+            .s3
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(version_id.map(str::to_owned))
+            .send()
+            .await
+            .map_err(|e| not_found_or(bucket, key, service("HeadObject", e)))?;
+        let size = out
+            .content_length()
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0);
+        metadata::parse(
+            bucket,
+            key,
+            size,
+            out.metadata(),
+            out.e_tag(),
+            out.version_id(),
+        )
+    }
+}
+
+/// Maps a 404 to [`Error::NotFound`].
+pub(crate) fn not_found_or(bucket: &str, key: &str, e: Error) -> Error {
+    match e {
+        Error::Service {
+            status: Some(404), ..
+        } => Error::NotFound {
+            bucket: bucket.into(),
+            key: key.into(),
+        },
+        other => other,
+    }
+}

@@ -1,0 +1,416 @@
+//! Decrypting downloads: the whole object (parallel ranged GETs, decrypted in order) or a
+//! plaintext byte range (only the frames it needs).
+//!
+//! Plaintext is released only after the frames holding it authenticated; for signed suites the
+//! final frame waits for the signature. The stream ends with an explicit end marker, so a reader
+//! cannot mistake an interrupted transfer for a complete one. Memory: about
+//! `concurrency × part size` of ciphertext in flight.
+
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use s3crypt_core::range::RangeDecryptor;
+use s3crypt_core::{DecryptOptions, Decryptor, EncryptionContext, Header};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::client::{not_found_or, Client};
+use crate::error::{service, Error, Result};
+use crate::location;
+use crate::metadata::ObjectInfo;
+
+/// A plaintext byte range, as in HTTP `Range` (inclusive ends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// `start-end` (inclusive) or `start-` (to the end).
+    From(u64, Option<u64>),
+    /// `-n`: the last `n` bytes.
+    Suffix(u64),
+}
+
+impl ByteRange {
+    /// Parses `START-END`, `START-`, `-SUFFIX` (optionally prefixed by `bytes=`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for anything else.
+    pub fn parse(s: &str) -> Result<Self> {
+        let t = s.trim().trim_start_matches("bytes=");
+        let bad = || {
+            Error::InvalidArgument(format!(
+                "invalid range {s:?}: use START-END, START- or -SUFFIXLEN"
+            ))
+        };
+        let (a, b) = t.split_once('-').ok_or_else(bad)?;
+        let num = |x: &str| x.trim().parse::<u64>().map_err(|_| bad());
+        match (a.trim().is_empty(), b.trim().is_empty()) {
+            (true, false) => Ok(Self::Suffix(num(b)?)),
+            (false, true) => Ok(Self::From(num(a)?, None)),
+            (false, false) if num(b)? >= num(a)? => Ok(Self::From(num(a)?, Some(num(b)?))),
+            _ => Err(bad()),
+        }
+    }
+
+    /// The half-open range over a plaintext of `len` bytes (ends past the plaintext are clamped
+    /// later; a start past it is "not satisfiable").
+    pub fn resolve(&self, len: u64) -> Range<u64> {
+        match *self {
+            Self::From(a, Some(b)) => a..b.saturating_add(1),
+            Self::From(a, None) => a..u64::MAX,
+            Self::Suffix(0) => len..len,
+            Self::Suffix(n) => len.saturating_sub(n)..len,
+        }
+    }
+}
+
+/// A download being configured (see [`Client::get_object`]).
+#[derive(Debug)]
+pub struct GetObject {
+    client: Client,
+    bucket: Option<String>,
+    key: Option<String>,
+    version_id: Option<String>,
+    range: Option<ByteRange>,
+    required: EncryptionContext,
+    allow_moved: bool,
+}
+
+/// A download: the object's metadata and its authenticated plaintext.
+#[derive(Debug)]
+pub struct GetOutput {
+    /// What the object's metadata says.
+    pub info: ObjectInfo,
+    /// The plaintext range served (the whole object unless a range was asked for).
+    pub range: Option<Range<u64>>,
+    /// The authenticated plaintext.
+    pub body: PlaintextStream,
+}
+
+enum Msg {
+    Data(Bytes),
+    Done,
+    Err(Error),
+}
+
+/// Authenticated plaintext, in order. [`PlaintextStream::next`] returns `None` only after the
+/// whole message (or range) verified; an interrupted transfer is an error, never a silent end.
+#[derive(Debug)]
+pub struct PlaintextStream {
+    rx: mpsc::Receiver<Msg>,
+    finished: bool,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Msg::Data(b) => write!(f, "Data({} bytes)", b.len()),
+            Msg::Done => f.write_str("Done"),
+            Msg::Err(e) => write!(f, "Err({e})"),
+        }
+    }
+}
+
+impl PlaintextStream {
+    /// The next chunk of authenticated plaintext; `None` once everything verified.
+    pub async fn next(&mut self) -> Option<Result<Bytes>> {
+        if self.finished {
+            return None;
+        }
+        match self.rx.recv().await {
+            Some(Msg::Data(b)) => Some(Ok(b)),
+            Some(Msg::Done) => {
+                self.finished = true;
+                None
+            }
+            Some(Msg::Err(e)) => {
+                self.finished = true;
+                Some(Err(e))
+            }
+            None => {
+                self.finished = true;
+                Some(Err(Error::Io(std::io::Error::other(
+                    "the download stopped before the object was verified",
+                ))))
+            }
+        }
+    }
+
+    /// Writes all of the plaintext to `w` and flushes it; returns the bytes written.
+    ///
+    /// # Errors
+    /// Any download or decryption error, or [`Error::Io`] if writing fails. On error, `w` may
+    /// hold authenticated plaintext from before the failure: write files under a temporary name.
+    pub async fn write_to<W: AsyncWrite + Unpin>(mut self, w: &mut W) -> Result<u64> {
+        let mut n = 0;
+        while let Some(chunk) = self.next().await {
+            let chunk = chunk?;
+            w.write_all(&chunk).await?;
+            n += chunk.len() as u64;
+        }
+        w.flush().await?;
+        Ok(n)
+    }
+}
+
+impl GetObject {
+    pub(crate) fn new(client: Client) -> Self {
+        Self {
+            client,
+            bucket: None,
+            key: None,
+            version_id: None,
+            range: None,
+            required: EncryptionContext::new(),
+            allow_moved: false,
+        }
+    }
+
+    /// Bucket.
+    pub fn bucket(mut self, b: impl Into<String>) -> Self {
+        self.bucket = Some(b.into());
+        self
+    }
+
+    /// Object key.
+    pub fn key(mut self, k: impl Into<String>) -> Self {
+        self.key = Some(k.into());
+        self
+    }
+
+    /// A specific version (versioned buckets).
+    pub fn version_id(mut self, v: impl Into<String>) -> Self {
+        self.version_id = Some(v.into());
+        self
+    }
+
+    /// Only this plaintext range.
+    pub fn range(mut self, r: ByteRange) -> Self {
+        self.range = Some(r);
+        self
+    }
+
+    /// Pairs the object's encryption context must contain.
+    pub fn required_context(mut self, c: EncryptionContext) -> Self {
+        self.required = c;
+        self
+    }
+
+    /// Accept an object whose authenticated location (bucket and key it was written to) differs
+    /// from where it is read, e.g. after a server-side copy. Without this, such objects are
+    /// refused: someone with write access but no key could otherwise substitute one object for
+    /// another.
+    pub fn allow_moved(mut self, yes: bool) -> Self {
+        self.allow_moved = yes;
+        self
+    }
+
+    /// Starts the download.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Service`], [`Error::NotEncrypted`] (ranges need s3crypt
+    /// metadata), and decryption errors; later errors arrive through the [`PlaintextStream`].
+    pub async fn send(mut self) -> Result<GetOutput> {
+        let bucket = self
+            .bucket
+            .take()
+            .ok_or_else(|| Error::InvalidArgument("no bucket".into()))?;
+        let key = self
+            .key
+            .take()
+            .ok_or_else(|| Error::InvalidArgument("no key".into()))?;
+        let mut options = DecryptOptions {
+            required_context: self.required.clone(),
+            ..Default::default()
+        };
+        if !self.allow_moved {
+            for (k, v) in location::pairs(&bucket, &key).iter() {
+                if options.required_context.get(k).is_none() {
+                    options
+                        .required_context
+                        .insert(k, v)
+                        .map_err(Error::Crypto)?;
+                }
+            }
+        }
+        let info = self
+            .client
+            .head_object(&bucket, &key, self.version_id.as_deref())
+            .await?;
+        let fetch = Fetch {
+            client: self.client.clone(),
+            bucket,
+            key,
+            version_id: self.version_id.clone(),
+            etag: info.etag.clone(),
+        };
+        match self.range {
+            Some(r) => {
+                let (range, body) = fetch.range(&info, r, options).await?;
+                Ok(GetOutput {
+                    info,
+                    range: Some(range),
+                    body,
+                })
+            }
+            None => {
+                let body = fetch.whole(&info, options);
+                Ok(GetOutput {
+                    info,
+                    range: None,
+                    body,
+                })
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Fetch {
+    client: Client,
+    bucket: String,
+    key: String,
+    version_id: Option<String>,
+    etag: Option<String>,
+}
+
+impl Fetch {
+    /// One ranged GET of ciphertext bytes `[start, end)`, pinned to the object seen by HEAD.
+    async fn bytes(&self, r: Range<u64>) -> Result<Bytes> {
+        if r.start >= r.end {
+            return Ok(Bytes::new());
+        }
+        let out = self
+            .client
+            .inner
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .set_version_id(self.version_id.clone())
+            .set_if_match(self.etag.clone())
+            .range(format!("bytes={}-{}", r.start, r.end - 1))
+            .send()
+            .await
+            .map_err(|e| not_found_or(&self.bucket, &self.key, service("GetObject", e)))?;
+        let data = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| Error::Service {
+                operation: "GetObject",
+                status: None,
+                message: format!("reading the body: {e}"),
+            })?
+            .into_bytes();
+        if data.len() as u64 != r.end - r.start {
+            return Err(Error::Service {
+                operation: "GetObject",
+                status: None,
+                message: format!("expected {} bytes, got {}", r.end - r.start, data.len()),
+            });
+        }
+        Ok(data)
+    }
+
+    fn whole(self, info: &ObjectInfo, options: DecryptOptions) -> PlaintextStream {
+        let inner = &self.client.inner;
+        let chunk = inner.transfer.part_size.max(1 << 20) as u64;
+        let concurrency = inner.transfer.concurrency;
+        let size = info.size;
+        let keyring = inner.keyring.clone();
+        let (tx, rx) = mpsc::channel(concurrency.max(2));
+        tokio::spawn(async move {
+            let result = async {
+                let mut dec = Some(Decryptor::new(keyring, options));
+                let mut pending: VecDeque<JoinHandle<Result<Bytes>>> = VecDeque::new();
+                let mut next = 0u64;
+                loop {
+                    while pending.len() < concurrency && next < size {
+                        let r = next..(next + chunk).min(size);
+                        next = r.end;
+                        let f = self.clone();
+                        pending.push_back(tokio::spawn(async move { f.bytes(r).await }));
+                    }
+                    let Some(h) = pending.pop_front() else { break };
+                    let data = h.await.map_err(|e| Error::Io(std::io::Error::other(e)))??;
+                    let mut d = dec
+                        .take()
+                        .ok_or_else(|| Error::InvalidArgument("decryptor lost".into()))?;
+                    let (d, out) = tokio::task::spawn_blocking(move || {
+                        let mut out = Vec::with_capacity(data.len());
+                        let r = d.update(&data, &mut out);
+                        r.map(|()| (d, out))
+                    })
+                    .await
+                    .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+                    dec = Some(d);
+                    if !out.is_empty() && tx.send(Msg::Data(Bytes::from(out))).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                let d = dec
+                    .take()
+                    .ok_or_else(|| Error::InvalidArgument("decryptor lost".into()))?;
+                let out = tokio::task::spawn_blocking(move || {
+                    let mut out = Vec::new();
+                    d.finish(&mut out).map(|_| out)
+                })
+                .await
+                .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+                if !out.is_empty() {
+                    let _ = tx.send(Msg::Data(Bytes::from(out))).await;
+                }
+                let _ = tx.send(Msg::Done).await;
+                Ok::<(), Error>(())
+            }
+            .await;
+            if let Err(e) = result {
+                let _ = tx.send(Msg::Err(e)).await;
+            }
+        });
+        PlaintextStream {
+            rx,
+            finished: false,
+        }
+    }
+
+    async fn range(
+        &self,
+        info: &ObjectInfo,
+        r: ByteRange,
+        options: DecryptOptions,
+    ) -> Result<(Range<u64>, PlaintextStream)> {
+        let header_bytes = self.bytes(0..info.header_length).await?;
+        let parsed = Header::read(&header_bytes, &options.limits)?;
+        let keyring = self.client.inner.keyring.clone();
+        let size = info.size;
+        let rd = tokio::task::spawn_blocking(move || {
+            RangeDecryptor::new(parsed, keyring.as_ref(), &options, size)
+        })
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+        let rd = Arc::new(rd);
+        let plan = rd.plan(r.resolve(rd.layout().plaintext_len()))?;
+        let ct = self.bytes(plan.ciphertext.clone()).await?;
+        let served = plan.plaintext.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            let mut ct = ct.to_vec();
+            let mut out = Vec::new();
+            rd.decrypt(&plan, &mut ct, &mut out).map(|()| out)
+        })
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+        let (tx, rx) = mpsc::channel(2);
+        let _ = tx.send(Msg::Data(Bytes::from(out))).await;
+        let _ = tx.send(Msg::Done).await;
+        Ok((
+            served,
+            PlaintextStream {
+                rx,
+                finished: false,
+            },
+        ))
+    }
+}

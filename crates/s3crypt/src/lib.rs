@@ -1,0 +1,43 @@
+//! # s3crypt
+//!
+//! Client-side encryption for Amazon S3 and S3-compatible stores. Objects are encrypted before
+//! they leave the machine, as **AWS Encryption SDK messages, version 2** (see `s3crypt-core`), so
+//! any AWS Encryption SDK can decrypt them given the key.
+//!
+//! * [`Client::put_object`]: one PUT for small objects, parallel multipart (sealed on the blocking
+//!   pool, bounded memory) above the threshold; aborted on failure or cancellation.
+//! * [`Client::get_object`]: parallel ranged GETs decrypted in order, or only the frames a
+//!   plaintext [`ByteRange`] needs; only authenticated plaintext is released.
+//! * Every object's bucket and key are bound into its authenticated encryption context
+//!   ([`location`]), so objects cannot be swapped by someone without the key.
+//! * [`metadata`]: what s3crypt stores beside the object (nothing secret).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), s3crypt::Error> {
+//! use std::sync::Arc;
+//! use s3crypt_core::keyring::file::LocalKeyring;
+//!
+//! let keyring = Arc::new(LocalKeyring::load("team.keyring".as_ref())?);
+//! let client = s3crypt::Client::from_env(keyring).await;
+//! client.put_object().bucket("my-bucket").key("report.pdf")
+//!     .body(tokio::fs::File::open("report.pdf").await?).send().await?;
+//! let out = client.get_object().bucket("my-bucket").key("report.pdf").send().await?;
+//! let mut file = tokio::fs::File::create("report.copy.pdf").await?;
+//! out.body.write_to(&mut file).await?;
+//! # Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod client;
+mod download;
+mod error;
+pub mod location;
+pub mod metadata;
+mod upload;
+
+pub use client::{Client, ClientBuilder, Encryption, Transfer};
+pub use download::{ByteRange, GetObject, GetOutput, PlaintextStream};
+pub use error::{Error, Result};
+pub use metadata::ObjectInfo;
+pub use upload::{PutObject, PutOutput};

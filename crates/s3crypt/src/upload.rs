@@ -1,0 +1,503 @@
+//! Encrypting uploads: one PUT for small objects, parallel multipart above the threshold.
+//!
+//! The plaintext is read part by part; each part holds whole frames, so parts are sealed
+//! independently (on the blocking pool) and uploaded in parallel. Part 1 starts with the header;
+//! the last part ends with the final frame (and, for signed suites, the signature). Memory is
+//! bounded by `(concurrency + 1) × part size`. On any failure or cancellation the multipart upload
+//! is aborted: no parts are left behind and no partial object becomes visible.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+use s3crypt_core::parts::{MessageSealer, PartSealer};
+use s3crypt_core::{EncryptOptions, EncryptionContext, Encryptor};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::task::JoinSet;
+
+use crate::client::Client;
+use crate::error::{service, Error, Result};
+use crate::{location, metadata};
+
+/// S3's smallest part (all parts but the last).
+const MIN_PART: usize = 5 << 20;
+/// S3's largest part count.
+const MAX_PARTS: i32 = 10_000;
+
+/// A cancellation signal: when this future completes, the upload stops and is aborted.
+pub type Cancel = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// An upload being configured (see [`Client::put_object`]).
+pub struct PutObject {
+    client: Client,
+    bucket: Option<String>,
+    key: Option<String>,
+    context: EncryptionContext,
+    metadata: BTreeMap<String, String>,
+    content_type: Option<String>,
+    body: Option<Box<dyn AsyncRead + Send + Unpin>>,
+    size_hint: Option<u64>,
+    cancel: Option<Cancel>,
+}
+
+impl std::fmt::Debug for PutObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PutObject")
+            .field("bucket", &self.bucket)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an upload produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PutOutput {
+    /// Plaintext bytes uploaded.
+    pub plaintext_length: u64,
+    /// Bytes stored (ciphertext).
+    pub size: u64,
+    /// Parts (1 for a single PUT).
+    pub parts: u32,
+    /// Entity tag of the new object.
+    pub etag: Option<String>,
+    /// Version id, on versioned buckets.
+    pub version_id: Option<String>,
+}
+
+impl PutObject {
+    pub(crate) fn new(client: Client) -> Self {
+        Self {
+            client,
+            bucket: None,
+            key: None,
+            context: EncryptionContext::new(),
+            metadata: BTreeMap::new(),
+            content_type: None,
+            body: None,
+            size_hint: None,
+            cancel: None,
+        }
+    }
+
+    /// Bucket.
+    pub fn bucket(mut self, b: impl Into<String>) -> Self {
+        self.bucket = Some(b.into());
+        self
+    }
+
+    /// Object key.
+    pub fn key(mut self, k: impl Into<String>) -> Self {
+        self.key = Some(k.into());
+        self
+    }
+
+    /// The encryption context (authenticated, stored in clear). The object's location is added.
+    pub fn context(mut self, c: EncryptionContext) -> Self {
+        self.context = c;
+        self
+    }
+
+    /// User metadata (stored in clear, not authenticated).
+    pub fn metadata(mut self, m: BTreeMap<String, String>) -> Self {
+        self.metadata = m;
+        self
+    }
+
+    /// The plaintext's content type (the stored object is `application/octet-stream`).
+    pub fn content_type(mut self, ct: impl Into<String>) -> Self {
+        self.content_type = Some(ct.into());
+        self
+    }
+
+    /// The plaintext, read to its end.
+    pub fn body(mut self, r: impl AsyncRead + Send + Unpin + 'static) -> Self {
+        self.body = Some(Box::new(r));
+        self
+    }
+
+    /// The plaintext length if known (files): lets part sizes grow so that huge objects stay
+    /// within S3's 10,000 parts.
+    pub fn size_hint(mut self, n: u64) -> Self {
+        self.size_hint = Some(n);
+        self
+    }
+
+    /// Stops the upload (and aborts it) when `cancel` completes, e.g. on Ctrl-C.
+    pub fn cancel_on(mut self, cancel: impl Future<Output = ()> + Send + 'static) -> Self {
+        self.cancel = Some(Box::pin(cancel));
+        self
+    }
+
+    /// Encrypts and uploads.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a missing bucket, key or body, or invalid metadata;
+    /// [`Error::Io`] if reading the body fails; [`Error::Service`] if S3 refuses;
+    /// [`Error::Cancelled`]; keyring errors as [`Error::Crypto`].
+    pub async fn send(mut self) -> Result<PutOutput> {
+        let bucket = self
+            .bucket
+            .take()
+            .ok_or_else(|| Error::InvalidArgument("no bucket".into()))?;
+        let key = self
+            .key
+            .take()
+            .ok_or_else(|| Error::InvalidArgument("no key".into()))?;
+        let body = self
+            .body
+            .take()
+            .ok_or_else(|| Error::InvalidArgument("no body".into()))?;
+        metadata::check_user_metadata(&self.metadata)?;
+        let mut context = self.context.clone();
+        location::bind(&mut context, &bucket, &key)?;
+        let inner = &self.client.inner;
+        let opts = EncryptOptions {
+            suite: inner.encryption.suite,
+            frame_length: inner.encryption.frame_length,
+            context,
+        };
+        let keyring = inner.keyring.clone();
+        // Wrapping the data key may block (a remote keyring): keep it off the async threads.
+        let enc = tokio::task::spawn_blocking(move || Encryptor::new(keyring.as_ref(), &opts))
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+        let sealer = MessageSealer::new(enc)?;
+        let meta = metadata::for_new_object(
+            inner.encryption.suite,
+            inner.encryption.frame_length,
+            sealer.header().len(),
+            self.content_type.as_deref(),
+            &self.metadata,
+        );
+        let job = Upload {
+            client: self.client.clone(),
+            bucket,
+            key,
+            meta,
+            size_hint: self.size_hint,
+        };
+        match self.cancel.take() {
+            Some(cancel) => job.run(sealer, body, cancel).await,
+            None => {
+                job.run(sealer, body, Box::pin(std::future::pending()))
+                    .await
+            }
+        }
+    }
+}
+
+struct Upload {
+    client: Client,
+    bucket: String,
+    key: String,
+    meta: std::collections::HashMap<String, String>,
+    size_hint: Option<u64>,
+}
+
+/// Reads until `buf` is full or the input ends.
+async fn fill(r: &mut (dyn AsyncRead + Send + Unpin), buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]).await? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// Seals one part on the blocking pool: `prefix` (the header, for part 1), then the part's
+/// frames with `plaintext` placed in them.
+async fn seal(part: PartSealer, plaintext: Vec<u8>, prefix: Vec<u8>) -> Result<Vec<u8>> {
+    tokio::task::spawn_blocking(move || {
+        let mut buf = prefix;
+        let start = buf.len();
+        buf.resize(start + part.sealed_len(), 0);
+        let mut off = 0;
+        for r in part.plaintext_ranges() {
+            let n = r.len();
+            buf[start + r.start..start + r.end].copy_from_slice(&plaintext[off..off + n]);
+            off += n;
+        }
+        part.seal(&mut buf[start..])?;
+        Ok(buf)
+    })
+    .await
+    .map_err(|e| Error::Io(std::io::Error::other(e)))?
+}
+
+impl Upload {
+    /// Plaintext bytes per part: whole frames, at least S3's minimum part once sealed, and large
+    /// enough for a known size to fit in 10,000 parts.
+    fn part_plaintext(&self, frame: usize) -> usize {
+        let t = self.client.inner.transfer;
+        let slot = frame + s3crypt_core::key::REGULAR_OVERHEAD;
+        let mut frames = (t.part_size / frame).max(1);
+        frames = frames.max(MIN_PART.div_ceil(slot));
+        if let Some(n) = self.size_hint {
+            let needed = n
+                .div_ceil(u64::from(MAX_PARTS as u32 - 1))
+                .div_ceil(frame as u64) as usize;
+            frames = frames.max(needed);
+        }
+        frames * frame
+    }
+
+    async fn run(
+        self,
+        sealer: MessageSealer,
+        mut body: Box<dyn AsyncRead + Send + Unpin>,
+        mut cancel: Cancel,
+    ) -> Result<PutOutput> {
+        let frame = sealer.frame_length() as usize;
+        let part_len = self.part_plaintext(frame);
+        let threshold = self.client.inner.transfer.multipart_threshold;
+        // Read one byte past the threshold (and the first part) to know whether more follows.
+        let first_len = part_len.max(threshold);
+        let mut first = vec![0u8; first_len + 1];
+        let n = tokio::select! {
+            r = fill(body.as_mut(), &mut first) => r?,
+            () = &mut cancel => return Err(Error::Cancelled),
+        };
+        first.truncate(n);
+        if n <= threshold {
+            return self.single(sealer, first).await;
+        }
+        let s3 = &self.client.inner.s3;
+        let created = s3
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .set_metadata(Some(self.meta.clone()))
+            .content_type("application/octet-stream")
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .send()
+            .await
+            .map_err(|e| service("CreateMultipartUpload", e))?;
+        let upload_id = created
+            .upload_id()
+            .ok_or_else(|| Error::Service {
+                operation: "CreateMultipartUpload",
+                status: None,
+                message: "no upload id".into(),
+            })?
+            .to_owned();
+        let mut slot = Some(sealer);
+        let result = tokio::select! {
+            r = self.parts(&mut slot, first, part_len, body.as_mut(), &upload_id) => r,
+            () = &mut cancel => Err(Error::Cancelled),
+        };
+        match result {
+            Ok(out) => Ok(out),
+            Err(e) => {
+                // Best effort: the upload's parts must not linger (and cost money).
+                let _ = s3
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&self.key)
+                    .upload_id(&upload_id)
+                    .send()
+                    .await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn single(&self, sealer: MessageSealer, plaintext: Vec<u8>) -> Result<PutOutput> {
+        let frame = sealer.frame_length() as usize;
+        let header = sealer.header().to_vec();
+        let plaintext_length = plaintext.len() as u64;
+        let (part, mut tail) =
+            sealer.last_part(plaintext.len() / frame, plaintext.len() % frame)?;
+        let mut body = seal(part, plaintext, header.clone()).await?;
+        tail.absorb(&body[header.len()..]);
+        body.extend(tail.finish()?);
+        let size = body.len() as u64;
+        let out = self
+            .client
+            .inner
+            .s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .set_metadata(Some(self.meta.clone()))
+            .content_type("application/octet-stream")
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| service("PutObject", e))?;
+        Ok(PutOutput {
+            plaintext_length,
+            size,
+            parts: 1,
+            etag: out.e_tag().map(str::to_owned),
+            version_id: out.version_id().map(str::to_owned),
+        })
+    }
+
+    async fn parts(
+        &self,
+        sealer: &mut Option<MessageSealer>,
+        first: Vec<u8>,
+        part_len: usize,
+        body: &mut (dyn AsyncRead + Send + Unpin),
+        upload_id: &str,
+    ) -> Result<PutOutput> {
+        let inner = &self.client.inner;
+        let concurrency = inner.transfer.concurrency;
+        let signed = inner.encryption.suite.is_signed();
+        let frame = inner.encryption.frame_length as usize;
+        let mut tasks: JoinSet<Result<CompletedPart>> = JoinSet::new();
+        let mut completed = Vec::new();
+        let mut carry = first;
+        let mut part_number: i32 = 0;
+        let mut plaintext_total = 0u64;
+        let mut size = 0u64;
+        loop {
+            // `carry` holds at least one byte more than the part unless the input ended.
+            let mut more = vec![0u8; (part_len + 1).saturating_sub(carry.len())];
+            let n = fill(body, &mut more).await?;
+            more.truncate(n);
+            carry.extend_from_slice(&more);
+            let last = carry.len() <= part_len;
+            let rest = if last {
+                Vec::new()
+            } else {
+                carry.split_off(part_len)
+            };
+            let plaintext = std::mem::replace(&mut carry, rest);
+            part_number += 1;
+            if part_number > MAX_PARTS {
+                return Err(Error::InvalidArgument(
+                    "the object needs more than 10,000 parts: use a larger part size".into(),
+                ));
+            }
+            plaintext_total += plaintext.len() as u64;
+            let Some(s) = sealer.as_mut() else {
+                return Err(Error::InvalidArgument("sealer used up".into()));
+            };
+            let prefix = if part_number == 1 {
+                s.header().to_vec()
+            } else {
+                Vec::new()
+            };
+            // Bounded memory: wait for a slot before starting another part.
+            while tasks.len() >= concurrency {
+                completed.push(join(&mut tasks).await?);
+            }
+            if last {
+                let s = sealer
+                    .take()
+                    .ok_or_else(|| Error::InvalidArgument("sealer used up".into()))?;
+                let (part, mut tail) =
+                    s.last_part(plaintext.len() / frame, plaintext.len() % frame)?;
+                let hlen = prefix.len();
+                let mut bytes = seal(part, plaintext, prefix).await?;
+                tail.absorb(&bytes[hlen..]);
+                bytes.extend(tail.finish()?);
+                size += bytes.len() as u64;
+                tasks.spawn(upload_part(
+                    self.client.clone(),
+                    self.bucket.clone(),
+                    self.key.clone(),
+                    upload_id.to_owned(),
+                    part_number,
+                    bytes,
+                ));
+                break;
+            }
+            let part = s.part(plaintext.len() / frame)?;
+            size += (prefix.len() + part.sealed_len()) as u64;
+            if signed {
+                // The signature hashes the message in order: seal here, in order.
+                let hlen = prefix.len();
+                let bytes = seal(part, plaintext, prefix).await?;
+                s.absorb(&bytes[hlen..]);
+                tasks.spawn(upload_part(
+                    self.client.clone(),
+                    self.bucket.clone(),
+                    self.key.clone(),
+                    upload_id.to_owned(),
+                    part_number,
+                    bytes,
+                ));
+            } else {
+                let (client, bucket, key, id) = (
+                    self.client.clone(),
+                    self.bucket.clone(),
+                    self.key.clone(),
+                    upload_id.to_owned(),
+                );
+                tasks.spawn(async move {
+                    let bytes = seal(part, plaintext, prefix).await?;
+                    upload_part(client, bucket, key, id, part_number, bytes).await
+                });
+            }
+        }
+        while !tasks.is_empty() {
+            completed.push(join(&mut tasks).await?);
+        }
+        completed.sort_by_key(|p| p.part_number());
+        let out = inner
+            .s3
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(completed))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| service("CompleteMultipartUpload", e))?;
+        Ok(PutOutput {
+            plaintext_length: plaintext_total,
+            size,
+            parts: part_number as u32,
+            etag: out.e_tag().map(str::to_owned),
+            version_id: out.version_id().map(str::to_owned),
+        })
+    }
+}
+
+async fn join(tasks: &mut JoinSet<Result<CompletedPart>>) -> Result<CompletedPart> {
+    match tasks.join_next().await {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => Err(Error::Io(std::io::Error::other(e))),
+        None => Err(Error::InvalidArgument("no part in flight".into())),
+    }
+}
+
+async fn upload_part(
+    client: Client,
+    bucket: String,
+    key: String,
+    upload_id: String,
+    part_number: i32,
+    bytes: Vec<u8>,
+) -> Result<CompletedPart> {
+    let out = client
+        .inner
+        .s3
+        .upload_part()
+        .bucket(&bucket)
+        .key(&key)
+        .upload_id(&upload_id)
+        .part_number(part_number)
+        .checksum_algorithm(ChecksumAlgorithm::Crc32)
+        .body(ByteStream::from(bytes))
+        .send()
+        .await
+        .map_err(|e| service("UploadPart", e))?;
+    Ok(CompletedPart::builder()
+        .part_number(part_number)
+        .set_e_tag(out.e_tag().map(str::to_owned))
+        .set_checksum_crc32(out.checksum_crc32().map(str::to_owned))
+        .build())
+}

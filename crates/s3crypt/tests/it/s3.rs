@@ -1,0 +1,345 @@
+//! Put/get round trips, ranges, location binding, tampering and aborts, on every server.
+
+use std::sync::Arc;
+
+use aws_sdk_s3::primitives::ByteStream;
+use s3crypt::{ByteRange, Client, Encryption, Transfer};
+use s3crypt_core::keyring::raw_aes::{RawAesKeyring, WrappingKey};
+use s3crypt_core::{Keyring, Suite};
+
+use crate::servers::{start, Kind, Server};
+
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| ((i * 7 + 3) % 251) as u8).collect()
+}
+
+fn keyring() -> Arc<dyn Keyring> {
+    Arc::new(
+        RawAesKeyring::new("s3crypt-test", "key-1", WrappingKey::from_bytes([0x11; 32])).unwrap(),
+    )
+}
+
+const MIB: usize = 1 << 20;
+
+fn client(server: &Server, suite: Suite, frame: u32) -> Client {
+    Client::builder(server.s3(), keyring())
+        .transfer(Transfer {
+            part_size: 5 * MIB,
+            multipart_threshold: 5 * MIB,
+            concurrency: 4,
+        })
+        .encryption(Encryption {
+            suite,
+            frame_length: frame,
+        })
+        .build()
+        .unwrap()
+}
+
+async fn bucket(server: &Server, name: &str) {
+    server
+        .s3()
+        .create_bucket()
+        .bucket(name)
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn get_all(c: &Client, bucket: &str, key: &str) -> Result<Vec<u8>, s3crypt::Error> {
+    let out = c.get_object().bucket(bucket).key(key).send().await?;
+    let mut v = Vec::new();
+    out.body.write_to(&mut v).await?;
+    Ok(v)
+}
+
+fn servers() -> Vec<Server> {
+    [Kind::Moto, Kind::S3sFs]
+        .into_iter()
+        .filter_map(start)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trips_across_sizes_parts_and_suites() {
+    for server in servers() {
+        bucket(&server, "roundtrip").await;
+        let cases = [
+            (
+                Suite::DEFAULT,
+                65536,
+                vec![
+                    0,
+                    1,
+                    65535,
+                    65536,
+                    65537,
+                    5 * MIB - 1,
+                    5 * MIB,
+                    5 * MIB + 1,
+                    11 * MIB + 3,
+                ],
+            ),
+            (
+                Suite::Aes256GcmHkdfSha512CommitEcdsaP384,
+                4096,
+                vec![0, 4097, 6 * MIB + 5],
+            ),
+            (
+                Suite::ChaCha20Poly1305HkdfSha512Commit,
+                16384,
+                vec![10 * MIB],
+            ),
+        ];
+        for (suite, frame, sizes) in cases {
+            let c = client(&server, suite, frame);
+            for n in sizes {
+                let key = format!("obj-{}-{n}", suite.id());
+                let pt = pattern(n);
+                let put = c
+                    .put_object()
+                    .bucket("roundtrip")
+                    .key(&key)
+                    .body(std::io::Cursor::new(pt.clone()))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(put.plaintext_length, n as u64);
+                assert_eq!(
+                    put.parts > 1,
+                    n > 5 * MIB,
+                    "{:?} {n}: {} parts",
+                    server.kind,
+                    put.parts
+                );
+                let info = c.head_object("roundtrip", &key, None).await.unwrap();
+                assert_eq!(info.suite, suite);
+                assert_eq!(info.frame_length, frame);
+                if !suite.is_signed() {
+                    assert_eq!(info.plaintext_length, Some(n as u64));
+                }
+                let back = get_all(&c, "roundtrip", &key).await.unwrap();
+                assert!(
+                    back == pt,
+                    "{:?} {suite} {n}: plaintext differs",
+                    server.kind
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranged_gets_equal_the_slice() {
+    for server in servers() {
+        bucket(&server, "ranges").await;
+        let c = client(&server, Suite::DEFAULT, 4096);
+        let n = 3 * MIB + 1234;
+        let pt = pattern(n);
+        c.put_object()
+            .bucket("ranges")
+            .key("r")
+            .body(std::io::Cursor::new(pt.clone()))
+            .send()
+            .await
+            .unwrap();
+        let len = n as u64;
+        let mut seed = 0x2545F4914F6CDD1Du64;
+        let mut specs = vec![
+            ByteRange::From(0, Some(0)),
+            ByteRange::From(len - 1, None),
+            ByteRange::Suffix(5000),
+            ByteRange::From(4095, Some(4096)),
+            ByteRange::From(10, Some(len * 2)),
+        ];
+        for _ in 0..12 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let a = seed % len;
+            let b = a + (seed >> 20) % 300_000;
+            specs.push(ByteRange::From(a, Some(b)));
+        }
+        for spec in specs {
+            let out = c
+                .get_object()
+                .bucket("ranges")
+                .key("r")
+                .range(spec)
+                .send()
+                .await
+                .unwrap();
+            let served = out.range.clone().unwrap();
+            let mut v = Vec::new();
+            out.body.write_to(&mut v).await.unwrap();
+            assert!(
+                v[..] == pt[served.start as usize..served.end as usize],
+                "{spec:?}"
+            );
+            let want = spec.resolve(len);
+            assert_eq!(served.start, want.start);
+            assert_eq!(served.end, want.end.min(len));
+        }
+        let e = c
+            .get_object()
+            .bucket("ranges")
+            .key("r")
+            .range(ByteRange::From(len, None))
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(e.class(), "range", "{e}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moved_or_substituted_objects_are_refused() {
+    for server in servers() {
+        bucket(&server, "loc").await;
+        let c = client(&server, Suite::DEFAULT, 65536);
+        c.put_object()
+            .bucket("loc")
+            .key("a")
+            .body(std::io::Cursor::new(b"for a".to_vec()))
+            .send()
+            .await
+            .unwrap();
+        c.put_object()
+            .bucket("loc")
+            .key("b")
+            .body(std::io::Cursor::new(b"for b".to_vec()))
+            .send()
+            .await
+            .unwrap();
+        // Someone with write access but no key copies a's bytes (and metadata) over b.
+        let raw = server
+            .s3()
+            .get_object()
+            .bucket("loc")
+            .key("a")
+            .send()
+            .await
+            .unwrap();
+        let meta = raw.metadata().cloned();
+        let bytes = raw.body.collect().await.unwrap().into_bytes();
+        server
+            .s3()
+            .put_object()
+            .bucket("loc")
+            .key("b")
+            .set_metadata(meta)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .unwrap();
+        let e = get_all(&c, "loc", "b").await.unwrap_err();
+        assert_eq!(e.class(), "context", "{e}");
+        // The explicit override reads it (it is authentic, just somewhere else).
+        let out = c
+            .get_object()
+            .bucket("loc")
+            .key("b")
+            .allow_moved(true)
+            .send()
+            .await
+            .unwrap();
+        let mut v = Vec::new();
+        out.body.write_to(&mut v).await.unwrap();
+        assert_eq!(v, b"for a");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_object_fails_authentication() {
+    for server in servers() {
+        bucket(&server, "tamper").await;
+        let c = client(&server, Suite::DEFAULT, 4096);
+        let pt = pattern(200_000);
+        c.put_object()
+            .bucket("tamper")
+            .key("t")
+            .body(std::io::Cursor::new(pt.clone()))
+            .send()
+            .await
+            .unwrap();
+        let raw = server
+            .s3()
+            .get_object()
+            .bucket("tamper")
+            .key("t")
+            .send()
+            .await
+            .unwrap();
+        let meta = raw.metadata().cloned();
+        let mut bytes = raw.body.collect().await.unwrap().into_bytes().to_vec();
+        let i = bytes.len() / 2;
+        bytes[i] ^= 0x01;
+        server
+            .s3()
+            .put_object()
+            .bucket("tamper")
+            .key("t")
+            .set_metadata(meta)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .unwrap();
+        let e = get_all(&c, "tamper", "t").await.unwrap_err();
+        assert_eq!(e.class(), "authentication", "{e}");
+    }
+}
+
+/// A body that fails after `ok` bytes.
+struct Failing {
+    left: usize,
+}
+
+impl tokio::io::AsyncRead for Failing {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(Err(std::io::Error::other("disk on fire")));
+        }
+        let n = buf.remaining().min(self.left).min(1 << 16);
+        buf.put_slice(&vec![7u8; n]);
+        self.left -= n;
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_upload_is_aborted_and_leaves_nothing() {
+    for server in servers() {
+        bucket(&server, "abort").await;
+        let c = client(&server, Suite::DEFAULT, 65536);
+        let e = c
+            .put_object()
+            .bucket("abort")
+            .key("x")
+            .body(Failing { left: 12 * MIB })
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(e.class(), "io", "{e}");
+        let e = c.head_object("abort", "x", None).await.unwrap_err();
+        assert_eq!(e.class(), "not-found", "{e}");
+        if server.kind == Kind::Moto {
+            // s3s-fs has no ListMultipartUploads.
+            let l = server
+                .s3()
+                .list_multipart_uploads()
+                .bucket("abort")
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                l.uploads().is_empty(),
+                "orphaned multipart uploads: {:?}",
+                l.uploads()
+            );
+        }
+    }
+}
