@@ -343,3 +343,88 @@ async fn a_failed_upload_is_aborted_and_leaves_nothing() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_esdk_decrypts_objects_downloaded_raw() {
+    // Interoperability holds through S3: the stored body is a plain ESDK message.
+    let Some(python) = std::env::var_os("S3CRYPT_TEST_PYTHON") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "S3CRYPT_TEST_PYTHON must be set in CI"
+        );
+        eprintln!("skipped: S3CRYPT_TEST_PYTHON is not set");
+        return;
+    };
+    for server in servers() {
+        bucket(&server, "interop").await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut vectors = Vec::new();
+        let cases = [
+            (Suite::DEFAULT, 65536, 0usize),
+            (Suite::DEFAULT, 65536, 7 * MIB + 9),
+            (Suite::Aes256GcmHkdfSha512CommitEcdsaP384, 4096, 6 * MIB),
+            (Suite::DEFAULT, 4096, 12_345),
+        ];
+        for (i, (suite, frame, n)) in cases.into_iter().enumerate() {
+            let c = client(&server, suite, frame);
+            let key = format!("o{i}");
+            let mut ctx = s3crypt_core::EncryptionContext::new();
+            ctx.insert("purpose", "interop").unwrap();
+            c.put_object()
+                .bucket("interop")
+                .key(&key)
+                .context(ctx)
+                .body(std::io::Cursor::new(pattern(n)))
+                .send()
+                .await
+                .unwrap();
+            let raw = server
+                .s3()
+                .get_object()
+                .bucket("interop")
+                .key(&key)
+                .send()
+                .await
+                .unwrap();
+            let bytes = raw.body.collect().await.unwrap().into_bytes();
+            std::fs::write(dir.path().join(&key), &bytes).unwrap();
+            vectors.push(serde_json::json!({
+                "id": format!("{:?}-{key}", server.kind), "ciphertext": key, "keys": ["k1"], "expect": "ok",
+                "plaintext_len": n, "suite": format!("0x{:04X}", suite.id()), "frame_length": frame,
+                "context": {"purpose": "interop", "s3crypt:bucket": "interop", "s3crypt:key": key},
+            }));
+        }
+        let manifest = serde_json::json!({
+            "generator": "s3crypt S3 tests",
+            "keys": {"k1": {"namespace": "s3crypt-test", "name": "key-1", "key_hex": "11".repeat(32)}},
+            "vectors": vectors,
+        });
+        std::fs::write(
+            dir.path().join("manifest.json"),
+            serde_json::to_vec(&manifest).unwrap(),
+        )
+        .unwrap();
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../test-vectors/tools/check_decrypt.py");
+        let out = std::process::Command::new(&python)
+            .arg(script)
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{:?}: Python ESDK rejected objects from S3:\n{stdout}{}",
+            server.kind,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .starts_with("4 passed, 0 failed"),
+            "{stdout}"
+        );
+    }
+}
