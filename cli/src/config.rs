@@ -147,50 +147,22 @@ pub fn parse_size(s: &str) -> Result<u64, Failure> {
         .ok_or_else(|| Failure::Usage(format!("size {s:?} is too large")))
 }
 
-/// Parses an HTTP-style byte range against nothing yet: returns (start, end_exclusive) or a
-/// suffix length.
-pub enum ByteRange {
-    /// `START-END` (inclusive end) or `START-`.
-    From(u64, Option<u64>),
-    /// `-N`: the last N bytes.
-    Suffix(u64),
-}
-
-pub fn parse_range(s: &str) -> Result<ByteRange, Failure> {
-    let t = s.trim().trim_start_matches("bytes=");
-    let bad = || {
-        Failure::Usage(format!(
-            "invalid range {s:?}: use START-END, START- or -SUFFIXLEN"
-        ))
+/// Resolves the suite and frame length for new messages: flag, then config file, then default.
+pub fn encryption(
+    suite: Option<&str>,
+    frame_size: Option<&str>,
+    cfg: &ConfigFile,
+) -> Result<(s3crypt_core::Suite, u32), Failure> {
+    let suite = match suite.or(cfg.suite.as_deref()) {
+        Some(s) => s.parse()?,
+        None => s3crypt_core::Suite::DEFAULT,
     };
-    let (a, b) = t.split_once('-').ok_or_else(bad)?;
-    let num = |x: &str| x.trim().parse::<u64>().map_err(|_| bad());
-    match (a.trim().is_empty(), b.trim().is_empty()) {
-        (true, false) => Ok(ByteRange::Suffix(num(b)?)),
-        (false, true) => Ok(ByteRange::From(num(a)?, None)),
-        (false, false) => {
-            let (x, y) = (num(a)?, num(b)?);
-            if y < x {
-                return Err(bad());
-            }
-            Ok(ByteRange::From(x, Some(y)))
-        }
-        (true, true) => Err(bad()),
-    }
-}
-
-impl ByteRange {
-    /// The half-open range for a plaintext of `len` bytes (HTTP semantics; the end is clamped by
-    /// the planner).
-    pub fn resolve(&self, len: u64) -> std::ops::Range<u64> {
-        match *self {
-            ByteRange::From(a, Some(b)) => a..b.saturating_add(1),
-            ByteRange::From(a, None) => a..u64::MAX,
-            ByteRange::Suffix(n) => {
-                len.saturating_sub(n)..if n == 0 { len.saturating_sub(n) } else { len }
-            }
-        }
-    }
+    let frame = match frame_size.or(cfg.frame_size.as_deref()) {
+        Some(s) => u32::try_from(parse_size(s)?)
+            .map_err(|_| Failure::Usage(format!("frame size {s} is too large")))?,
+        None => s3crypt_core::DEFAULT_FRAME_LENGTH,
+    };
+    Ok((suite, frame))
 }
 
 #[cfg(test)]
@@ -204,25 +176,6 @@ mod tests {
         assert_eq!(parse_size("1M").ok(), Some(1 << 20));
         assert!(parse_size("1X").is_err());
         assert!(parse_size("").is_err());
-    }
-
-    #[test]
-    fn ranges() {
-        assert_eq!(parse_range("0-9").ok().map(|r| r.resolve(100)), Some(0..10));
-        assert_eq!(
-            parse_range("bytes=90-").ok().map(|r| r.resolve(100)),
-            Some(90..u64::MAX)
-        );
-        assert_eq!(
-            parse_range("-10").ok().map(|r| r.resolve(100)),
-            Some(90..100)
-        );
-        assert_eq!(
-            parse_range("-1000").ok().map(|r| r.resolve(100)),
-            Some(0..100)
-        );
-        assert!(parse_range("9-1").is_err());
-        assert!(parse_range("-").is_err());
     }
 
     #[test]

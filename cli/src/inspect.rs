@@ -5,7 +5,7 @@ use std::io::Read;
 
 use s3crypt_core::keyring::raw_aes::key_name_of;
 use s3crypt_core::range::MessageLayout;
-use s3crypt_core::{Header, ParsedHeader, ReadLimits};
+use s3crypt_core::{ParsedHeader, ReadLimits};
 use serde_json::json;
 
 use crate::args::InspectArgs;
@@ -16,33 +16,14 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// Reads a header without key: any frame length or EDK count the format allows is shown (inspect
+/// allocates nothing per frame).
 pub fn read_header(r: &mut impl Read) -> Result<ParsedHeader, Failure> {
-    let mut buf = Vec::new();
-    loop {
-        let want = buf.len().max(4096);
-        let start = buf.len();
-        buf.resize(start + want, 0);
-        let mut n = 0;
-        while n < want {
-            match r.read(&mut buf[start + n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Failure::Io("cannot read input".into(), e)),
-            }
-        }
-        buf.truncate(start + n);
-        // Inspect reads any frame length or EDK count the format allows: it allocates nothing
-        // per frame.
-        let limits = ReadLimits {
-            max_frame_length: u32::MAX,
-            max_encrypted_data_keys: u16::MAX,
-        };
-        match Header::read(&buf, &limits) {
-            Err(s3crypt_core::Error::Truncated(_)) if n == want => continue,
-            r => return Ok(r?),
-        }
-    }
+    let limits = ReadLimits {
+        max_frame_length: u32::MAX,
+        max_encrypted_data_keys: u16::MAX,
+    };
+    Ok(s3crypt_core::header::read_from(r, &limits)?.0)
 }
 
 pub fn run(a: InspectArgs) -> Result<(), Failure> {

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use s3crypt::{ByteRange, Client, Encryption, Transfer};
-use s3crypt_core::Suite;
 use serde_json::json;
 use tokio::io::{AsyncRead, ReadBuf};
 
@@ -154,15 +153,8 @@ impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
 async fn put(a: PutArgs) -> Result<(), Failure> {
     let (bucket, key) = object_url(&a.dst)?;
     let cfg = config::load_config()?;
-    let suite: Suite = match a.suite.as_deref().or(cfg.suite.as_deref()) {
-        Some(s) => s.parse()?,
-        None => Suite::DEFAULT,
-    };
-    let frame_length = match a.frame_size.as_deref().or(cfg.frame_size.as_deref()) {
-        Some(s) => u32::try_from(parse_size(s)?)
-            .map_err(|_| Failure::Usage(format!("frame size {s} is too large")))?,
-        None => s3crypt_core::DEFAULT_FRAME_LENGTH,
-    };
+    let (suite, frame_length) =
+        config::encryption(a.suite.as_deref(), a.frame_size.as_deref(), &cfg)?;
     let c = client(
         &a.s3,
         &a.keys.keyrings,

@@ -4,7 +4,7 @@ use std::io::{Read, Seek, SeekFrom};
 
 use s3crypt_core::pipeline::{self, PipelineOptions};
 use s3crypt_core::range::RangeDecryptor;
-use s3crypt_core::{DecryptOptions, EncryptOptions, Encryptor, Header, ParsedHeader, Suite};
+use s3crypt_core::{DecryptOptions, EncryptOptions, Encryptor};
 use serde_json::json;
 
 use crate::args::{DecryptArgs, EncryptArgs, IoArgs};
@@ -30,15 +30,8 @@ fn hex(b: &[u8]) -> String {
 pub fn encrypt(a: EncryptArgs) -> Result<(), Failure> {
     let cfg = config::load_config()?;
     let keyring = config::load_keyrings(&config::keyring_paths(&a.keys.keyrings, &cfg)?)?;
-    let suite: Suite = match a.suite.as_deref().or(cfg.suite.as_deref()) {
-        Some(s) => s.parse()?,
-        None => Suite::DEFAULT,
-    };
-    let frame_length = match a.frame_size.as_deref().or(cfg.frame_size.as_deref()) {
-        Some(s) => u32::try_from(parse_size(s)?)
-            .map_err(|_| Failure::Usage(format!("frame size {s} is too large")))?,
-        None => s3crypt_core::DEFAULT_FRAME_LENGTH,
-    };
+    let (suite, frame_length) =
+        config::encryption(a.suite.as_deref(), a.frame_size.as_deref(), &cfg)?;
     let options = EncryptOptions {
         suite,
         frame_length,
@@ -127,33 +120,6 @@ pub fn decrypt(a: DecryptArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Reads the header of a seekable message file.
-pub fn read_header_at_start(
-    file: &mut std::fs::File,
-    options: &DecryptOptions,
-) -> Result<ParsedHeader, Failure> {
-    let mut buf = Vec::new();
-    loop {
-        let want = buf.len().max(4096);
-        let start = buf.len();
-        buf.resize(start + want, 0);
-        let mut n = 0;
-        while n < want {
-            match file.read(&mut buf[start + n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Failure::Io("cannot read input".into(), e)),
-            }
-        }
-        buf.truncate(start + n);
-        match Header::read(&buf, &options.limits) {
-            Err(s3crypt_core::Error::Truncated(_)) if n == want => continue,
-            r => return Ok(r?),
-        }
-    }
-}
-
 fn decrypt_range(
     a: &DecryptArgs,
     range: &str,
@@ -161,13 +127,13 @@ fn decrypt_range(
     keyring: &dyn s3crypt_core::Keyring,
     options: &DecryptOptions,
 ) -> Result<(), Failure> {
-    let spec = config::parse_range(range)?;
+    let spec = s3crypt_core::range::ByteRange::parse(range)?;
     let Some(total) = input.len else {
         return Err(Failure::Usage(
             "--range needs a seekable input file, not a stream".into(),
         ));
     };
-    let parsed = read_header_at_start(&mut input.file, options)?;
+    let (parsed, _) = s3crypt_core::header::read_from(&mut input.file, &options.limits)?;
     let rd = RangeDecryptor::new(parsed, keyring, options, total)?;
     let plan = rd.plan(spec.resolve(rd.layout().plaintext_len()))?;
     let mut ct = vec![0u8; (plan.ciphertext.end - plan.ciphertext.start) as usize];

@@ -245,6 +245,41 @@ impl Header {
     }
 }
 
+/// Reads a header from the start of `r`, growing the buffer geometrically (so that re-parsing
+/// stays linear in the header size); returns it with the bytes read past it.
+///
+/// # Errors
+/// As [`Header::read`] ([`Error::Truncated`] if `r` ends inside the header), or [`Error::Io`].
+pub fn read_from(
+    r: &mut impl std::io::Read,
+    limits: &ReadLimits,
+) -> Result<(ParsedHeader, Vec<u8>)> {
+    let mut buf = Vec::new();
+    loop {
+        let want = buf.len().max(4096);
+        let start = buf.len();
+        buf.resize(start + want, 0);
+        let mut n = 0;
+        while n < want {
+            match r.read(&mut buf[start + n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        buf.truncate(start + n);
+        match Header::read(&buf, limits) {
+            Ok(parsed) => {
+                let rest = buf.split_off(parsed.len());
+                return Ok((parsed, rest));
+            }
+            Err(Error::Truncated(_)) if n == want => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

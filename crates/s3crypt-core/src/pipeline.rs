@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex};
 use crate::decrypt::{DecryptOptions, DecryptSummary, OpenedHeader};
 use crate::encrypt::{EncryptSummary, Encryptor};
 use crate::error::{Error, Malformed, Result};
-use crate::header::Header;
 use crate::key::{
     MessageKey, FINAL_MARKER, FINAL_OVERHEAD, FINAL_PREFIX, REGULAR_OVERHEAD, REGULAR_PREFIX,
 };
@@ -387,25 +386,8 @@ pub fn read_header(
     keyring: &dyn Keyring,
     options: &DecryptOptions,
 ) -> Result<(OpenedHeader, Vec<u8>)> {
-    let mut buf = Vec::new();
-    loop {
-        // Grow geometrically so that re-parsing stays linear in the header size.
-        let want = buf.len().max(4096);
-        let start = buf.len();
-        buf.resize(start + want, 0);
-        let n = read_full(input, &mut buf[start..])?;
-        buf.truncate(start + n);
-        match Header::read(&buf, &options.limits) {
-            Ok(parsed) => {
-                let rest = buf.split_off(parsed.len());
-                return Ok((OpenedHeader::open(parsed, keyring, options)?, rest));
-            }
-            Err(Error::Truncated(what)) if n == want => {
-                let _ = what;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    let (parsed, rest) = crate::header::read_from(input, &options.limits)?;
+    Ok((OpenedHeader::open(parsed, keyring, options)?, rest))
 }
 
 /// Opens the final frame and verifies the footer, returning the final plaintext range of `bytes`.

@@ -20,6 +20,50 @@ use crate::header::ParsedHeader;
 use crate::key::{FINAL_OVERHEAD, FINAL_PREFIX, REGULAR_OVERHEAD, REGULAR_PREFIX};
 use crate::keyring::Keyring;
 
+/// A plaintext byte range as in HTTP `Range` (inclusive ends), before the plaintext length is
+/// known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// `start-end` (inclusive) or `start-` (to the end).
+    From(u64, Option<u64>),
+    /// `-n`: the last `n` bytes.
+    Suffix(u64),
+}
+
+impl ByteRange {
+    /// Parses `START-END`, `START-` or `-SUFFIX`, optionally prefixed by `bytes=`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for anything else (including an end before the start).
+    pub fn parse(s: &str) -> Result<Self> {
+        let t = s.trim().trim_start_matches("bytes=");
+        let bad = || {
+            Error::InvalidArgument(format!(
+                "invalid range {s:?}: use START-END, START- or -SUFFIXLEN"
+            ))
+        };
+        let (a, b) = t.split_once('-').ok_or_else(bad)?;
+        let num = |x: &str| x.trim().parse::<u64>().map_err(|_| bad());
+        match (a.trim().is_empty(), b.trim().is_empty()) {
+            (true, false) => Ok(Self::Suffix(num(b)?)),
+            (false, true) => Ok(Self::From(num(a)?, None)),
+            (false, false) if num(b)? >= num(a)? => Ok(Self::From(num(a)?, Some(num(b)?))),
+            _ => Err(bad()),
+        }
+    }
+
+    /// The half-open range over a plaintext of `len` bytes. An end past the plaintext is
+    /// clamped by [`MessageLayout::plan`]; a start at or past it is "not satisfiable" there.
+    pub fn resolve(&self, len: u64) -> Range<u64> {
+        match *self {
+            Self::From(a, Some(b)) => a..b.saturating_add(1),
+            Self::From(a, None) => a..u64::MAX,
+            Self::Suffix(0) => len..len,
+            Self::Suffix(n) => len.saturating_sub(n)..len,
+        }
+    }
+}
+
 /// The frame layout of a complete message of known length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MessageLayout {
@@ -267,6 +311,20 @@ pub fn decrypt_range(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_ranges_parse_like_http() {
+        assert_eq!(ByteRange::parse("0-9").unwrap().resolve(100), 0..10);
+        assert_eq!(
+            ByteRange::parse("bytes=90-").unwrap().resolve(100),
+            90..u64::MAX
+        );
+        assert_eq!(ByteRange::parse("-10").unwrap().resolve(100), 90..100);
+        assert_eq!(ByteRange::parse("-1000").unwrap().resolve(100), 0..100);
+        for bad in ["9-1", "-", "", "a-b", "1-2-3"] {
+            assert!(ByteRange::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn layout_solves_both_final_frame_forms() {

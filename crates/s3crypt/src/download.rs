@@ -11,6 +11,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
+pub use s3crypt_core::range::ByteRange;
 use s3crypt_core::range::RangeDecryptor;
 use s3crypt_core::{DecryptOptions, Decryptor, EncryptionContext, Header};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -21,49 +22,6 @@ use crate::client::{not_found_or, Client};
 use crate::error::{service, Error, Result};
 use crate::location;
 use crate::metadata::ObjectInfo;
-
-/// A plaintext byte range, as in HTTP `Range` (inclusive ends).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ByteRange {
-    /// `start-end` (inclusive) or `start-` (to the end).
-    From(u64, Option<u64>),
-    /// `-n`: the last `n` bytes.
-    Suffix(u64),
-}
-
-impl ByteRange {
-    /// Parses `START-END`, `START-`, `-SUFFIX` (optionally prefixed by `bytes=`).
-    ///
-    /// # Errors
-    /// [`Error::InvalidArgument`] for anything else.
-    pub fn parse(s: &str) -> Result<Self> {
-        let t = s.trim().trim_start_matches("bytes=");
-        let bad = || {
-            Error::InvalidArgument(format!(
-                "invalid range {s:?}: use START-END, START- or -SUFFIXLEN"
-            ))
-        };
-        let (a, b) = t.split_once('-').ok_or_else(bad)?;
-        let num = |x: &str| x.trim().parse::<u64>().map_err(|_| bad());
-        match (a.trim().is_empty(), b.trim().is_empty()) {
-            (true, false) => Ok(Self::Suffix(num(b)?)),
-            (false, true) => Ok(Self::From(num(a)?, None)),
-            (false, false) if num(b)? >= num(a)? => Ok(Self::From(num(a)?, Some(num(b)?))),
-            _ => Err(bad()),
-        }
-    }
-
-    /// The half-open range over a plaintext of `len` bytes (ends past the plaintext are clamped
-    /// later; a start past it is "not satisfiable").
-    pub fn resolve(&self, len: u64) -> Range<u64> {
-        match *self {
-            Self::From(a, Some(b)) => a..b.saturating_add(1),
-            Self::From(a, None) => a..u64::MAX,
-            Self::Suffix(0) => len..len,
-            Self::Suffix(n) => len.saturating_sub(n)..len,
-        }
-    }
-}
 
 /// A download being configured (see [`Client::get_object`]).
 #[derive(Debug)]
