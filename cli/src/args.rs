@@ -19,6 +19,7 @@ Exit codes:
   10 S3 object or bucket not found
   11 S3 refused or failed a request
   12 not an s3crypt object (no s3crypt metadata)
+  13 recursive transfer: some objects failed or were refused (each is reported)
   130 interrupted (Ctrl-C); an interrupted upload is aborted";
 
 /// Client-side encryption in the AWS Encryption SDK message format.
@@ -92,6 +93,12 @@ pub struct PutArgs {
     /// Algorithm suite (see `s3crypt encrypt --help`).
     #[arg(long, value_name = "NAME")]
     pub suite: Option<String>,
+    /// Recursive: SRC is a directory and the destination a prefix (objects in parallel).
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
+    /// Objects transferred at once with -r.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub jobs: usize,
     #[command(flatten)]
     pub s3: S3Args,
     /// No progress bar.
@@ -125,6 +132,12 @@ pub struct GetArgs {
     /// copied or moved). Without this, such objects are refused: see SECURITY.md.
     #[arg(long)]
     pub allow_moved: bool,
+    /// Recursive: SRC is a directory and the destination a prefix (objects in parallel).
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
+    /// Objects transferred at once with -r.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub jobs: usize,
     #[command(flatten)]
     pub s3: S3Args,
     /// No progress bar.

@@ -19,6 +19,8 @@ pub enum Failure {
     S3(s3crypt::Error),
     /// Ctrl-C.
     Interrupted,
+    /// A recursive transfer in which some objects failed (each was reported already).
+    Partial(usize),
 }
 
 impl From<s3crypt::Error> for Failure {
@@ -59,10 +61,28 @@ pub fn code_of(e: &Error) -> u8 {
 }
 
 impl Failure {
+    /// The message and exit code, printed once (for per-object reports in recursive transfers).
+    pub fn describe(&self) -> String {
+        match self {
+            Failure::Core(e) => e.to_string(),
+            Failure::Usage(m) => m.clone(),
+            Failure::Io(w, e) => format!("{w}: {e}"),
+            Failure::S3(e) => e.to_string(),
+            Failure::BrokenPipe => "broken pipe".into(),
+            Failure::Interrupted => "interrupted".into(),
+            Failure::Partial(n) => format!("{n} object(s) failed"),
+        }
+    }
+
     pub fn report(self) -> ExitCode {
         let (code, msg, hint) = match self {
             Failure::BrokenPipe => return ExitCode::SUCCESS,
             Failure::Interrupted => (130, "interrupted".into(), None),
+            Failure::Partial(n) => (
+                13,
+                format!("{n} object(s) failed or were refused (see above)"),
+                None,
+            ),
             Failure::S3(e) => {
                 let code = match &e {
                     s3crypt::Error::NotFound { .. } => 10,

@@ -10,6 +10,7 @@ mod keygen;
 mod s3cmd;
 mod streams;
 mod transform;
+mod tree;
 
 use clap::Parser;
 

@@ -150,7 +150,111 @@ impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
     }
 }
 
+fn prefix_of(p: &str) -> String {
+    if p.is_empty() || p.ends_with('/') {
+        p.to_owned()
+    } else {
+        format!("{p}/")
+    }
+}
+
+/// Runs `jobs` transfers at a time; reports each failure; returns how many failed.
+async fn run_all<F>(jobs: usize, items: Vec<(String, F)>) -> usize
+where
+    F: std::future::Future<Output = Result<(), Failure>> + Send + 'static,
+{
+    type Outcome = Result<(String, Result<(), Failure>), tokio::task::JoinError>;
+    fn failed(r: Outcome) -> usize {
+        match r {
+            Ok((_, Ok(()))) => 0,
+            Ok((name, Err(e))) => {
+                eprintln!("s3crypt: {name}: {}", e.describe());
+                1
+            }
+            Err(e) => {
+                eprintln!("s3crypt: a transfer task failed: {e}");
+                1
+            }
+        }
+    }
+    let mut set: tokio::task::JoinSet<(String, Result<(), Failure>)> = tokio::task::JoinSet::new();
+    let mut n = 0;
+    for (name, f) in items {
+        while set.len() >= jobs.max(1) {
+            if let Some(r) = set.join_next().await {
+                n += failed(r);
+            }
+        }
+        set.spawn(async move { (name, f.await) });
+    }
+    while let Some(r) = set.join_next().await {
+        n += failed(r);
+    }
+    n
+}
+
+async fn put_recursive(a: &PutArgs, c: Client) -> Result<(), Failure> {
+    let (bucket, prefix) = parse_url(&a.dst)?;
+    let prefix = prefix_of(&prefix);
+    let files = crate::tree::files(&a.src)
+        .map_err(|e| Failure::Io(format!("cannot walk {}", a.src.display()), e))?;
+    let context = config::parse_context(&a.context)?;
+    let meta = parse_meta(&a.meta)?;
+    let mut items = Vec::new();
+    for (path, rel) in files {
+        let key = format!("{prefix}{rel}");
+        let (c, bucket, context, meta, json) = (
+            c.clone(),
+            bucket.clone(),
+            context.clone(),
+            meta.clone(),
+            a.json,
+        );
+        let content_type = a.content_type.clone();
+        items.push((key.clone(), async move {
+            let f = tokio::fs::File::open(&path).await.map_err(|e| Failure::Io(format!("cannot open {}", path.display()), e))?;
+            let len = f.metadata().await.map(|m| m.len()).ok();
+            let mut req = c.put_object().bucket(&bucket).key(&key).context(context).metadata(meta).body(f);
+            if let Some(ct) = content_type {
+                req = req.content_type(ct);
+            }
+            if let Some(n) = len {
+                req = req.size_hint(n);
+            }
+            let out = req.send().await?;
+            if json {
+                println!("{}", json!({"operation": "put", "bucket": bucket, "key": key, "plaintext_bytes": out.plaintext_length, "parts": out.parts}));
+            }
+            Ok(())
+        }));
+    }
+    let work = run_all(a.jobs, items);
+    let failed = tokio::select! {
+        n = work => n,
+        _ = tokio::signal::ctrl_c() => return Err(Failure::Interrupted),
+    };
+    if failed > 0 {
+        return Err(Failure::Partial(failed));
+    }
+    Ok(())
+}
+
 async fn put(a: PutArgs) -> Result<(), Failure> {
+    if a.recursive {
+        let cfg = config::load_config()?;
+        let (suite, frame_length) =
+            config::encryption(a.suite.as_deref(), a.frame_size.as_deref(), &cfg)?;
+        let c = client(
+            &a.s3,
+            &a.keys.keyrings,
+            Encryption {
+                suite,
+                frame_length,
+            },
+        )
+        .await?;
+        return put_recursive(&a, c).await;
+    }
     let (bucket, key) = object_url(&a.dst)?;
     let cfg = config::load_config()?;
     let (suite, frame_length) =
@@ -215,9 +319,94 @@ async fn put(a: PutArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
+    let (bucket, prefix) = parse_url(&a.src)?;
+    let prefix = prefix_of(&prefix);
+    let root = a.dst.clone();
+    std::fs::create_dir_all(&root)
+        .map_err(|e| Failure::Io(format!("cannot create {}", root.display()), e))?;
+    let required = config::parse_context(&a.context)?;
+    let mut refused = 0;
+    let mut items = Vec::new();
+    let mut token = None;
+    loop {
+        let page = c
+            .s3()
+            .list_objects_v2()
+            .bucket(&bucket)
+            .prefix(&prefix)
+            .set_continuation_token(token.take())
+            .send()
+            .await
+            .map_err(|e| {
+                Failure::S3(s3crypt::Error::Service {
+                    operation: "ListObjectsV2",
+                    status: None,
+                    message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+                })
+            })?;
+        for key in page.contents().iter().filter_map(|o| o.key()) {
+            let rel = match crate::tree::relative_path(key, &prefix) {
+                Ok(Some(rel)) => rel,
+                Ok(None) => continue,
+                Err(why) => {
+                    eprintln!(
+                        "s3crypt: refusing s3://{bucket}/{}: {why} (it would not stay inside {})",
+                        key.escape_debug(),
+                        root.display()
+                    );
+                    refused += 1;
+                    continue;
+                }
+            };
+            let (c, bucket, key, root, required, allow_moved, json) = (
+                c.clone(),
+                bucket.clone(),
+                key.to_owned(),
+                root.clone(),
+                required.clone(),
+                a.allow_moved,
+                a.json,
+            );
+            items.push((format!("s3://{bucket}/{key}"), async move {
+                let target = crate::tree::prepare_parent(&root, &rel).map_err(Failure::Usage)?;
+                let out = c.get_object().bucket(&bucket).key(&key).required_context(required).allow_moved(allow_moved).send().await?;
+                let mut output = Output::open(&Some(target), false)?;
+                let mut body = out.body;
+                let mut n = 0u64;
+                while let Some(chunk) = body.next().await {
+                    let chunk = chunk?;
+                    output.writer().write_all(&chunk).map_err(|e| Failure::Io("cannot write output".into(), e))?;
+                    n += chunk.len() as u64;
+                }
+                output.commit()?;
+                if json {
+                    eprintln!("{}", json!({"operation": "get", "bucket": bucket, "key": key, "plaintext_bytes": n}));
+                }
+                Ok(())
+            }));
+        }
+        match page.next_continuation_token() {
+            Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
+            _ => break,
+        }
+    }
+    let failed = tokio::select! {
+        n = run_all(a.jobs, items) => n,
+        _ = tokio::signal::ctrl_c() => return Err(Failure::Interrupted),
+    };
+    if failed + refused > 0 {
+        return Err(Failure::Partial(failed + refused));
+    }
+    Ok(())
+}
+
 async fn get(a: GetArgs) -> Result<(), Failure> {
-    let (bucket, key) = object_url(&a.src)?;
     let c = client(&a.s3, &a.keys.keyrings, Encryption::default()).await?;
+    if a.recursive {
+        return get_recursive(&a, c).await;
+    }
+    let (bucket, key) = object_url(&a.src)?;
     let mut req = c
         .get_object()
         .bucket(&bucket)

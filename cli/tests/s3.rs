@@ -251,3 +251,83 @@ fn a_killed_get_leaves_no_file_under_the_target_name() {
         "a killed get left output under the target name"
     );
 }
+
+#[test]
+fn recursive_put_and_get_with_hostile_keys() {
+    for c in contexts() {
+        let src = c.p("src");
+        for (rel, n) in [
+            ("a.txt", 10usize),
+            ("sub/b.bin", 300_000),
+            ("sub/deeper/c", 0),
+            ("sp ace/ü.txt", 5),
+        ] {
+            let p = src.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, pattern(n)).unwrap();
+        }
+        let o = c.run(&["put", "-r", src.to_str().unwrap(), "s3://cli/tree"], None);
+        assert_eq!(code(&o), 0, "{:?}: {}", c.server.kind, err(&o));
+        let dst = c.p("dst");
+        if c.server.kind == Kind::Moto {
+            // Keys planted by someone with write access, aimed outside the destination. (s3s-fs
+            // stores keys as files and cannot hold most of them.)
+            let s3 = c.server.s3();
+            c.rt.block_on(async {
+                for k in [
+                    "tree/../escape",
+                    "tree/sub/../../escape2",
+                    "tree/x//y",
+                    "tree//abs",
+                    "tree/./dot",
+                    "tree/back\\..\\slash",
+                    "tree/link/inside",
+                ] {
+                    s3.put_object()
+                        .bucket("cli")
+                        .key(k)
+                        .body(b"evil".to_vec().into())
+                        .send()
+                        .await
+                        .unwrap();
+                }
+            });
+            std::fs::create_dir_all(&dst).unwrap();
+            #[cfg(unix)]
+            std::os::unix::fs::symlink(c.p("outside"), dst.join("link")).unwrap();
+            std::fs::create_dir_all(c.p("outside")).unwrap();
+        }
+        let o = c.run(
+            &["get", "-r", "s3://cli/tree/", dst.to_str().unwrap()],
+            None,
+        );
+        let stderr = err(&o);
+        for (rel, n) in [
+            ("a.txt", 10usize),
+            ("sub/b.bin", 300_000),
+            ("sub/deeper/c", 0),
+            ("sp ace/ü.txt", 5),
+        ] {
+            assert!(std::fs::read(dst.join(rel)).unwrap() == pattern(n), "{rel}");
+        }
+        if c.server.kind == Kind::Moto {
+            assert_eq!(code(&o), 13, "{stderr}");
+            for why in [
+                "'.' or '..' path segment",
+                "empty path segment",
+                "backslash",
+            ] {
+                assert!(stderr.contains(why), "{why}: {stderr}");
+            }
+            assert!(
+                stderr.contains("is a symlink") || stderr.contains("not a directory"),
+                "{stderr}"
+            );
+            // Nothing was written outside the destination.
+            assert!(!c.p("escape").exists() && !c.p("escape2").exists());
+            assert_eq!(std::fs::read_dir(c.p("outside")).unwrap().count(), 0);
+        } else {
+            assert_eq!(code(&o), 0, "{stderr}");
+        }
+    }
+}
