@@ -87,6 +87,21 @@ pub struct PutArgs {
     /// The plaintext's content type.
     #[arg(long, value_name = "TYPE")]
     pub content_type: Option<String>,
+    /// Ask S3 to encrypt at rest as well: AES256 (SSE-S3) or aws:kms (SSE-KMS).
+    #[arg(long, value_name = "ALG")]
+    pub sse: Option<String>,
+    /// KMS key for --sse aws:kms.
+    #[arg(long, value_name = "KEY")]
+    pub sse_kms_key_id: Option<String>,
+    /// Storage class (STANDARD, STANDARD_IA, GLACIER_IR, ...).
+    #[arg(long, value_name = "CLASS")]
+    pub storage_class: Option<String>,
+    /// Object lock mode: GOVERNANCE or COMPLIANCE (needs --object-lock-retain-until).
+    #[arg(long, value_name = "MODE")]
+    pub object_lock_mode: Option<String>,
+    /// Object lock retain-until date, RFC 3339 (e.g. 2030-01-01T00:00:00Z).
+    #[arg(long, value_name = "DATE")]
+    pub object_lock_retain_until: Option<String>,
     /// Plaintext bytes per frame (default 64KiB).
     #[arg(long, value_name = "N")]
     pub frame_size: Option<String>,

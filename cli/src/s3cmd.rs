@@ -88,6 +88,59 @@ fn transfer(a: &S3Args) -> Result<Transfer, Failure> {
     })
 }
 
+fn storage_options(a: &PutArgs) -> Result<s3crypt::StorageOptions, Failure> {
+    use aws_sdk_s3::types::{ObjectLockMode, ServerSideEncryption, StorageClass};
+    let sse = match a.sse.as_deref() {
+        None => None,
+        Some("AES256") => Some(ServerSideEncryption::Aes256),
+        Some("aws:kms") => Some(ServerSideEncryption::AwsKms),
+        Some(other) => {
+            return Err(Failure::Usage(format!(
+                "--sse {other:?}: use AES256 or aws:kms"
+            )))
+        }
+    };
+    if a.sse_kms_key_id.is_some() && sse != Some(ServerSideEncryption::AwsKms) {
+        return Err(Failure::Usage(
+            "--sse-kms-key-id needs --sse aws:kms".into(),
+        ));
+    }
+    let mode = match a.object_lock_mode.as_deref() {
+        None => None,
+        Some("GOVERNANCE") => Some(ObjectLockMode::Governance),
+        Some("COMPLIANCE") => Some(ObjectLockMode::Compliance),
+        Some(other) => {
+            return Err(Failure::Usage(format!(
+                "--object-lock-mode {other:?}: use GOVERNANCE or COMPLIANCE"
+            )))
+        }
+    };
+    let until = a
+        .object_lock_retain_until
+        .as_deref()
+        .map(|d| {
+            aws_smithy_types::DateTime::from_str(d, aws_smithy_types::date_time::Format::DateTime)
+        })
+        .transpose()
+        .map_err(|e| {
+            Failure::Usage(format!(
+                "--object-lock-retain-until: {e} (use RFC 3339, e.g. 2030-01-01T00:00:00Z)"
+            ))
+        })?;
+    if mode.is_some() != until.is_some() {
+        return Err(Failure::Usage(
+            "--object-lock-mode and --object-lock-retain-until go together".into(),
+        ));
+    }
+    Ok(s3crypt::StorageOptions {
+        server_side_encryption: sse,
+        sse_kms_key_id: a.sse_kms_key_id.clone(),
+        storage_class: a.storage_class.as_deref().map(StorageClass::from),
+        object_lock_mode: mode,
+        object_lock_retain_until: until,
+    })
+}
+
 fn parse_meta(pairs: &[String]) -> Result<BTreeMap<String, String>, Failure> {
     pairs
         .iter()
@@ -211,10 +264,11 @@ async fn put_recursive(a: &PutArgs, c: Client) -> Result<(), Failure> {
             a.json,
         );
         let content_type = a.content_type.clone();
+        let options = storage_options(a)?;
         items.push((key.clone(), async move {
             let f = tokio::fs::File::open(&path).await.map_err(|e| Failure::Io(format!("cannot open {}", path.display()), e))?;
             let len = f.metadata().await.map(|m| m.len()).ok();
-            let mut req = c.put_object().bucket(&bucket).key(&key).context(context).metadata(meta).body(f);
+            let mut req = c.put_object().bucket(&bucket).key(&key).context(context).metadata(meta).storage_options(options).body(f);
             if let Some(ct) = content_type {
                 req = req.content_type(ct);
             }
@@ -294,6 +348,7 @@ async fn put(a: PutArgs) -> Result<(), Failure> {
         .key(&key)
         .context(config::parse_context(&a.context)?)
         .metadata(parse_meta(&a.meta)?)
+        .storage_options(storage_options(&a)?)
         .body(Counting {
             inner: body,
             bar: bar.clone(),

@@ -331,3 +331,90 @@ fn recursive_put_and_get_with_hostile_keys() {
         }
     }
 }
+
+#[test]
+fn s3_side_options_reach_the_server() {
+    let Some(c) = Ctx::new(Kind::Moto) else {
+        return;
+    };
+    let s3 = c.server.s3();
+    c.rt.block_on(async {
+        s3.create_bucket()
+            .bucket("locked")
+            .object_lock_enabled_for_bucket(true)
+            .send()
+            .await
+            .unwrap()
+    });
+    std::fs::write(c.p("big"), pattern(6 << 20)).unwrap();
+    for (src, key) in [(None, "small"), (Some(c.p("big")), "multipart")] {
+        let url = format!("s3://locked/{key}");
+        let mut args = vec![
+            "put",
+            "--part-size",
+            "5MiB",
+            "--sse",
+            "AES256",
+            "--storage-class",
+            "STANDARD_IA",
+        ];
+        args.extend([
+            "--object-lock-mode",
+            "GOVERNANCE",
+            "--object-lock-retain-until",
+            "2030-01-01T00:00:00Z",
+        ]);
+        let path = src
+            .as_ref()
+            .map(|p| p.to_str().unwrap().to_owned())
+            .unwrap_or_else(|| "-".into());
+        args.push(&path);
+        args.push(&url);
+        let o = c.run(&args, Some(b"small object"));
+        assert_eq!(code(&o), 0, "{}", err(&o));
+        let h = c.rt.block_on(async {
+            s3.head_object()
+                .bucket("locked")
+                .key(key)
+                .send()
+                .await
+                .unwrap()
+        });
+        assert_eq!(
+            h.server_side_encryption().map(|s| s.as_str()),
+            Some("AES256"),
+            "{key}"
+        );
+        assert_eq!(
+            h.storage_class().map(|s| s.as_str()),
+            Some("STANDARD_IA"),
+            "{key}"
+        );
+        // moto drops object lock settings given to CreateMultipartUpload (boto3's own multipart
+        // upload loses them too), so the lock is only checked on the single-PUT object here.
+        if key == "small" {
+            assert_eq!(
+                h.object_lock_mode().map(|s| s.as_str()),
+                Some("GOVERNANCE"),
+                "{key}"
+            );
+        }
+    }
+    assert_eq!(
+        code(&c.run(&["put", "--sse", "rot13", "-", "s3://locked/x"], Some(b"x"))),
+        2
+    );
+    assert_eq!(
+        code(&c.run(
+            &[
+                "put",
+                "--object-lock-mode",
+                "GOVERNANCE",
+                "-",
+                "s3://locked/x"
+            ],
+            Some(b"x")
+        )),
+        2
+    );
+}

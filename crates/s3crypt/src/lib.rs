@@ -40,4 +40,4 @@ pub use client::{Client, ClientBuilder, Encryption, Transfer};
 pub use download::{ByteRange, GetObject, GetOutput, PlaintextStream};
 pub use error::{Error, Result};
 pub use metadata::ObjectInfo;
-pub use upload::{PutObject, PutOutput};
+pub use upload::{PutObject, PutOutput, StorageOptions};

@@ -40,6 +40,23 @@ pub struct PutObject {
     body: Option<Box<dyn AsyncRead + Send + Unpin>>,
     size_hint: Option<u64>,
     cancel: Option<Cancel>,
+    options: StorageOptions,
+}
+
+/// S3-side options passed through to the upload: server-side encryption by S3 (on top of
+/// s3crypt's), storage class, object lock.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StorageOptions {
+    /// `AES256` (SSE-S3) or `aws:kms` (SSE-KMS).
+    pub server_side_encryption: Option<aws_sdk_s3::types::ServerSideEncryption>,
+    /// The KMS key for SSE-KMS.
+    pub sse_kms_key_id: Option<String>,
+    /// Storage class.
+    pub storage_class: Option<aws_sdk_s3::types::StorageClass>,
+    /// Object lock mode (the bucket must have object lock enabled).
+    pub object_lock_mode: Option<aws_sdk_s3::types::ObjectLockMode>,
+    /// Object lock retain-until date.
+    pub object_lock_retain_until: Option<aws_smithy_types::DateTime>,
 }
 
 impl std::fmt::Debug for PutObject {
@@ -79,6 +96,7 @@ impl PutObject {
             body: None,
             size_hint: None,
             cancel: None,
+            options: StorageOptions::default(),
         }
     }
 
@@ -122,6 +140,12 @@ impl PutObject {
     /// within S3's 10,000 parts.
     pub fn size_hint(mut self, n: u64) -> Self {
         self.size_hint = Some(n);
+        self
+    }
+
+    /// S3-side options (SSE-S3/SSE-KMS, storage class, object lock).
+    pub fn storage_options(mut self, o: StorageOptions) -> Self {
+        self.options = o;
         self
     }
 
@@ -178,6 +202,7 @@ impl PutObject {
             key,
             meta,
             size_hint: self.size_hint,
+            options: self.options.clone(),
         };
         match self.cancel.take() {
             Some(cancel) => job.run(sealer, body, cancel).await,
@@ -195,6 +220,7 @@ struct Upload {
     key: String,
     meta: std::collections::HashMap<String, String>,
     size_hint: Option<u64>,
+    options: StorageOptions,
 }
 
 /// Reads until `buf` is full or the input ends.
@@ -271,6 +297,11 @@ impl Upload {
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(&self.key)
+            .set_server_side_encryption(self.options.server_side_encryption.clone())
+            .set_ssekms_key_id(self.options.sse_kms_key_id.clone())
+            .set_storage_class(self.options.storage_class.clone())
+            .set_object_lock_mode(self.options.object_lock_mode.clone())
+            .set_object_lock_retain_until_date(self.options.object_lock_retain_until)
             .set_metadata(Some(self.meta.clone()))
             .content_type("application/octet-stream")
             .checksum_algorithm(ChecksumAlgorithm::Crc32)
@@ -323,6 +354,11 @@ impl Upload {
             .put_object()
             .bucket(&self.bucket)
             .key(&self.key)
+            .set_server_side_encryption(self.options.server_side_encryption.clone())
+            .set_ssekms_key_id(self.options.sse_kms_key_id.clone())
+            .set_storage_class(self.options.storage_class.clone())
+            .set_object_lock_mode(self.options.object_lock_mode.clone())
+            .set_object_lock_retain_until_date(self.options.object_lock_retain_until)
             .set_metadata(Some(self.meta.clone()))
             .content_type("application/octet-stream")
             .checksum_algorithm(ChecksumAlgorithm::Crc32)
