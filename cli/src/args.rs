@@ -87,6 +87,10 @@ pub struct PutArgs {
     /// The plaintext's content type.
     #[arg(long, value_name = "TYPE")]
     pub content_type: Option<String>,
+    /// SSE-C: S3 also encrypts the object with a per-object key derived from the keyring and the
+    /// object's location (S3 never stores it); every request for the object carries it.
+    #[arg(long)]
+    pub sse_c: bool,
     /// Ask S3 to encrypt at rest as well: AES256 (SSE-S3) or aws:kms (SSE-KMS).
     #[arg(long, value_name = "ALG")]
     pub sse: Option<String>,
@@ -143,6 +147,10 @@ pub struct GetArgs {
     /// A specific object version.
     #[arg(long, value_name = "ID")]
     pub version_id: Option<String>,
+    /// SSE-C: S3 also encrypts the object with a per-object key derived from the keyring and the
+    /// object's location (S3 never stores it); every request for the object carries it.
+    #[arg(long)]
+    pub sse_c: bool,
     /// Accept an object whose authenticated location differs from where it is read (it was
     /// copied or moved). Without this, such objects are refused: see SECURITY.md.
     #[arg(long)]

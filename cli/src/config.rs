@@ -112,6 +112,17 @@ pub fn load_keyrings(paths: &[PathBuf]) -> Result<MultiKeyring, Failure> {
     Ok(multi)
 }
 
+/// The SSE-C key source of the keyrings: every key of every file, the first file's primary
+/// first (it derives keys for new objects).
+pub fn load_sse_c(paths: &[PathBuf]) -> Result<s3crypt::sse_c::LocalSseC, Failure> {
+    let mut secrets = Vec::new();
+    for p in paths {
+        let kf = s3crypt_core::keyring::file::KeyringFile::load(p)?;
+        secrets.extend(kf.keys().map(|k| *k.key.as_bytes()));
+    }
+    Ok(s3crypt::sse_c::LocalSseC::new(secrets)?)
+}
+
 /// Parses `KEY=VALUE` pairs into a context.
 pub fn parse_context(pairs: &[String]) -> Result<EncryptionContext, Failure> {
     let mut ctx = EncryptionContext::new();

@@ -172,15 +172,18 @@ async fn client(
     s3: &S3Args,
     keyrings: &[std::path::PathBuf],
     enc: Encryption,
+    sse_c: bool,
 ) -> Result<Client, Failure> {
     let cfg = config::load_config()?;
-    let keyring = Arc::new(config::load_keyrings(&config::keyring_paths(
-        keyrings, &cfg,
-    )?)?);
-    Ok(Client::builder(s3_client(s3).await, keyring)
+    let paths = config::keyring_paths(keyrings, &cfg)?;
+    let keyring = Arc::new(config::load_keyrings(&paths)?);
+    let mut b = Client::builder(s3_client(s3).await, keyring)
         .transfer(transfer(s3)?)
-        .encryption(enc)
-        .build()?)
+        .encryption(enc);
+    if sse_c {
+        b = b.sse_c(Arc::new(config::load_sse_c(&paths)?));
+    }
+    Ok(b.build()?)
 }
 
 /// Counts bytes read, for the progress bar.
@@ -265,10 +268,11 @@ async fn put_recursive(a: &PutArgs, c: Client) -> Result<(), Failure> {
         );
         let content_type = a.content_type.clone();
         let options = storage_options(a)?;
+        let sse_c = a.sse_c;
         items.push((key.clone(), async move {
             let f = tokio::fs::File::open(&path).await.map_err(|e| Failure::Io(format!("cannot open {}", path.display()), e))?;
             let len = f.metadata().await.map(|m| m.len()).ok();
-            let mut req = c.put_object().bucket(&bucket).key(&key).context(context).metadata(meta).storage_options(options).body(f);
+            let mut req = c.put_object().bucket(&bucket).key(&key).context(context).metadata(meta).storage_options(options).sse_c(sse_c).body(f);
             if let Some(ct) = content_type {
                 req = req.content_type(ct);
             }
@@ -305,6 +309,7 @@ async fn put(a: PutArgs) -> Result<(), Failure> {
                 suite,
                 frame_length,
             },
+            a.sse_c,
         )
         .await?;
         return put_recursive(&a, c).await;
@@ -320,6 +325,7 @@ async fn put(a: PutArgs) -> Result<(), Failure> {
             suite,
             frame_length,
         },
+        a.sse_c,
     )
     .await?;
     let stdin = a.src == Path::new("-");
@@ -349,6 +355,7 @@ async fn put(a: PutArgs) -> Result<(), Failure> {
         .context(config::parse_context(&a.context)?)
         .metadata(parse_meta(&a.meta)?)
         .storage_options(storage_options(&a)?)
+        .sse_c(a.sse_c)
         .body(Counting {
             inner: body,
             bar: bar.clone(),
@@ -423,9 +430,10 @@ async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
                 a.allow_moved,
                 a.json,
             );
+            let sse_c = a.sse_c;
             items.push((format!("s3://{bucket}/{key}"), async move {
                 let target = crate::tree::prepare_parent(&root, &rel).map_err(Failure::Usage)?;
-                let out = c.get_object().bucket(&bucket).key(&key).required_context(required).allow_moved(allow_moved).send().await?;
+                let out = c.get_object().bucket(&bucket).key(&key).required_context(required).allow_moved(allow_moved).sse_c(sse_c).send().await?;
                 let mut output = Output::open(&Some(target), false)?;
                 let mut body = out.body;
                 let mut n = 0u64;
@@ -457,7 +465,7 @@ async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
 }
 
 async fn get(a: GetArgs) -> Result<(), Failure> {
-    let c = client(&a.s3, &a.keys.keyrings, Encryption::default()).await?;
+    let c = client(&a.s3, &a.keys.keyrings, Encryption::default(), a.sse_c).await?;
     if a.recursive {
         return get_recursive(&a, c).await;
     }
@@ -467,7 +475,8 @@ async fn get(a: GetArgs) -> Result<(), Failure> {
         .bucket(&bucket)
         .key(&key)
         .required_context(config::parse_context(&a.context)?)
-        .allow_moved(a.allow_moved);
+        .allow_moved(a.allow_moved)
+        .sse_c(a.sse_c);
     if let Some(r) = &a.range {
         req = req.range(ByteRange::parse(r)?);
     }

@@ -55,6 +55,7 @@ pub(crate) struct Inner {
     pub(crate) keyring: Arc<dyn Keyring>,
     pub(crate) transfer: Transfer,
     pub(crate) encryption: Encryption,
+    pub(crate) sse_c: Option<Arc<dyn crate::sse_c::SseCSource>>,
 }
 
 /// An encrypting S3 client. Cheap to clone and safe to share across tasks; CPU work (sealing and
@@ -81,9 +82,16 @@ pub struct ClientBuilder {
     keyring: Arc<dyn Keyring>,
     transfer: Transfer,
     encryption: Encryption,
+    sse_c: Option<Arc<dyn crate::sse_c::SseCSource>>,
 }
 
 impl ClientBuilder {
+    /// Where SSE-C keys come from (needed for `sse_c(true)` on puts and gets).
+    pub fn sse_c(mut self, source: Arc<dyn crate::sse_c::SseCSource>) -> Self {
+        self.sse_c = Some(source);
+        self
+    }
+
     /// Transfer settings.
     pub fn transfer(mut self, t: Transfer) -> Self {
         self.transfer = t;
@@ -115,10 +123,11 @@ impl ClientBuilder {
         }
         Ok(Client {
             inner: Arc::new(Inner {
-                s3: self.s3,
+                s3: crate::sse_c::guarded(self.s3),
                 keyring: self.keyring,
                 transfer: self.transfer,
                 encryption: self.encryption,
+                sse_c: self.sse_c,
             }),
         })
     }
@@ -136,10 +145,11 @@ impl Client {
             .build();
         Client {
             inner: Arc::new(Inner {
-                s3: aws_sdk_s3::Client::from_conf(s3conf),
+                s3: crate::sse_c::guarded(aws_sdk_s3::Client::from_conf(s3conf)),
                 keyring,
                 transfer: Transfer::default(),
                 encryption: Encryption::default(),
+                sse_c: None,
             }),
         }
     }
@@ -151,6 +161,7 @@ impl Client {
             keyring,
             transfer: Transfer::default(),
             encryption: Encryption::default(),
+            sse_c: None,
         }
     }
 
@@ -180,13 +191,25 @@ impl Client {
         key: &str,
         version_id: Option<&str>,
     ) -> Result<ObjectInfo> {
-        let out = self
+        self.head_with(bucket, key, version_id, None).await
+    }
+
+    /// HEAD with an optional SSE-C key.
+    pub(crate) async fn head_with(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        sse: Option<&crate::sse_c::SseCKey>,
+    ) -> Result<ObjectInfo> {
+        let req = self
             .inner
             .s3
             .head_object()
             .bucket(bucket)
             .key(key)
-            .set_version_id(version_id.map(str::to_owned))
+            .set_version_id(version_id.map(str::to_owned));
+        let out = crate::sse_c::with_sse_c!(req, sse)
             .send()
             .await
             .map_err(|e| not_found_or(bucket, key, service("HeadObject", e)))?;

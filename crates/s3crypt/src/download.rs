@@ -33,6 +33,7 @@ pub struct GetObject {
     range: Option<ByteRange>,
     required: EncryptionContext,
     allow_moved: bool,
+    sse_c: bool,
 }
 
 /// A download: the object's metadata and its authenticated plaintext.
@@ -122,7 +123,15 @@ impl GetObject {
             range: None,
             required: EncryptionContext::new(),
             allow_moved: false,
+            sse_c: false,
         }
+    }
+
+    /// The object is SSE-C encrypted: every request carries its SSE-C key, found by trying the
+    /// client's SSE-C source's keys in order (see [`crate::sse_c`]).
+    pub fn sse_c(mut self, yes: bool) -> Self {
+        self.sse_c = yes;
+        self
     }
 
     /// Bucket.
@@ -192,16 +201,23 @@ impl GetObject {
                 }
             }
         }
-        let info = self
-            .client
-            .head_object(&bucket, &key, self.version_id.as_deref())
-            .await?;
+        let (info, sse) = if self.sse_c {
+            self.head_sse_c(&bucket, &key).await?
+        } else {
+            (
+                self.client
+                    .head_object(&bucket, &key, self.version_id.as_deref())
+                    .await?,
+                None,
+            )
+        };
         let fetch = Fetch {
             client: self.client.clone(),
             bucket,
             key,
             version_id: self.version_id.clone(),
             etag: info.etag.clone(),
+            sse,
         };
         match self.range {
             Some(r) => {
@@ -224,6 +240,38 @@ impl GetObject {
     }
 }
 
+impl GetObject {
+    /// HEAD with each candidate SSE-C key until S3 accepts one.
+    async fn head_sse_c(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(ObjectInfo, Option<Arc<crate::sse_c::SseCKey>>)> {
+        let source = self.client.inner.sse_c.as_ref().ok_or_else(|| {
+            Error::InvalidArgument("SSE-C requested but the client has no SSE-C key source".into())
+        })?;
+        let mut last = None;
+        for k in source.keys(bucket, key) {
+            match self
+                .client
+                .head_with(bucket, key, self.version_id.as_deref(), Some(&k))
+                .await
+            {
+                Ok(info) => return Ok((info, Some(Arc::new(k)))),
+                // A wrong SSE-C key is refused with 400 or 403: try the next one.
+                Err(
+                    e @ Error::Service {
+                        status: Some(400 | 403),
+                        ..
+                    },
+                ) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::InvalidArgument("no SSE-C key".into())))
+    }
+}
+
 #[derive(Clone)]
 struct Fetch {
     client: Client,
@@ -231,6 +279,7 @@ struct Fetch {
     key: String,
     version_id: Option<String>,
     etag: Option<String>,
+    sse: Option<Arc<crate::sse_c::SseCKey>>,
 }
 
 impl Fetch {
@@ -239,11 +288,8 @@ impl Fetch {
         if r.start >= r.end {
             return Ok(Bytes::new());
         }
-        let out = self
-            .client
-            .inner
-            .s3
-            .get_object()
+        let req = self.client.inner.s3.get_object();
+        let out = crate::sse_c::with_sse_c!(req, self.sse.as_deref())
             .bucket(&self.bucket)
             .key(&self.key)
             .set_version_id(self.version_id.clone())

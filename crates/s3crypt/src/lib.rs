@@ -34,6 +34,7 @@ mod download;
 mod error;
 pub mod location;
 pub mod metadata;
+pub mod sse_c;
 mod upload;
 
 pub use client::{Client, ClientBuilder, Encryption, Transfer};

@@ -41,6 +41,7 @@ pub struct PutObject {
     size_hint: Option<u64>,
     cancel: Option<Cancel>,
     options: StorageOptions,
+    sse_c: bool,
 }
 
 /// S3-side options passed through to the upload: server-side encryption by S3 (on top of
@@ -97,6 +98,7 @@ impl PutObject {
             size_hint: None,
             cancel: None,
             options: StorageOptions::default(),
+            sse_c: false,
         }
     }
 
@@ -143,6 +145,13 @@ impl PutObject {
         self
     }
 
+    /// SSE-C: every request carries a per-object key derived from the client's SSE-C source
+    /// (see [`crate::sse_c`]).
+    pub fn sse_c(mut self, yes: bool) -> Self {
+        self.sse_c = yes;
+        self
+    }
+
     /// S3-side options (SSE-S3/SSE-KMS, storage class, object lock).
     pub fn storage_options(mut self, o: StorageOptions) -> Self {
         self.options = o;
@@ -175,6 +184,21 @@ impl PutObject {
             .take()
             .ok_or_else(|| Error::InvalidArgument("no body".into()))?;
         metadata::check_user_metadata(&self.metadata)?;
+        let sse_key = if self.sse_c {
+            let source = self.client.inner.sse_c.as_ref().ok_or_else(|| {
+                Error::InvalidArgument(
+                    "SSE-C requested but the client has no SSE-C key source".into(),
+                )
+            })?;
+            let k = source
+                .keys(&bucket, &key)
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::InvalidArgument("no SSE-C key".into()))?;
+            Some(std::sync::Arc::new(k))
+        } else {
+            None
+        };
         let mut context = self.context.clone();
         location::bind(&mut context, &bucket, &key)?;
         let inner = &self.client.inner;
@@ -203,6 +227,7 @@ impl PutObject {
             meta,
             size_hint: self.size_hint,
             options: self.options.clone(),
+            sse: sse_key,
         };
         match self.cancel.take() {
             Some(cancel) => job.run(sealer, body, cancel).await,
@@ -221,6 +246,7 @@ struct Upload {
     meta: std::collections::HashMap<String, String>,
     size_hint: Option<u64>,
     options: StorageOptions,
+    sse: Option<std::sync::Arc<crate::sse_c::SseCKey>>,
 }
 
 /// Reads until `buf` is full or the input ends.
@@ -293,8 +319,8 @@ impl Upload {
             return self.single(sealer, first).await;
         }
         let s3 = &self.client.inner.s3;
-        let created = s3
-            .create_multipart_upload()
+        let created = s3.create_multipart_upload();
+        let created = crate::sse_c::with_sse_c!(created, self.sse.as_deref())
             .bucket(&self.bucket)
             .key(&self.key)
             .set_server_side_encryption(self.options.server_side_encryption.clone())
@@ -347,11 +373,8 @@ impl Upload {
         tail.absorb(&body[header.len()..]);
         body.extend(tail.finish()?);
         let size = body.len() as u64;
-        let out = self
-            .client
-            .inner
-            .s3
-            .put_object()
+        let req = self.client.inner.s3.put_object();
+        let out = crate::sse_c::with_sse_c!(req, self.sse.as_deref())
             .bucket(&self.bucket)
             .key(&self.key)
             .set_server_side_encryption(self.options.server_side_encryption.clone())
@@ -388,6 +411,13 @@ impl Upload {
         let signed = inner.encryption.suite.is_signed();
         let frame = inner.encryption.frame_length as usize;
         let mut tasks: JoinSet<Result<CompletedPart>> = JoinSet::new();
+        let target = PartTarget {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key: self.key.clone(),
+            upload_id: upload_id.to_owned(),
+            sse: self.sse.clone(),
+        };
         let mut completed = Vec::new();
         let mut carry = first;
         let mut part_number: i32 = 0;
@@ -436,14 +466,7 @@ impl Upload {
                 tail.absorb(&bytes[hlen..]);
                 bytes.extend(tail.finish()?);
                 size += bytes.len() as u64;
-                tasks.spawn(upload_part(
-                    self.client.clone(),
-                    self.bucket.clone(),
-                    self.key.clone(),
-                    upload_id.to_owned(),
-                    part_number,
-                    bytes,
-                ));
+                tasks.spawn(upload_part(target.clone(), part_number, bytes));
                 break;
             }
             let part = s.part(plaintext.len() / frame)?;
@@ -453,24 +476,12 @@ impl Upload {
                 let hlen = prefix.len();
                 let bytes = seal(part, plaintext, prefix).await?;
                 s.absorb(&bytes[hlen..]);
-                tasks.spawn(upload_part(
-                    self.client.clone(),
-                    self.bucket.clone(),
-                    self.key.clone(),
-                    upload_id.to_owned(),
-                    part_number,
-                    bytes,
-                ));
+                tasks.spawn(upload_part(target.clone(), part_number, bytes));
             } else {
-                let (client, bucket, key, id) = (
-                    self.client.clone(),
-                    self.bucket.clone(),
-                    self.key.clone(),
-                    upload_id.to_owned(),
-                );
+                let target = target.clone();
                 tasks.spawn(async move {
                     let bytes = seal(part, plaintext, prefix).await?;
-                    upload_part(client, bucket, key, id, part_number, bytes).await
+                    upload_part(target, part_number, bytes).await
                 });
             }
         }
@@ -478,9 +489,8 @@ impl Upload {
             completed.push(join(&mut tasks).await?);
         }
         completed.sort_by_key(|p| p.part_number());
-        let out = inner
-            .s3
-            .complete_multipart_upload()
+        let req = inner.s3.complete_multipart_upload();
+        let out = crate::sse_c::with_sse_c!(req, self.sse.as_deref())
             .bucket(&self.bucket)
             .key(&self.key)
             .upload_id(upload_id)
@@ -510,21 +520,22 @@ async fn join(tasks: &mut JoinSet<Result<CompletedPart>>) -> Result<CompletedPar
     }
 }
 
-async fn upload_part(
+/// Where parts go.
+#[derive(Clone)]
+struct PartTarget {
     client: Client,
     bucket: String,
     key: String,
     upload_id: String,
-    part_number: i32,
-    bytes: Vec<u8>,
-) -> Result<CompletedPart> {
-    let out = client
-        .inner
-        .s3
-        .upload_part()
-        .bucket(&bucket)
-        .key(&key)
-        .upload_id(&upload_id)
+    sse: Option<std::sync::Arc<crate::sse_c::SseCKey>>,
+}
+
+async fn upload_part(t: PartTarget, part_number: i32, bytes: Vec<u8>) -> Result<CompletedPart> {
+    let req = t.client.inner.s3.upload_part();
+    let out = crate::sse_c::with_sse_c!(req, t.sse.as_deref())
+        .bucket(&t.bucket)
+        .key(&t.key)
+        .upload_id(&t.upload_id)
         .part_number(part_number)
         .checksum_algorithm(ChecksumAlgorithm::Crc32)
         .body(ByteStream::from(bytes))

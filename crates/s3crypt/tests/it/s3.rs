@@ -428,3 +428,155 @@ async fn python_esdk_decrypts_objects_downloaded_raw() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_c_headers_on_every_request_with_a_key_per_object() {
+    use s3crypt::sse_c::{LocalSseC, SseCKey};
+    // moto does not enforce SSE-C; its request recorder shows what every request carried.
+    let Some(server) = start(Kind::Moto) else {
+        return;
+    };
+    bucket(&server, "sse").await;
+    let secret = [0x5Au8; 32];
+    let c = Client::builder(server.s3(), keyring())
+        .transfer(Transfer {
+            part_size: 5 * MIB,
+            multipart_threshold: 5 * MIB,
+            concurrency: 4,
+        })
+        .sse_c(Arc::new(LocalSseC::new([secret, [0x11; 32]]).unwrap()))
+        .build()
+        .unwrap();
+    server.start_recording();
+    let small = pattern(1000);
+    let big = pattern(6 * MIB + 7);
+    c.put_object()
+        .bucket("sse")
+        .key("small")
+        .sse_c(true)
+        .body(std::io::Cursor::new(small.clone()))
+        .send()
+        .await
+        .unwrap();
+    let put = c
+        .put_object()
+        .bucket("sse")
+        .key("big")
+        .sse_c(true)
+        .body(std::io::Cursor::new(big.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.parts, 2);
+    for (key, pt) in [("small", &small), ("big", &big)] {
+        let out = c
+            .get_object()
+            .bucket("sse")
+            .key(key)
+            .sse_c(true)
+            .send()
+            .await
+            .unwrap();
+        let mut v = Vec::new();
+        out.body.write_to(&mut v).await.unwrap();
+        assert!(&v == pt);
+        let out = c
+            .get_object()
+            .bucket("sse")
+            .key(key)
+            .sse_c(true)
+            .range(ByteRange::Suffix(10))
+            .send()
+            .await
+            .unwrap();
+        let mut v = Vec::new();
+        out.body.write_to(&mut v).await.unwrap();
+        assert_eq!(v[..], pt[pt.len() - 10..]);
+    }
+    let mut seen = std::collections::BTreeMap::new();
+    for (method, url, h) in server.recorded() {
+        let path = url
+            .split("://")
+            .nth(1)
+            .and_then(|r| r.split_once('/'))
+            .map(|(_, p)| p)
+            .unwrap_or_default();
+        let path = path.split('?').next().unwrap();
+        let Some(key) = path.strip_prefix("sse/") else {
+            continue;
+        };
+        let want = SseCKey::derive(&secret, "sse", key);
+        assert_eq!(
+            h.get("x-amz-server-side-encryption-customer-algorithm")
+                .map(String::as_str),
+            Some("AES256"),
+            "{method} {url}"
+        );
+        assert_eq!(
+            h.get("x-amz-server-side-encryption-customer-key")
+                .map(String::as_str),
+            Some(want.key_base64().as_str()),
+            "{method} {url}"
+        );
+        assert_eq!(
+            h.get("x-amz-server-side-encryption-customer-key-md5"),
+            Some(&want.md5_base64()),
+            "{method} {url}"
+        );
+        *seen.entry((key.to_owned(), method)).or_insert(0) += 1;
+    }
+    // PUT, HEAD and GETs for the small object; create, 2 parts, complete, HEAD, GETs for the big one.
+    assert!(
+        seen.get(&("small".into(), "PUT".into())) == Some(&1),
+        "{seen:?}"
+    );
+    assert!(
+        seen.get(&("big".into(), "PUT".into())) == Some(&2),
+        "{seen:?}"
+    );
+    assert!(
+        seen.get(&("big".into(), "POST".into())) == Some(&2),
+        "{seen:?}"
+    );
+    for key in ["small", "big"] {
+        assert!(
+            seen.get(&(key.into(), "HEAD".into())).copied().unwrap_or(0) >= 2,
+            "{seen:?}"
+        );
+        assert!(
+            seen.get(&(key.into(), "GET".into())).copied().unwrap_or(0) >= 3,
+            "{seen:?}"
+        );
+    }
+    assert_ne!(
+        SseCKey::derive(&secret, "sse", "small").key_base64(),
+        SseCKey::derive(&secret, "sse", "big").key_base64()
+    );
+
+    // Plain HTTP to anything but loopback: refused before anything is sent.
+    let remote = aws_sdk_s3::Client::from_conf(
+        server
+            .s3()
+            .config()
+            .to_builder()
+            .endpoint_url("http://s3crypt-test.invalid:9")
+            .build(),
+    );
+    let c = Client::builder(remote, keyring())
+        .sse_c(Arc::new(LocalSseC::new([secret]).unwrap()))
+        .build()
+        .unwrap();
+    let e = c
+        .put_object()
+        .bucket("sse")
+        .key("x")
+        .sse_c(true)
+        .body(std::io::Cursor::new(b"x".to_vec()))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{e}").contains("refusing to send SSE-C keys over plain HTTP"),
+        "{e}"
+    );
+}

@@ -16,6 +16,8 @@ pub struct Server {
     pub endpoint: String,
     pub kind: Kind,
     _dir: Option<tempfile::TempDir>,
+    /// moto's request recording (every request's method, URL and headers), when enabled.
+    pub recording: Option<std::path::PathBuf>,
 }
 
 impl Drop for Server {
@@ -75,13 +77,15 @@ pub fn start(kind: Kind) -> Option<Server> {
     let (mut child, dir) = match kind {
         Kind::Moto => {
             let bin = binary("S3CRYPT_TEST_MOTO")?;
+            let dir = tempfile::tempdir().unwrap();
             let child = Command::new(bin)
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .env("MOTO_RECORDER_FILEPATH", dir.path().join("recording.jsonl"))
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap();
-            (child, None)
+            (child, Some(dir))
         }
         Kind::S3sFs => {
             let bin = binary("S3CRYPT_TEST_S3S_FS")?;
@@ -106,15 +110,59 @@ pub fn start(kind: Kind) -> Option<Server> {
         }
     };
     wait_ready(port, &mut child);
+    let recording =
+        (kind == Kind::Moto).then(|| dir.as_ref().unwrap().path().join("recording.jsonl"));
     Some(Server {
         child,
         endpoint: format!("http://127.0.0.1:{port}"),
         kind,
         _dir: dir,
+        recording,
     })
 }
 
 impl Server {
+    /// Starts moto's request recorder (moto only).
+    #[allow(dead_code)]
+    pub fn start_recording(&self) {
+        let port = self.endpoint.rsplit(':').next().unwrap();
+        let mut s = TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap();
+        s.write_all(b"POST /moto-api/recorder/start-recording HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n").unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        assert!(
+            resp.starts_with("HTTP/1.") && resp.contains(" 200 "),
+            "{resp}"
+        );
+    }
+
+    /// The recorded requests: (method, URL, lower-cased headers).
+    #[allow(dead_code)]
+    pub fn recorded(&self) -> Vec<(String, String, std::collections::HashMap<String, String>)> {
+        let text = std::fs::read_to_string(self.recording.as_ref().unwrap()).unwrap_or_default();
+        text.lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let headers = v["headers"]
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.to_ascii_lowercase(),
+                            v.as_str().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect();
+                (
+                    v["method"].as_str().unwrap().to_owned(),
+                    v["url"].as_str().unwrap().to_owned(),
+                    headers,
+                )
+            })
+            .collect()
+    }
+
     pub fn s3(&self) -> aws_sdk_s3::Client {
         let conf = aws_sdk_s3::Config::builder()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())

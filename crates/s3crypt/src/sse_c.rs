@@ -1,0 +1,231 @@
+//! SSE-C: S3 encrypts the (already client-side encrypted) object a second time with a key that
+//! only the client holds and S3 never stores.
+//!
+//! The key is derived per object from the local keyring and the object's location, so a reader
+//! needs nothing but the keyring, and the key is known before anything is read (HEAD and GET need
+//! it):
+//!
+//! ```text
+//! SSE-C key = HKDF-SHA256(ikm = a keyring key (32 bytes), salt = "s3crypt/sse-c/v1",
+//!                         info = u16 len || bucket || u16 len || object key, L = 32)
+//! ```
+//! New objects use the primary key of the first keyring; readers try every key of every keyring
+//! in order (so objects written before a key rotation stay readable). Each request for the object
+//! carries `x-amz-server-side-encryption-customer-algorithm: AES256`, the base64 key, and the
+//! base64 MD5 of the key (the MD5 only guards the header against corruption). The keys travel in
+//! request headers: s3crypt refuses SSE-C over plain HTTP except to a loopback address.
+
+use base64::Engine as _;
+use hkdf::Hkdf;
+use md5::{Digest, Md5};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+
+const SALT: &[u8] = b"s3crypt/sse-c/v1";
+
+/// One object's SSE-C key. Wiped on drop; no `Debug` contents.
+pub struct SseCKey(Zeroizing<[u8; 32]>);
+
+impl std::fmt::Debug for SseCKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SseCKey(<redacted>)")
+    }
+}
+
+impl SseCKey {
+    /// Derives the SSE-C key of `bucket`/`key` from a 32-byte keyring secret (see module docs).
+    pub fn derive(secret: &[u8; 32], bucket: &str, key: &str) -> Self {
+        let mut info = Vec::with_capacity(4 + bucket.len() + key.len());
+        for part in [bucket.as_bytes(), key.as_bytes()] {
+            // S3 bucket names and keys are at most 1024 bytes, far below u16::MAX.
+            info.extend_from_slice(&(part.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
+            info.extend_from_slice(part);
+        }
+        let mut out = Zeroizing::new([0u8; 32]);
+        #[allow(clippy::expect_used)]
+        Hkdf::<Sha256>::new(Some(SALT), secret)
+            .expand(&info, out.as_mut())
+            .expect("32 bytes is a valid HKDF-SHA256 length");
+        Self(out)
+    }
+
+    /// The `x-amz-server-side-encryption-customer-key` header value (base64). Secret.
+    pub fn key_base64(&self) -> Zeroizing<String> {
+        Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(self.0.as_ref()))
+    }
+
+    /// The `x-amz-server-side-encryption-customer-key-MD5` header value.
+    pub fn md5_base64(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(Md5::digest(self.0.as_ref()))
+    }
+}
+
+/// Where SSE-C keys come from.
+pub trait SseCSource: Send + Sync + std::fmt::Debug {
+    /// The candidate keys for an object; the first is used to write it.
+    fn keys(&self, bucket: &str, key: &str) -> Vec<SseCKey>;
+}
+
+/// SSE-C keys derived from local keyring keys.
+pub struct LocalSseC {
+    secrets: Vec<Zeroizing<[u8; 32]>>,
+}
+
+impl std::fmt::Debug for LocalSseC {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalSseC")
+            .field("keys", &self.secrets.len())
+            .finish()
+    }
+}
+
+impl LocalSseC {
+    /// From keyring key bytes, the one that derives keys for new objects first.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if there is no key.
+    pub fn new(secrets: impl IntoIterator<Item = [u8; 32]>) -> Result<Self> {
+        let secrets: Vec<_> = secrets.into_iter().map(Zeroizing::new).collect();
+        if secrets.is_empty() {
+            return Err(Error::InvalidArgument(
+                "SSE-C needs at least one keyring key".into(),
+            ));
+        }
+        Ok(Self { secrets })
+    }
+}
+
+impl SseCSource for LocalSseC {
+    fn keys(&self, bucket: &str, key: &str) -> Vec<SseCKey> {
+        self.secrets
+            .iter()
+            .map(|s| SseCKey::derive(s, bucket, key))
+            .collect()
+    }
+}
+
+/// Whether a request URI may carry SSE-C keys: HTTPS, or plain HTTP to a loopback address.
+fn transport_allowed(uri: &str) -> std::result::Result<(), String> {
+    let Some(rest) = uri.strip_prefix("http://") else {
+        return Ok(());
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        Ok(())
+    } else {
+        Err(format!(
+            "refusing to send SSE-C keys over plain HTTP to {host}: use an https:// endpoint"
+        ))
+    }
+}
+
+/// An SDK interceptor that refuses, just before transmission, any request carrying an SSE-C key
+/// over plain HTTP to a host other than loopback (whatever endpoint resolution produced).
+#[derive(Debug)]
+pub(crate) struct TransportGuard;
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for TransportGuard {
+    fn name(&self) -> &'static str {
+        "s3crypt-sse-c-transport-guard"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> std::result::Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let req = context.request();
+        let carries_key = [
+            "x-amz-server-side-encryption-customer-key",
+            "x-amz-copy-source-server-side-encryption-customer-key",
+        ]
+        .iter()
+        .any(|h| req.headers().get(*h).is_some());
+        if carries_key {
+            transport_allowed(req.uri())
+                .map_err(|m| -> aws_smithy_runtime_api::box_error::BoxError { m.into() })?;
+        }
+        Ok(())
+    }
+}
+
+/// The same S3 client with the [`TransportGuard`] installed.
+pub(crate) fn guarded(s3: aws_sdk_s3::Client) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(s3.config().to_builder().interceptor(TransportGuard).build())
+}
+
+/// Sets the three SSE-C headers on a request builder (every S3 request builder that accepts
+/// SSE-C has the same three setters).
+macro_rules! with_sse_c {
+    ($builder:expr, $key:expr) => {{
+        let b = $builder;
+        match $key {
+            Some(k) => b
+                .sse_customer_algorithm("AES256")
+                .sse_customer_key(k.key_base64().as_str())
+                .sse_customer_key_md5(k.md5_base64()),
+            None => b,
+        }
+    }};
+}
+pub(crate) use with_sse_c;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_differ_per_object_and_per_secret() {
+        let a = SseCKey::derive(&[1; 32], "b", "k1");
+        let b = SseCKey::derive(&[1; 32], "b", "k2");
+        let c = SseCKey::derive(&[2; 32], "b", "k1");
+        // Length prefixes keep ("ab","c") and ("a","bc") apart.
+        let d = SseCKey::derive(&[1; 32], "ab", "c");
+        let e = SseCKey::derive(&[1; 32], "a", "bc");
+        let all = [&a, &b, &c, &d, &e].map(|k| k.key_base64().to_string());
+        for i in 0..all.len() {
+            for j in i + 1..all.len() {
+                assert_ne!(all[i], all[j]);
+            }
+        }
+        assert_eq!(
+            SseCKey::derive(&[1; 32], "b", "k1").key_base64(),
+            a.key_base64()
+        );
+        assert_eq!(format!("{a:?}"), "SseCKey(<redacted>)");
+        assert_eq!(a.md5_base64().len(), 24);
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        for ok in [
+            "https://s3.amazonaws.com/b/k",
+            "http://127.0.0.1:9000/b",
+            "http://localhost/b",
+            "http://[::1]:80/b",
+            "http://127.9.9.9/",
+        ] {
+            assert!(transport_allowed(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://s3.example.com/b",
+            "http://10.0.0.1:9000/b",
+            "http://user@evil.com/",
+            "http://127.0.0.1.evil.com/",
+        ] {
+            assert!(transport_allowed(bad).is_err(), "{bad}");
+        }
+    }
+}
