@@ -118,7 +118,10 @@ pub fn load_sse_c(paths: &[PathBuf]) -> Result<s3crypt::sse_c::LocalSseC, Failur
     let mut secrets = Vec::new();
     for p in paths {
         let kf = s3crypt_core::keyring::file::KeyringFile::load(p)?;
-        secrets.extend(kf.keys().map(|k| *k.key.as_bytes()));
+        secrets.extend(
+            kf.keys()
+                .map(|k| zeroize::Zeroizing::new(*k.key.as_bytes())),
+        );
     }
     Ok(s3crypt::sse_c::LocalSseC::new(secrets)?)
 }

@@ -24,6 +24,14 @@ pub enum Op {
     Inspect(InspectArgs),
 }
 
+/// Completes on Ctrl-C; never, if the handler cannot be installed (rather than at once, which
+/// would cancel every transfer).
+async fn interrupted() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 pub fn is_s3_url(p: Option<&Path>) -> bool {
     p.and_then(Path::to_str)
         .is_some_and(|s| s.starts_with("s3://"))
@@ -76,6 +84,11 @@ fn transfer(a: &S3Args) -> Result<Transfer, Failure> {
     }
     let part = usize::try_from(parse_size(&a.part_size)?)
         .map_err(|_| Failure::Usage("--part-size is too large".into()))?;
+    if part > (5 << 30) - (16 << 20) {
+        return Err(Failure::Usage(
+            "--part-size must be below 5GiB (S3's largest part)".into(),
+        ));
+    }
     if part < 5 << 20 {
         return Err(Failure::Usage(
             "--part-size must be at least 5MiB (S3's smallest part)".into(),
@@ -256,6 +269,8 @@ async fn put_recursive(a: &PutArgs, c: Client) -> Result<(), Failure> {
         .map_err(|e| Failure::Io(format!("cannot walk {}", a.src.display()), e))?;
     let context = config::parse_context(&a.context)?;
     let meta = parse_meta(&a.meta)?;
+    // Ctrl-C cancels every upload (each aborts its multipart upload) before the command exits.
+    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     let mut items = Vec::new();
     for (path, rel) in files {
         let key = format!("{prefix}{rel}");
@@ -269,10 +284,15 @@ async fn put_recursive(a: &PutArgs, c: Client) -> Result<(), Failure> {
         let content_type = a.content_type.clone();
         let options = storage_options(a)?;
         let sse_c = a.sse_c;
+        let cancel = cancel_rx.clone();
         items.push((key.clone(), async move {
             let f = tokio::fs::File::open(&path).await.map_err(|e| Failure::Io(format!("cannot open {}", path.display()), e))?;
             let len = f.metadata().await.map(|m| m.len()).ok();
             let mut req = c.put_object().bucket(&bucket).key(&key).context(context).metadata(meta).storage_options(options).sse_c(sse_c).body(f);
+            let mut cancel = cancel.clone();
+            req = req.cancel_on(async move {
+                let _ = cancel.wait_for(|c| *c).await;
+            });
             if let Some(ct) = content_type {
                 req = req.content_type(ct);
             }
@@ -286,10 +306,15 @@ async fn put_recursive(a: &PutArgs, c: Client) -> Result<(), Failure> {
             Ok(())
         }));
     }
-    let work = run_all(a.jobs, items);
+    let mut work = std::pin::pin!(run_all(a.jobs, items));
     let failed = tokio::select! {
-        n = work => n,
-        _ = tokio::signal::ctrl_c() => return Err(Failure::Interrupted),
+        n = &mut work => n,
+        () = interrupted() => {
+            // Let every upload see the cancellation and abort, then report.
+            let _ = cancel_tx.send(true);
+            work.await;
+            return Err(Failure::Interrupted);
+        }
     };
     if failed > 0 {
         return Err(Failure::Partial(failed));
@@ -360,9 +385,7 @@ async fn put(a: PutArgs) -> Result<(), Failure> {
             inner: body,
             bar: bar.clone(),
         })
-        .cancel_on(async {
-            let _ = tokio::signal::ctrl_c().await;
-        });
+        .cancel_on(interrupted());
     if let Some(ct) = &a.content_type {
         req = req.content_type(ct);
     }
@@ -385,8 +408,10 @@ async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
     let (bucket, prefix) = parse_url(&a.src)?;
     let prefix = prefix_of(&prefix);
     let root = a.dst.clone();
-    std::fs::create_dir_all(&root)
-        .map_err(|e| Failure::Io(format!("cannot create {}", root.display()), e))?;
+    let dest = Arc::new(
+        crate::tree::DestDir::open(&root)
+            .map_err(|e| Failure::Io(format!("cannot open {}", root.display()), e))?,
+    );
     let required = config::parse_context(&a.context)?;
     let mut refused = 0;
     let mut items = Vec::new();
@@ -421,20 +446,21 @@ async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
                     continue;
                 }
             };
-            let (c, bucket, key, root, required, allow_moved, json) = (
+            let (c, bucket, key, dest, required, allow_moved, json) = (
                 c.clone(),
                 bucket.clone(),
                 key.to_owned(),
-                root.clone(),
+                Arc::clone(&dest),
                 required.clone(),
                 a.allow_moved,
                 a.json,
             );
             let sse_c = a.sse_c;
             items.push((format!("s3://{bucket}/{key}"), async move {
-                let target = crate::tree::prepare_parent(&root, &rel).map_err(Failure::Usage)?;
                 let out = c.get_object().bucket(&bucket).key(&key).required_context(required).allow_moved(allow_moved).sse_c(sse_c).send().await?;
-                let mut output = Output::open(&Some(target), false)?;
+                // Created (through directory handles, never following symlinks) only once the
+                // download started; renamed into place only after everything verified.
+                let mut output = dest.create(&rel).map_err(Failure::Usage)?;
                 let mut body = out.body;
                 let mut n = 0u64;
                 while let Some(chunk) = body.next().await {
@@ -442,7 +468,7 @@ async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
                     output.writer().write_all(&chunk).map_err(|e| Failure::Io("cannot write output".into(), e))?;
                     n += chunk.len() as u64;
                 }
-                output.commit()?;
+                output.commit().map_err(|e| Failure::Io("cannot rename the output into place".into(), e))?;
                 if json {
                     eprintln!("{}", json!({"operation": "get", "bucket": bucket, "key": key, "plaintext_bytes": n}));
                 }
@@ -456,7 +482,7 @@ async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
     }
     let failed = tokio::select! {
         n = run_all(a.jobs, items) => n,
-        _ = tokio::signal::ctrl_c() => return Err(Failure::Interrupted),
+        () = interrupted() => return Err(Failure::Interrupted),
     };
     if failed + refused > 0 {
         return Err(Failure::Partial(failed + refused));
@@ -519,7 +545,7 @@ async fn get(a: GetArgs) -> Result<(), Failure> {
     };
     tokio::select! {
         r = work => r,
-        _ = tokio::signal::ctrl_c() => Err(Failure::Interrupted),
+        () = interrupted() => Err(Failure::Interrupted),
     }
 }
 

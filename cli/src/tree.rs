@@ -37,37 +37,128 @@ pub fn relative_path(key: &str, prefix: &str) -> Result<Option<PathBuf>, &'stati
     Ok(Some(out))
 }
 
-/// Creates the directories from `root` down to `rel`'s parent, refusing any existing component
-/// that is not a real directory (a symlink could point outside `root`).
-pub fn prepare_parent(root: &Path, rel: &Path) -> Result<PathBuf, String> {
-    let mut dir = root.to_path_buf();
-    if let Some(parent) = rel.parent() {
-        for c in parent.components() {
-            dir.push(c);
-            match std::fs::symlink_metadata(&dir) {
-                Ok(m) if m.file_type().is_dir() => {}
-                Ok(_) => {
-                    return Err(format!(
-                        "{} exists and is not a directory (or is a symlink)",
-                        dir.display()
-                    ))
+/// The destination directory of a recursive get, used through directory handles only: every
+/// component below it is opened with `O_NOFOLLOW` and files are created and renamed relative to
+/// their parent's handle, so a symlink placed (or swapped in) anywhere below the root is never
+/// followed, whatever happens between the check and the write.
+pub struct DestDir {
+    root: std::os::fd::OwnedFd,
+}
+
+/// A file being written under a temporary name in its parent directory; renamed into place by
+/// [`DirFile::commit`], removed if dropped uncommitted.
+pub struct DirFile {
+    dir: std::os::fd::OwnedFd,
+    tmp: std::ffi::OsString,
+    name: std::ffi::OsString,
+    file: std::fs::File,
+    committed: bool,
+}
+
+fn dir_flags() -> rustix::fs::OFlags {
+    use rustix::fs::OFlags;
+    OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC
+}
+
+impl DestDir {
+    /// Opens (creating it if needed) the destination root. The root itself is the caller's choice
+    /// and may be a symlink.
+    pub fn open(root: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(root)?;
+        let fd = rustix::fs::open(
+            root,
+            rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )?;
+        Ok(Self { root: fd })
+    }
+
+    /// Creates `rel` (a path from [`relative_path`]) under a temporary name.
+    pub fn create(&self, rel: &Path) -> Result<DirFile, String> {
+        use rustix::fs::{Mode, OFlags};
+        let mut dir = self.root.try_clone().map_err(|e| e.to_string())?;
+        let mut shown = PathBuf::new();
+        if let Some(parent) = rel.parent() {
+            for c in parent.components() {
+                let name = c.as_os_str();
+                shown.push(name);
+                match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o755)) {
+                    Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                    Err(e) => return Err(format!("cannot create {}: {e}", shown.display())),
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    std::fs::create_dir(&dir)
-                        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-                }
-                Err(e) => return Err(format!("cannot inspect {}: {e}", dir.display())),
+                dir =
+                    rustix::fs::openat(&dir, name, dir_flags(), Mode::empty()).map_err(
+                        |e| match e {
+                            rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => {
+                                format!(
+                                "{} is a symlink or not a directory; refusing to write through it",
+                                shown.display()
+                            )
+                            }
+                            e => format!("cannot open {}: {e}", shown.display()),
+                        },
+                    )?;
             }
         }
+        let name = rel.file_name().ok_or("no file name")?.to_os_string();
+        let seed =
+            std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), rel);
+        for attempt in 0..16u64 {
+            let tmp = std::ffi::OsString::from(format!(
+                ".s3crypt-{:016x}.partial",
+                seed.wrapping_add(attempt)
+            ));
+            let flags =
+                OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            match rustix::fs::openat(&dir, &tmp, flags, Mode::from_raw_mode(0o600)) {
+                Ok(fd) => {
+                    return Ok(DirFile {
+                        dir,
+                        tmp,
+                        name,
+                        file: std::fs::File::from(fd),
+                        committed: false,
+                    })
+                }
+                Err(rustix::io::Errno::EXIST) => continue,
+                Err(e) => {
+                    return Err(format!(
+                        "cannot create a temporary file for {}: {e}",
+                        rel.display()
+                    ))
+                }
+            }
+        }
+        Err(format!(
+            "cannot create a temporary file for {}",
+            rel.display()
+        ))
     }
-    let target = root.join(rel);
-    if std::fs::symlink_metadata(&target).is_ok_and(|m| m.file_type().is_symlink()) {
-        return Err(format!(
-            "{} is a symlink; refusing to write through it",
-            target.display()
-        ));
+}
+
+impl DirFile {
+    pub fn writer(&mut self) -> &mut std::fs::File {
+        &mut self.file
     }
-    Ok(target)
+
+    /// Flushes to disk and renames into place (replacing whatever was there, a symlink included,
+    /// without following it).
+    pub fn commit(mut self) -> std::io::Result<()> {
+        self.file.sync_all()?;
+        rustix::fs::renameat(&self.dir, &self.tmp, &self.dir, &self.name)?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for DirFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = rustix::fs::unlinkat(&self.dir, &self.tmp, rustix::fs::AtFlags::empty());
+        }
+    }
 }
 
 /// Every regular file below `root` (not following symlinks to directories), with its key suffix
@@ -138,14 +229,33 @@ mod tests {
         assert_eq!(relative_path("x", "").unwrap(), Some(PathBuf::from("x")));
     }
 
-    #[cfg(unix)]
     #[test]
-    fn symlinked_directories_are_not_followed() {
+    fn symlinks_below_the_root_are_never_followed() {
+        use std::io::Write;
         let root = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(outside.path(), root.path().join("link")).unwrap();
-        assert!(prepare_parent(root.path(), Path::new("link/x")).is_err());
-        assert!(prepare_parent(root.path(), Path::new("real/deeper/x")).is_ok());
-        assert!(root.path().join("real/deeper").is_dir());
+        std::os::unix::fs::symlink(outside.path().join("f"), root.path().join("file-link"))
+            .unwrap();
+        let d = DestDir::open(root.path()).unwrap();
+        assert!(d.create(Path::new("link/x")).is_err());
+        // Two writers creating the same new directory at once both succeed.
+        let a = d.create(Path::new("real/deeper/x")).unwrap();
+        let b = d.create(Path::new("real/deeper/y")).unwrap();
+        let mut f = d.create(Path::new("file-link")).unwrap();
+        f.writer().write_all(b"data").unwrap();
+        f.commit().unwrap();
+        // The symlink was replaced, not written through.
+        assert!(!outside.path().join("f").exists());
+        assert_eq!(
+            std::fs::read(root.path().join("file-link")).unwrap(),
+            b"data"
+        );
+        drop((a, b));
+        let left: Vec<_> = std::fs::read_dir(root.path().join("real/deeper"))
+            .unwrap()
+            .collect();
+        assert!(left.is_empty(), "uncommitted temporary files are removed");
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
     }
 }

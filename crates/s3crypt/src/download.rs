@@ -192,12 +192,16 @@ impl GetObject {
             ..Default::default()
         };
         if !self.allow_moved {
+            // The location binding is always required; a caller's pair cannot replace it.
             for (k, v) in location::pairs(&bucket, &key).iter() {
-                if options.required_context.get(k).is_none() {
-                    options
-                        .required_context
-                        .insert(k, v)
-                        .map_err(Error::Crypto)?;
+                match options.required_context.get(k) {
+                    None => options.required_context.insert(k, v).map_err(Error::Crypto)?,
+                    Some(same) if same == v => {}
+                    Some(_) => {
+                        return Err(Error::InvalidArgument(format!(
+                            "the required context sets {k:?}, which is the object's location binding; use allow_moved to read a moved object"
+                        )))
+                    }
                 }
             }
         }
@@ -272,6 +276,16 @@ impl GetObject {
     }
 }
 
+/// A fetch task that is cancelled when its handle is dropped (a failed or abandoned download
+/// must not leave ranged GETs running).
+struct AbortOnDrop(JoinHandle<Result<Bytes>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 #[derive(Clone)]
 struct Fetch {
     client: Client,
@@ -328,17 +342,22 @@ impl Fetch {
         tokio::spawn(async move {
             let result = async {
                 let mut dec = Some(Decryptor::new(keyring, options));
-                let mut pending: VecDeque<JoinHandle<Result<Bytes>>> = VecDeque::new();
+                let mut pending: VecDeque<AbortOnDrop> = VecDeque::new();
                 let mut next = 0u64;
                 loop {
                     while pending.len() < concurrency && next < size {
                         let r = next..(next + chunk).min(size);
                         next = r.end;
                         let f = self.clone();
-                        pending.push_back(tokio::spawn(async move { f.bytes(r).await }));
+                        pending
+                            .push_back(AbortOnDrop(tokio::spawn(async move { f.bytes(r).await })));
                     }
-                    let Some(h) = pending.pop_front() else { break };
-                    let data = h.await.map_err(|e| Error::Io(std::io::Error::other(e)))??;
+                    let Some(mut h) = pending.pop_front() else {
+                        break;
+                    };
+                    let data = (&mut h.0)
+                        .await
+                        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
                     let mut d = dec
                         .take()
                         .ok_or_else(|| Error::InvalidArgument("decryptor lost".into()))?;

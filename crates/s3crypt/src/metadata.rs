@@ -20,6 +20,9 @@ use s3crypt_core::Suite;
 
 /// Metadata key prefix reserved for s3crypt.
 pub const PREFIX: &str = "s3crypt-";
+/// Largest header length accepted from (unauthenticated) metadata: 4 MiB, far above any
+/// header s3crypt writes (a header with the maximum 64 wrapped keys and a large context).
+pub const MAX_HEADER_LENGTH: u64 = 4 << 20;
 /// Format marker value.
 pub const FORMAT: &str = "esdk-v2";
 
@@ -124,7 +127,8 @@ pub(crate) fn parse(
         .ok_or_else(|| not("invalid s3crypt-frame-length metadata".into()))?;
     let header_length = get("header-length")
         .and_then(|s| s.parse::<u64>().ok())
-        .filter(|&h| h > 0 && h <= size)
+        // Bounded: readers fetch this many bytes before anything is authenticated.
+        .filter(|&h| h > 0 && h <= size && h <= MAX_HEADER_LENGTH)
         .ok_or_else(|| not("invalid s3crypt-header-length metadata".into()))?;
     let plaintext_length = if suite.is_signed() {
         None

@@ -86,8 +86,8 @@ impl LocalSseC {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] if there is no key.
-    pub fn new(secrets: impl IntoIterator<Item = [u8; 32]>) -> Result<Self> {
-        let secrets: Vec<_> = secrets.into_iter().map(Zeroizing::new).collect();
+    pub fn new(secrets: impl IntoIterator<Item = Zeroizing<[u8; 32]>>) -> Result<Self> {
+        let secrets: Vec<_> = secrets.into_iter().collect();
         if secrets.is_empty() {
             return Err(Error::InvalidArgument(
                 "SSE-C needs at least one keyring key".into(),
@@ -106,11 +106,15 @@ impl SseCSource for LocalSseC {
     }
 }
 
-/// Whether a request URI may carry SSE-C keys: HTTPS, or plain HTTP to a loopback address.
+/// Whether a request URI may carry SSE-C keys: `https`, or `http` to a loopback address; any
+/// other scheme or an unparsable URI is refused.
 fn transport_allowed(uri: &str) -> std::result::Result<(), String> {
-    let Some(rest) = uri.strip_prefix("http://") else {
+    let (scheme, rest) = uri
+        .split_once("://")
+        .ok_or_else(|| format!("refusing to send SSE-C keys to {uri:?}"))?;
+    if scheme.eq_ignore_ascii_case("https") {
         return Ok(());
-    };
+    }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let host = match authority.strip_prefix('[') {
@@ -121,11 +125,11 @@ fn transport_allowed(uri: &str) -> std::result::Result<(), String> {
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback());
-    if loopback {
+    if scheme.eq_ignore_ascii_case("http") && loopback {
         Ok(())
     } else {
         Err(format!(
-            "refusing to send SSE-C keys over plain HTTP to {host}: use an https:// endpoint"
+            "refusing to send SSE-C keys over {scheme} to {host}: use an https:// endpoint"
         ))
     }
 }
@@ -219,7 +223,11 @@ mod tests {
         ] {
             assert!(transport_allowed(ok).is_ok(), "{ok}");
         }
+        assert!(transport_allowed("HTTPS://s3.amazonaws.com/").is_ok());
         for bad in [
+            "HTTP://s3.example.com/b",
+            "ftp://127.0.0.1/",
+            "nonsense",
             "http://s3.example.com/b",
             "http://10.0.0.1:9000/b",
             "http://user@evil.com/",

@@ -23,6 +23,8 @@ use crate::{location, metadata};
 
 /// S3's smallest part (all parts but the last).
 const MIN_PART: usize = 5 << 20;
+/// S3's largest part (ciphertext bytes).
+const MAX_PART: usize = 5 << 30;
 /// S3's largest part count.
 const MAX_PARTS: i32 = 10_000;
 
@@ -298,6 +300,21 @@ impl Upload {
         frames * frame
     }
 
+    /// The plaintext length of part `n` (1-based). For inputs of unknown length the part size
+    /// doubles every 1,000 parts, so that a stream fits in 10,000 parts (up to S3's 5 GiB part
+    /// limit); memory grows with it (concurrency × part size). Known sizes keep one part size.
+    fn grown(&self, base: usize, n: i32, frame: usize) -> usize {
+        if self.size_hint.is_some() {
+            return base;
+        }
+        let slot = frame + s3crypt_core::key::REGULAR_OVERHEAD;
+        let max = ((MAX_PART - (1 << 20)) / slot).max(1) * frame;
+        let doublings = ((n.max(1) - 1) / 1000).min(20) as u32;
+        base.saturating_mul(1usize << doublings)
+            .min(max)
+            .max(base.min(max))
+    }
+
     async fn run(
         self,
         sealer: MessageSealer,
@@ -342,25 +359,35 @@ impl Upload {
                 message: "no upload id".into(),
             })?
             .to_owned();
+        // If this future is dropped before it finishes (a timeout, a cancelled task), the guard
+        // aborts the upload in the background.
+        let mut guard = AbortOnDrop {
+            s3: Some(s3.clone()),
+            bucket: self.bucket.clone(),
+            key: self.key.clone(),
+            upload_id: upload_id.clone(),
+        };
         let mut slot = Some(sealer);
+        let mut tasks: JoinSet<Result<CompletedPart>> = JoinSet::new();
         let result = tokio::select! {
-            r = self.parts(&mut slot, first, part_len, body.as_mut(), &upload_id) => r,
+            r = self.parts(&mut slot, &mut tasks, first, part_len, body.as_mut(), &upload_id) => r,
             () = &mut cancel => Err(Error::Cancelled),
         };
-        match result {
-            Ok(out) => Ok(out),
-            Err(e) => {
-                // Best effort: the upload's parts must not linger (and cost money).
-                let _ = s3
-                    .abort_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(&self.key)
-                    .upload_id(&upload_id)
-                    .send()
-                    .await;
-                Err(e)
-            }
+        if result.is_err() {
+            // Stop and wait for the parts in flight first, so none lands after the abort.
+            tasks.shutdown().await;
+            // Best effort: the upload's parts must not linger (and cost money). If the abort
+            // itself fails the original error is still the one reported.
+            let _ = s3
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
         }
+        guard.s3 = None;
+        result
     }
 
     async fn single(&self, sealer: MessageSealer, plaintext: Vec<u8>) -> Result<PutOutput> {
@@ -401,6 +428,7 @@ impl Upload {
     async fn parts(
         &self,
         sealer: &mut Option<MessageSealer>,
+        tasks: &mut JoinSet<Result<CompletedPart>>,
         first: Vec<u8>,
         part_len: usize,
         body: &mut (dyn AsyncRead + Send + Unpin),
@@ -410,7 +438,6 @@ impl Upload {
         let concurrency = inner.transfer.concurrency;
         let signed = inner.encryption.suite.is_signed();
         let frame = inner.encryption.frame_length as usize;
-        let mut tasks: JoinSet<Result<CompletedPart>> = JoinSet::new();
         let target = PartTarget {
             client: self.client.clone(),
             bucket: self.bucket.clone(),
@@ -424,6 +451,7 @@ impl Upload {
         let mut plaintext_total = 0u64;
         let mut size = 0u64;
         loop {
+            let part_len = self.grown(part_len, part_number + 1, frame);
             // `carry` holds at least one byte more than the part unless the input ended.
             let mut more = vec![0u8; (part_len + 1).saturating_sub(carry.len())];
             let n = fill(body, &mut more).await?;
@@ -453,7 +481,7 @@ impl Upload {
             };
             // Bounded memory: wait for a slot before starting another part.
             while tasks.len() >= concurrency {
-                completed.push(join(&mut tasks).await?);
+                completed.push(join(tasks).await?);
             }
             if last {
                 let s = sealer
@@ -486,7 +514,7 @@ impl Upload {
             }
         }
         while !tasks.is_empty() {
-            completed.push(join(&mut tasks).await?);
+            completed.push(join(tasks).await?);
         }
         completed.sort_by_key(|p| p.part_number());
         let req = inner.s3.complete_multipart_upload();
@@ -517,6 +545,36 @@ async fn join(tasks: &mut JoinSet<Result<CompletedPart>>) -> Result<CompletedPar
         Some(Ok(r)) => r,
         Some(Err(e)) => Err(Error::Io(std::io::Error::other(e))),
         None => Err(Error::InvalidArgument("no part in flight".into())),
+    }
+}
+
+/// Aborts a multipart upload when dropped while armed (`s3` is `Some`).
+struct AbortOnDrop {
+    s3: Option<aws_sdk_s3::Client>,
+    bucket: String,
+    key: String,
+    upload_id: String,
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        let Some(s3) = self.s3.take() else { return };
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let (bucket, key, id) = (
+                std::mem::take(&mut self.bucket),
+                std::mem::take(&mut self.key),
+                std::mem::take(&mut self.upload_id),
+            );
+            rt.spawn(async move {
+                let _ = s3
+                    .abort_multipart_upload()
+                    .bucket(bucket)
+                    .key(key)
+                    .upload_id(id)
+                    .send()
+                    .await;
+            });
+        }
     }
 }
 

@@ -444,7 +444,9 @@ async fn sse_c_headers_on_every_request_with_a_key_per_object() {
             multipart_threshold: 5 * MIB,
             concurrency: 4,
         })
-        .sse_c(Arc::new(LocalSseC::new([secret, [0x11; 32]]).unwrap()))
+        .sse_c(Arc::new(
+            LocalSseC::new([secret, [0x11; 32]].map(zeroize::Zeroizing::new)).unwrap(),
+        ))
         .build()
         .unwrap();
     server.start_recording();
@@ -563,7 +565,9 @@ async fn sse_c_headers_on_every_request_with_a_key_per_object() {
             .build(),
     );
     let c = Client::builder(remote, keyring())
-        .sse_c(Arc::new(LocalSseC::new([secret]).unwrap()))
+        .sse_c(Arc::new(
+            LocalSseC::new([zeroize::Zeroizing::new(secret)]).unwrap(),
+        ))
         .build()
         .unwrap();
     let e = c
@@ -576,7 +580,7 @@ async fn sse_c_headers_on_every_request_with_a_key_per_object() {
         .await
         .unwrap_err();
     assert!(
-        format!("{e}").contains("refusing to send SSE-C keys over plain HTTP"),
+        format!("{e}").contains("refusing to send SSE-C keys over http"),
         "{e}"
     );
 }
