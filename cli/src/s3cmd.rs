@@ -72,10 +72,7 @@ async fn s3_client(a: &S3Args) -> aws_sdk_s3::Client {
     let custom_endpoint = a.endpoint_url.is_some()
         || std::env::var_os("AWS_ENDPOINT_URL").is_some()
         || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-    let s3conf = aws_sdk_s3::config::Builder::from(&conf)
-        .force_path_style(a.path_style || custom_endpoint)
-        .build();
-    aws_sdk_s3::Client::from_conf(s3conf)
+    aws_sdk_s3::Client::from_conf(s3crypt::s3_config(&conf, a.path_style || custom_endpoint))
 }
 
 fn transfer(a: &S3Args) -> Result<Transfer, Failure> {

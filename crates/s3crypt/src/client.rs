@@ -140,9 +140,7 @@ impl Client {
         let conf = aws_config::load_from_env().await;
         let path_style = std::env::var_os("AWS_ENDPOINT_URL").is_some()
             || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-        let s3conf = aws_sdk_s3::config::Builder::from(&conf)
-            .force_path_style(path_style)
-            .build();
+        let s3conf = s3_config(&conf, path_style);
         Client {
             inner: Arc::new(Inner {
                 s3: crate::sse_c::guarded(aws_sdk_s3::Client::from_conf(s3conf)),
@@ -226,6 +224,25 @@ impl Client {
             out.version_id(),
         )
     }
+}
+
+/// How long a request may wait for its response (the request body's upload included) when the
+/// environment sets no read timeout: long enough for a 16 MiB part over a slow uplink, short
+/// enough that a server which stops answering is retried rather than waited on forever.
+pub const DEFAULT_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The S3 configuration s3crypt uses for an SDK configuration: `path_style` addressing for
+/// S3-compatible endpoints, and [`DEFAULT_READ_TIMEOUT`] unless a read timeout is configured.
+/// Retries (standard mode, `AWS_MAX_ATTEMPTS`) and stalled-stream protection are the SDK's.
+pub fn s3_config(conf: &aws_config::SdkConfig, path_style: bool) -> aws_sdk_s3::Config {
+    let mut b = aws_sdk_s3::config::Builder::from(conf).force_path_style(path_style);
+    let timeouts = conf.timeout_config().cloned();
+    if timeouts.as_ref().and_then(|t| t.read_timeout()).is_none() {
+        let mut t = timeouts.map(|t| t.to_builder()).unwrap_or_default();
+        t.set_read_timeout(Some(DEFAULT_READ_TIMEOUT));
+        b = b.timeout_config(t.build());
+    }
+    b.build()
 }
 
 /// Maps a 404 to [`Error::NotFound`].

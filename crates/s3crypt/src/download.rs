@@ -276,6 +276,48 @@ impl GetObject {
     }
 }
 
+/// How many times a ranged GET whose body broke off is resumed before giving up.
+const BODY_ATTEMPTS: u32 = 5;
+
+/// 100 ms, 200 ms, 400 ms, … (capped at 5 s), with up to 50 % random jitter.
+fn backoff(attempt: u32) -> std::time::Duration {
+    let base = 100u64.saturating_mul(1 << attempt.min(6)).min(5_000);
+    let jitter = rand_jitter(base / 2);
+    std::time::Duration::from_millis(base - jitter)
+}
+
+fn rand_jitter(max: u64) -> u64 {
+    // Jitter needs no cryptographic quality; the clock's nanoseconds spread concurrent retries.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::from(d.subsec_nanos()))
+        .unwrap_or(0);
+    if max == 0 {
+        0
+    } else {
+        nanos % max
+    }
+}
+
+/// An error and its sources, `a: b: c` (the SDK's body errors say little at the top level).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+enum BodyError {
+    /// The request failed after the SDK's own retries, or the answer is wrong: final.
+    Request(Error),
+    /// The body broke off: resumable.
+    Body(String),
+}
+
 /// A fetch task that is cancelled when its handle is dropped (a failed or abandoned download
 /// must not leave ranged GETs running).
 struct AbortOnDrop(JoinHandle<Result<Bytes>>);
@@ -297,39 +339,92 @@ struct Fetch {
 }
 
 impl Fetch {
-    /// One ranged GET of ciphertext bytes `[start, end)`, pinned to the object seen by HEAD.
+    /// Ciphertext bytes `[start, end)` of the object seen by HEAD (pinned by ETag and version).
+    ///
+    /// The SDK retries failed requests (5xx, throttling, resets before the response); a body
+    /// that breaks off mid-transfer (reset, or stalled past the SDK's stalled-stream limit) is
+    /// resumed from the first byte not yet received, up to [`BODY_ATTEMPTS`] times with
+    /// exponential backoff. A changed object (412) or any 4xx is never retried.
     async fn bytes(&self, r: Range<u64>) -> Result<Bytes> {
         if r.start >= r.end {
             return Ok(Bytes::new());
         }
+        let want = usize::try_from(r.end - r.start)
+            .map_err(|_| Error::InvalidArgument("range too large for memory".into()))?;
+        let mut buf = bytes::BytesMut::with_capacity(want);
+        let mut attempt = 0u32;
+        loop {
+            match self
+                .get_into(r.start + buf.len() as u64, r.end, &mut buf)
+                .await
+            {
+                Ok(()) => return Ok(buf.freeze()),
+                Err(BodyError::Request(e)) => return Err(e),
+                Err(BodyError::Body(message)) => {
+                    attempt += 1;
+                    if attempt >= BODY_ATTEMPTS {
+                        return Err(Error::Service {
+                            operation: "GetObject",
+                            status: None,
+                            message: format!(
+                                "reading the body failed {attempt} times; last: {message}"
+                            ),
+                        });
+                    }
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+            }
+        }
+    }
+
+    /// One ranged GET of `[from, end)`, appended to `buf` as it arrives.
+    async fn get_into(
+        &self,
+        from: u64,
+        end: u64,
+        buf: &mut bytes::BytesMut,
+    ) -> std::result::Result<(), BodyError> {
         let req = self.client.inner.s3.get_object();
-        let out = crate::sse_c::with_sse_c!(req, self.sse.as_deref())
+        let mut out = crate::sse_c::with_sse_c!(req, self.sse.as_deref())
             .bucket(&self.bucket)
             .key(&self.key)
             .set_version_id(self.version_id.clone())
             .set_if_match(self.etag.clone())
-            .range(format!("bytes={}-{}", r.start, r.end - 1))
+            .range(format!("bytes={from}-{}", end - 1))
             .send()
             .await
-            .map_err(|e| not_found_or(&self.bucket, &self.key, service("GetObject", e)))?;
-        let data = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| Error::Service {
-                operation: "GetObject",
-                status: None,
-                message: format!("reading the body: {e}"),
-            })?
-            .into_bytes();
-        if data.len() as u64 != r.end - r.start {
-            return Err(Error::Service {
-                operation: "GetObject",
-                status: None,
-                message: format!("expected {} bytes, got {}", r.end - r.start, data.len()),
-            });
+            .map_err(|e| {
+                BodyError::Request(not_found_or(
+                    &self.bucket,
+                    &self.key,
+                    service("GetObject", e),
+                ))
+            })?;
+        let want = end - from;
+        let mut got = 0u64;
+        loop {
+            match out.body.next().await {
+                Some(Ok(chunk)) => {
+                    got += chunk.len() as u64;
+                    if got > want {
+                        // A server that ignores the range: not something a retry fixes.
+                        return Err(BodyError::Request(Error::Service {
+                            operation: "GetObject",
+                            status: None,
+                            message: format!("asked for {want} bytes, got more"),
+                        }));
+                    }
+                    buf.extend_from_slice(&chunk);
+                }
+                Some(Err(e)) => return Err(BodyError::Body(chain(&e))),
+                None if got == want => return Ok(()),
+                None => {
+                    return Err(BodyError::Body(format!(
+                        "the body ended after {got} of {want} bytes"
+                    )))
+                }
+            }
         }
-        Ok(data)
     }
 
     fn whole(self, info: &ObjectInfo, options: DecryptOptions) -> PlaintextStream {

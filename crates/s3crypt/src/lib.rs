@@ -37,7 +37,7 @@ pub mod metadata;
 pub mod sse_c;
 mod upload;
 
-pub use client::{Client, ClientBuilder, Encryption, Transfer};
+pub use client::{s3_config, Client, ClientBuilder, Encryption, Transfer, DEFAULT_READ_TIMEOUT};
 pub use download::{ByteRange, GetObject, GetOutput, PlaintextStream};
 pub use error::{Error, Result};
 pub use metadata::ObjectInfo;

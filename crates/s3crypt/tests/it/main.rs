@@ -4,5 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod faults;
+mod proxy;
 mod s3;
 mod servers;

@@ -1,0 +1,319 @@
+//! Transfers through a proxy that injects 500/503 SlowDown, connection resets (mid-request and
+//! mid-response) and stalls: they retry and succeed, or fail cleanly leaving nothing behind.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::StalledStreamProtectionConfig;
+use s3crypt::{ByteRange, Client, Transfer};
+use s3crypt_core::keyring::raw_aes::{RawAesKeyring, WrappingKey};
+
+use crate::proxy::{Fault, Proxy, Request};
+use crate::servers::{start, Kind, Server};
+
+const MIB: usize = 1 << 20;
+
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| ((i * 7 + 3) % 251) as u8).collect()
+}
+
+/// An S3 client for `endpoint` with short timeouts and quick retries, so the faults are
+/// recovered from within the test's patience (production uses the SDK's defaults).
+fn sdk(endpoint: &str) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        ))
+        .force_path_style(true)
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(4)
+                .with_initial_backoff(Duration::from_millis(20)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .read_timeout(Duration::from_secs(2))
+                .build(),
+        )
+        .stalled_stream_protection(
+            StalledStreamProtectionConfig::enabled()
+                .grace_period(Duration::from_secs(1))
+                .build(),
+        )
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+fn client(endpoint: &str) -> Client {
+    let keyring = Arc::new(
+        RawAesKeyring::new("s3crypt-test", "key-1", WrappingKey::from_bytes([0x22; 32])).unwrap(),
+    );
+    Client::builder(sdk(endpoint), keyring)
+        .transfer(Transfer {
+            part_size: 5 * MIB,
+            multipart_threshold: 5 * MIB,
+            concurrency: 2,
+        })
+        .build()
+        .unwrap()
+}
+
+async fn setup(kind: Kind, bucket: &str) -> Option<(Server, Proxy)> {
+    let server = start(kind)?;
+    server
+        .s3()
+        .create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    let proxy = Proxy::start(&server.endpoint).await;
+    Some((server, proxy))
+}
+
+async fn get_all(c: &Client, bucket: &str, key: &str) -> Result<Vec<u8>, s3crypt::Error> {
+    let out = c.get_object().bucket(bucket).key(key).send().await?;
+    let mut v = Vec::new();
+    out.body.write_to(&mut v).await?;
+    Ok(v)
+}
+
+/// Nothing under `key`, and (moto; s3s-fs cannot list them) no multipart upload left open.
+async fn nothing_left(server: &Server, bucket: &str, key: &str) {
+    let head = server
+        .s3()
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await;
+    assert!(head.is_err(), "an object became visible after a failure");
+    if server.kind == Kind::Moto {
+        let l = server
+            .s3()
+            .list_multipart_uploads()
+            .bucket(bucket)
+            .send()
+            .await
+            .unwrap();
+        assert!(l.uploads().is_empty(), "orphaned: {:?}", l.uploads());
+    }
+}
+
+fn is_create_multipart(r: &Request) -> bool {
+    r.method == "POST" && (r.target.ends_with("?uploads") || r.target.contains("?uploads&"))
+}
+
+fn is_complete(r: &Request) -> bool {
+    r.method == "POST" && r.target.contains("uploadId=")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_survive_throttling_resets_and_stalls() {
+    for kind in [Kind::Moto, Kind::S3sFs] {
+        let Some((_server, proxy)) = setup(kind, "faults").await else {
+            continue;
+        };
+        let c = client(&proxy.endpoint);
+        let data = pattern(12 * MIB + 5);
+        let hits = [
+            proxy.inject(1, Fault::Status(503, "SlowDown"), is_create_multipart),
+            proxy.inject(2, Fault::Status(500, "InternalError"), |r| r.is_part(2)),
+            proxy.inject(1, Fault::ResetRequest { after: MIB }, |r| r.is_part(1)),
+            proxy.inject(1, Fault::StallHead(Duration::from_secs(30)), |r| {
+                r.is_part(3)
+            }),
+            proxy.inject(1, Fault::Status(503, "SlowDown"), is_complete),
+        ];
+        c.put_object()
+            .bucket("faults")
+            .key("big")
+            .body(std::io::Cursor::new(data.clone()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+        for (i, h) in hits.iter().enumerate() {
+            assert!(
+                h.load(Ordering::SeqCst) > 0,
+                "{kind:?}: fault {i} never hit"
+            );
+        }
+        assert_eq!(proxy.abandoned(), 1, "the stalled part was not given up");
+
+        // A single PUT, throttled once.
+        let small = proxy.inject(1, Fault::Status(503, "SlowDown"), |r| r.method == "PUT");
+        c.put_object()
+            .bucket("faults")
+            .key("small")
+            .body(std::io::Cursor::new(pattern(1000)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(small.load(Ordering::SeqCst), 1);
+        proxy.clear();
+        assert!(
+            get_all(&c, "faults", "big").await.unwrap() == data,
+            "{kind:?}"
+        );
+        assert!(get_all(&c, "faults", "small").await.unwrap() == pattern(1000));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_resume_after_resets_and_stalls() {
+    for kind in [Kind::Moto, Kind::S3sFs] {
+        let Some((server, proxy)) = setup(kind, "faults").await else {
+            continue;
+        };
+        let c = client(&proxy.endpoint);
+        let data = pattern(12 * MIB + 5);
+        c.put_object()
+            .bucket("faults")
+            .key("big")
+            .body(std::io::Cursor::new(data.clone()))
+            .send()
+            .await
+            .unwrap();
+        // Each of the three ranged GETs (5 MiB of ciphertext each) meets trouble, some twice.
+        let hits = [
+            proxy.inject(1, Fault::Status(503, "SlowDown"), Request::is_ranged_get),
+            proxy.inject(
+                2,
+                Fault::ResetResponse { after: MIB },
+                Request::is_ranged_get,
+            ),
+            proxy.inject(
+                1,
+                Fault::StallResponse {
+                    after: 2 * MIB,
+                    stall: Duration::from_secs(60),
+                },
+                Request::is_ranged_get,
+            ),
+            proxy.inject(
+                1,
+                Fault::StallHead(Duration::from_secs(60)),
+                Request::is_ranged_get,
+            ),
+            proxy.inject(2, Fault::ResetResponse { after: 0 }, Request::is_ranged_get),
+        ];
+        let got = get_all(&c, "faults", "big")
+            .await
+            .unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+        assert!(got == data, "{kind:?}: wrong plaintext after retries");
+        for (i, h) in hits.iter().enumerate() {
+            assert!(
+                h.load(Ordering::SeqCst) > 0,
+                "{kind:?}: fault {i} never hit"
+            );
+        }
+        assert_eq!(proxy.abandoned(), 2, "{kind:?}: stalls not given up");
+        // Resumed GETs ask for the rest of their range only.
+        let resumed = proxy
+            .requests()
+            .iter()
+            .filter(|r| r.starts_with("GET"))
+            .count();
+        assert!(resumed >= 3 + 7, "{kind:?}: {:?}", proxy.requests());
+
+        // A plaintext range whose GET breaks off twice.
+        proxy.inject(
+            2,
+            Fault::ResetResponse { after: 1000 },
+            Request::is_ranged_get,
+        );
+        let out = c
+            .get_object()
+            .bucket("faults")
+            .key("big")
+            .range(ByteRange::parse("bytes=1000000-7000000").unwrap())
+            .send()
+            .await
+            .unwrap();
+        let mut v = Vec::new();
+        out.body.write_to(&mut v).await.unwrap();
+        assert!(v == data[1_000_000..=7_000_000], "{kind:?}");
+        drop(server);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_failures_abort_and_leave_nothing() {
+    for kind in [Kind::Moto, Kind::S3sFs] {
+        let Some((server, proxy)) = setup(kind, "faults").await else {
+            continue;
+        };
+        let c = client(&proxy.endpoint);
+
+        // A part that always fails: the SDK's retries run out, the upload is aborted.
+        let part = proxy.inject(usize::MAX, Fault::Status(500, "InternalError"), |r| {
+            r.is_part(2)
+        });
+        let e = c
+            .put_object()
+            .bucket("faults")
+            .key("a")
+            .body(std::io::Cursor::new(pattern(12 * MIB)))
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(e.class(), "service", "{kind:?}: {e}");
+        assert_eq!(part.load(Ordering::SeqCst), 4, "{kind:?}: max attempts");
+        nothing_left(&server, "faults", "a").await;
+        proxy.clear();
+
+        // CompleteMultipartUpload never reaches the server.
+        proxy.inject(usize::MAX, Fault::ResetRequest { after: 0 }, is_complete);
+        let e = c
+            .put_object()
+            .bucket("faults")
+            .key("b")
+            .body(std::io::Cursor::new(pattern(12 * MIB)))
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(e.class(), "service", "{kind:?}: {e}");
+        nothing_left(&server, "faults", "b").await;
+        proxy.clear();
+
+        // Interrupted while a part hangs: aborted, nothing visible.
+        proxy.inject(usize::MAX, Fault::StallHead(Duration::from_secs(60)), |r| {
+            r.is_part(2)
+        });
+        let e = c
+            .put_object()
+            .bucket("faults")
+            .key("c")
+            .body(std::io::Cursor::new(pattern(12 * MIB)))
+            .cancel_on(tokio::time::sleep(Duration::from_millis(500)))
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(e.class(), "cancelled", "{kind:?}: {e}");
+        nothing_left(&server, "faults", "c").await;
+        proxy.clear();
+
+        // A download that keeps breaking off fails cleanly (an error, never a short success).
+        c.put_object()
+            .bucket("faults")
+            .key("d")
+            .body(std::io::Cursor::new(pattern(3 * MIB)))
+            .send()
+            .await
+            .unwrap();
+        proxy.inject(
+            usize::MAX,
+            Fault::ResetResponse { after: 100 },
+            Request::is_ranged_get,
+        );
+        let e = get_all(&c, "faults", "d").await.unwrap_err();
+        assert_eq!(e.class(), "service", "{kind:?}: {e}");
+    }
+}
