@@ -425,3 +425,23 @@ fn s3_side_options_reach_the_server() {
         2
     );
 }
+
+#[test]
+fn a_large_stream_from_stdin_round_trips() {
+    // 100 MiB and a bit, of unknown length: multipart from stdin, parallel ranged GETs to stdout.
+    let n = (100 << 20) + 12_345;
+    let pt = pattern(n);
+    for c in contexts() {
+        let o = c.run(&["put", "-q", "-", "s3://cli/stream"], Some(&pt));
+        assert_eq!(code(&o), 0, "{:?}: {}", c.server.kind, err(&o));
+        let o = c.run(&["get", "-q", "s3://cli/stream", "-"], None);
+        assert_eq!(code(&o), 0, "{:?}: {}", c.server.kind, err(&o));
+        assert!(o.stdout == pt, "{:?}: stdout differs", c.server.kind);
+        let o = c.run(&["ls", "s3://cli/stream"], None);
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains(&n.to_string()),
+            "{}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+}

@@ -18,7 +18,8 @@ pub struct Transfer {
     /// Objects whose plaintext is at most this long are sent with one PUT (default 16 MiB).
     pub multipart_threshold: usize,
     /// Parts (upload) or ranges (download) in flight at once (default 8). Memory is about
-    /// `concurrency × part_size` per transfer.
+    /// `(concurrency + 1) × part_size` per upload and `concurrency × min(part_size, 8 MiB)` per
+    /// download; buffers are recycled within a transfer.
     pub concurrency: usize,
 }
 

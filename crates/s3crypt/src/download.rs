@@ -4,7 +4,8 @@
 //! Plaintext is released only after the frames holding it authenticated; for signed suites the
 //! final frame waits for the signature. The stream ends with an explicit end marker, so a reader
 //! cannot mistake an interrupted transfer for a complete one. Memory: about
-//! `concurrency × part size` of ciphertext in flight.
+//! `concurrency × min(part size, 8 MiB)` of ciphertext in flight (recycled buffers) and two
+//! decrypted chunks waiting for the reader.
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -222,6 +223,7 @@ impl GetObject {
             version_id: self.version_id.clone(),
             etag: info.etag.clone(),
             sse,
+            pool: Pool::default(),
         };
         match self.range {
             Some(r) => {
@@ -336,6 +338,36 @@ struct Fetch {
     version_id: Option<String>,
     etag: Option<String>,
     sse: Option<Arc<crate::sse_c::SseCKey>>,
+    pool: Pool,
+}
+
+/// Ciphertext bytes per ranged GET of a whole-object download (at most; smaller when the part
+/// size is). Memory is about `concurrency × DOWNLOAD_RANGE` of ciphertext in flight.
+pub const DOWNLOAD_RANGE: usize = 8 << 20;
+
+/// Recycles ciphertext buffers across a download's ranged GETs (bounded count, no page faults
+/// or allocator growth per range).
+#[derive(Clone, Default)]
+struct Pool(Arc<std::sync::Mutex<Vec<bytes::BytesMut>>>);
+
+impl Pool {
+    fn get(&self, cap: usize) -> bytes::BytesMut {
+        let mut b = self
+            .0
+            .lock()
+            .ok()
+            .and_then(|mut p| p.pop())
+            .unwrap_or_default();
+        b.clear();
+        b.reserve(cap);
+        b
+    }
+
+    fn put(&self, b: bytes::BytesMut) {
+        if let Ok(mut p) = self.0.lock() {
+            p.push(b);
+        }
+    }
 }
 
 impl Fetch {
@@ -351,7 +383,7 @@ impl Fetch {
         }
         let want = usize::try_from(r.end - r.start)
             .map_err(|_| Error::InvalidArgument("range too large for memory".into()))?;
-        let mut buf = bytes::BytesMut::with_capacity(want);
+        let mut buf = self.pool.get(want);
         let mut attempt = 0u32;
         loop {
             match self
@@ -429,11 +461,12 @@ impl Fetch {
 
     fn whole(self, info: &ObjectInfo, options: DecryptOptions) -> PlaintextStream {
         let inner = &self.client.inner;
-        let chunk = inner.transfer.part_size.max(1 << 20) as u64;
+        let chunk = inner.transfer.part_size.clamp(1 << 20, DOWNLOAD_RANGE) as u64;
         let concurrency = inner.transfer.concurrency;
         let size = info.size;
         let keyring = inner.keyring.clone();
-        let (tx, rx) = mpsc::channel(concurrency.max(2));
+        // Two decrypted chunks wait for the reader at most; fetching runs `concurrency` ahead.
+        let (tx, rx) = mpsc::channel(2);
         tokio::spawn(async move {
             let result = async {
                 let mut dec = Some(Decryptor::new(keyring, options));
@@ -456,9 +489,13 @@ impl Fetch {
                     let mut d = dec
                         .take()
                         .ok_or_else(|| Error::InvalidArgument("decryptor lost".into()))?;
+                    let pool = self.pool.clone();
                     let (d, out) = tokio::task::spawn_blocking(move || {
                         let mut out = Vec::with_capacity(data.len());
                         let r = d.update(&data, &mut out);
+                        if let Ok(b) = data.try_into_mut() {
+                            pool.put(b);
+                        }
                         r.map(|()| (d, out))
                     })
                     .await

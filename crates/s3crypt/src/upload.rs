@@ -12,6 +12,7 @@ use std::pin::Pin;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+use s3crypt_core::key::{FINAL_PREFIX, REGULAR_OVERHEAD, REGULAR_PREFIX};
 use s3crypt_core::parts::{MessageSealer, PartSealer};
 use s3crypt_core::{EncryptOptions, EncryptionContext, Encryptor};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -230,6 +231,7 @@ impl PutObject {
             size_hint: self.size_hint,
             options: self.options.clone(),
             sse: sse_key,
+            pool: Pool::default(),
         };
         match self.cancel.take() {
             Some(cancel) => job.run(sealer, body, cancel).await,
@@ -249,6 +251,7 @@ struct Upload {
     size_hint: Option<u64>,
     options: StorageOptions,
     sse: Option<std::sync::Arc<crate::sse_c::SseCKey>>,
+    pool: Pool,
 }
 
 /// Reads until `buf` is full or the input ends.
@@ -444,71 +447,104 @@ impl Upload {
             key: self.key.clone(),
             upload_id: upload_id.to_owned(),
             sse: self.sse.clone(),
+            pool: self.pool.clone(),
         };
         let mut completed = Vec::new();
-        let mut carry = first;
+        let mut input = Input {
+            carry: first,
+            pos: 0,
+            body,
+        };
+        let slot = frame + REGULAR_OVERHEAD;
         let mut part_number: i32 = 0;
         let mut plaintext_total = 0u64;
         let mut size = 0u64;
         loop {
             let part_len = self.grown(part_len, part_number + 1, frame);
-            // `carry` holds at least one byte more than the part unless the input ended.
-            let mut more = vec![0u8; (part_len + 1).saturating_sub(carry.len())];
-            let n = fill(body, &mut more).await?;
-            more.truncate(n);
-            carry.extend_from_slice(&more);
-            let last = carry.len() <= part_len;
-            let rest = if last {
-                Vec::new()
-            } else {
-                carry.split_off(part_len)
-            };
-            let plaintext = std::mem::replace(&mut carry, rest);
+            let frames = part_len / frame;
             part_number += 1;
             if part_number > MAX_PARTS {
                 return Err(Error::InvalidArgument(
                     "the object needs more than 10,000 parts: use a larger part size".into(),
                 ));
             }
-            plaintext_total += plaintext.len() as u64;
+            // Bounded memory: wait for a slot before taking another buffer.
+            while tasks.len() >= concurrency {
+                completed.push(join(tasks).await?);
+            }
             let Some(s) = sealer.as_mut() else {
                 return Err(Error::InvalidArgument("sealer used up".into()));
             };
             let prefix = if part_number == 1 {
-                s.header().to_vec()
+                s.header().len()
             } else {
-                Vec::new()
+                0
             };
-            // Bounded memory: wait for a slot before starting another part.
-            while tasks.len() >= concurrency {
-                completed.push(join(tasks).await?);
+            let mut buf = self.pool.get(prefix + frames * slot);
+            buf[..prefix].copy_from_slice(&s.header()[..prefix]);
+            // The plaintext is read straight into its frames' slots and sealed in place.
+            let mut n = 0;
+            for i in 0..frames {
+                let at = prefix + i * slot + REGULAR_PREFIX;
+                let k = input.fill(&mut buf[at..at + frame]).await?;
+                n += k;
+                if k < frame {
+                    break;
+                }
             }
-            if last {
+            plaintext_total += n as u64;
+            if n < part_len || !input.more().await? {
                 let s = sealer
                     .take()
                     .ok_or_else(|| Error::InvalidArgument("sealer used up".into()))?;
-                let (part, mut tail) =
-                    s.last_part(plaintext.len() / frame, plaintext.len() % frame)?;
-                let hlen = prefix.len();
-                let mut bytes = seal(part, plaintext, prefix).await?;
-                tail.absorb(&bytes[hlen..]);
-                bytes.extend(tail.finish()?);
+                let (k, r) = (n / frame, n % frame);
+                let (part, mut tail) = s.last_part(k, r)?;
+                let len = prefix + part.sealed_len();
+                if len > buf.len() {
+                    buf.resize(len, 0);
+                }
+                // The final frame's header is longer than a regular one: move its plaintext.
+                let at = prefix + k * slot;
+                buf.copy_within(
+                    at + REGULAR_PREFIX..at + REGULAR_PREFIX + r,
+                    at + FINAL_PREFIX,
+                );
+                buf.truncate(len);
+                let bytes = blocking(move || {
+                    part.seal(&mut buf[prefix..])?;
+                    tail.absorb(&buf[prefix..]);
+                    buf.extend(tail.finish()?);
+                    Ok(buf)
+                })
+                .await?;
                 size += bytes.len() as u64;
                 tasks.spawn(upload_part(target.clone(), part_number, bytes));
                 break;
             }
-            let part = s.part(plaintext.len() / frame)?;
-            size += (prefix.len() + part.sealed_len()) as u64;
+            let part = s.part(frames)?;
+            size += buf.len() as u64;
             if signed {
-                // The signature hashes the message in order: seal here, in order.
-                let hlen = prefix.len();
-                let bytes = seal(part, plaintext, prefix).await?;
-                s.absorb(&bytes[hlen..]);
+                // The signature hashes the message in order: seal and hash here, in order (on the
+                // blocking pool: hashing a part is CPU work too).
+                let mut s = sealer
+                    .take()
+                    .ok_or_else(|| Error::InvalidArgument("sealer used up".into()))?;
+                let (s, bytes) = blocking(move || {
+                    part.seal(&mut buf[prefix..])?;
+                    s.absorb(&buf[prefix..]);
+                    Ok((s, buf))
+                })
+                .await?;
+                *sealer = Some(s);
                 tasks.spawn(upload_part(target.clone(), part_number, bytes));
             } else {
                 let target = target.clone();
                 tasks.spawn(async move {
-                    let bytes = seal(part, plaintext, prefix).await?;
+                    let bytes = blocking(move || {
+                        part.seal(&mut buf[prefix..])?;
+                        Ok(buf)
+                    })
+                    .await?;
                     upload_part(target, part_number, bytes).await
                 });
             }
@@ -537,6 +573,78 @@ impl Upload {
             etag: out.e_tag().map(str::to_owned),
             version_id: out.version_id().map(str::to_owned),
         })
+    }
+}
+
+/// Runs CPU work (sealing, hashing) on the blocking pool.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))?
+}
+
+/// The rest of the input: what was read ahead (`carry[pos..]`), then `body`.
+struct Input<'a> {
+    carry: Vec<u8>,
+    pos: usize,
+    body: &'a mut (dyn AsyncRead + Send + Unpin),
+}
+
+impl Input<'_> {
+    /// Fills `buf` unless the input ends first; returns the bytes placed.
+    async fn fill(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut n = 0;
+        if self.pos < self.carry.len() {
+            n = buf.len().min(self.carry.len() - self.pos);
+            buf[..n].copy_from_slice(&self.carry[self.pos..self.pos + n]);
+            self.pos += n;
+            if self.pos == self.carry.len() {
+                self.carry = Vec::new();
+                self.pos = 0;
+            }
+        }
+        Ok(n + fill(self.body, &mut buf[n..]).await?)
+    }
+
+    /// Whether any input is left (reads one byte ahead to know).
+    async fn more(&mut self) -> std::io::Result<bool> {
+        if self.pos < self.carry.len() {
+            return Ok(true);
+        }
+        let mut b = [0u8; 1];
+        if fill(self.body, &mut b).await? == 0 {
+            return Ok(false);
+        }
+        self.carry = b.to_vec();
+        self.pos = 0;
+        Ok(true)
+    }
+}
+
+/// Recycles part buffers, so a transfer allocates at most `concurrency + 1` of them once
+/// (instead of one per part, which costs page faults and, with glibc's adaptive mmap threshold,
+/// leaves freed buffers resident in per-thread arenas).
+#[derive(Clone, Default)]
+struct Pool(std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+impl Pool {
+    /// A buffer of `len` bytes. A recycled one keeps its old contents (every byte is
+    /// overwritten before it is sent), so no time is spent zeroing it.
+    fn get(&self, len: usize) -> Vec<u8> {
+        let mut v = self
+            .0
+            .lock()
+            .ok()
+            .and_then(|mut p| p.pop())
+            .unwrap_or_default();
+        v.resize(len, 0);
+        v
+    }
+
+    fn put(&self, v: Vec<u8>) {
+        if let Ok(mut p) = self.0.lock() {
+            p.push(v);
+        }
     }
 }
 
@@ -586,9 +694,21 @@ struct PartTarget {
     key: String,
     upload_id: String,
     sse: Option<std::sync::Arc<crate::sse_c::SseCKey>>,
+    pool: Pool,
 }
 
 async fn upload_part(t: PartTarget, part_number: i32, bytes: Vec<u8>) -> Result<CompletedPart> {
+    let bytes = bytes::Bytes::from(bytes);
+    let keep = bytes.clone();
+    let result = send_part(&t, part_number, bytes).await;
+    // The SDK dropped its references once the request finished: the buffer goes back to the pool.
+    if let Ok(b) = keep.try_into_mut() {
+        t.pool.put(Vec::from(b));
+    }
+    result
+}
+
+async fn send_part(t: &PartTarget, part_number: i32, bytes: bytes::Bytes) -> Result<CompletedPart> {
     let req = t.client.inner.s3.upload_part();
     let out = crate::sse_c::with_sse_c!(req, t.sse.as_deref())
         .bucket(&t.bucket)

@@ -77,13 +77,17 @@ async fn round_trips_across_sizes_parts_and_suites() {
                     5 * MIB - 1,
                     5 * MIB,
                     5 * MIB + 1,
+                    // Inputs ending exactly at, just before and just after a part boundary.
+                    10 * MIB - 1,
+                    10 * MIB,
+                    10 * MIB + 1,
                     11 * MIB + 3,
                 ],
             ),
             (
                 Suite::Aes256GcmHkdfSha512CommitEcdsaP384,
                 4096,
-                vec![0, 4097, 6 * MIB + 5],
+                vec![0, 4097, 6 * MIB + 5, 10 * MIB],
             ),
             (
                 Suite::ChaCha20Poly1305HkdfSha512Commit,
