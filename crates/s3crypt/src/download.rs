@@ -547,19 +547,60 @@ impl Fetch {
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e)))??;
         let rd = Arc::new(rd);
-        let plan = rd.plan(r.resolve(rd.layout().plaintext_len()))?;
-        let ct = self.bytes(plan.ciphertext.clone()).await?;
-        let served = plan.plaintext.clone();
-        let out = tokio::task::spawn_blocking(move || {
-            let mut ct = ct.to_vec();
-            let mut out = Vec::new();
-            rd.decrypt(&plan, &mut ct, &mut out).map(|()| out)
-        })
-        .await
-        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+        let want = r.resolve(rd.layout().plaintext_len());
+        // Fail early (416-style) before anything is fetched.
+        let served = rd.plan(want.clone())?.plaintext;
+        // Fetched and authenticated in frame-aligned pieces of about one download range each,
+        // `concurrency` ahead, released in order: memory stays bounded whatever the range.
+        let inner = &self.client.inner;
+        let slot =
+            u64::from(rd.header().header.frame_length) + s3crypt_core::key::REGULAR_OVERHEAD as u64;
+        let frames = (inner.transfer.part_size.clamp(1 << 20, DOWNLOAD_RANGE) as u64 / slot).max(1);
+        let span = frames * u64::from(rd.header().header.frame_length);
+        let concurrency = inner.transfer.concurrency;
         let (tx, rx) = mpsc::channel(2);
-        let _ = tx.send(Msg::Data(Bytes::from(out))).await;
-        let _ = tx.send(Msg::Done).await;
+        let fetch = self.clone();
+        let (mut next, end) = (served.start, served.end);
+        tokio::spawn(async move {
+            let result = async {
+                let mut pending: VecDeque<AbortOnDrop> = VecDeque::new();
+                loop {
+                    while pending.len() < concurrency && next < end {
+                        let piece = next..((next / span + 1) * span).min(end);
+                        next = piece.end;
+                        let plan = rd.plan(piece)?;
+                        let (f, rd) = (fetch.clone(), rd.clone());
+                        pending.push_back(AbortOnDrop(tokio::spawn(async move {
+                            let ct = f.bytes(plan.ciphertext.clone()).await?;
+                            tokio::task::spawn_blocking(move || {
+                                let mut ct = bytes::BytesMut::from(ct);
+                                let mut out = Vec::new();
+                                rd.decrypt(&plan, &mut ct, &mut out)?;
+                                f.pool.put(ct);
+                                Ok(Bytes::from(out))
+                            })
+                            .await
+                            .map_err(|e| Error::Io(std::io::Error::other(e)))?
+                        })));
+                    }
+                    let Some(mut h) = pending.pop_front() else {
+                        break;
+                    };
+                    let out = (&mut h.0)
+                        .await
+                        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+                    if tx.send(Msg::Data(out)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                let _ = tx.send(Msg::Done).await;
+                Ok::<(), Error>(())
+            }
+            .await;
+            if let Err(e) = result {
+                let _ = tx.send(Msg::Err(e)).await;
+            }
+        });
         Ok((
             served,
             PlaintextStream {

@@ -138,7 +138,7 @@ async fn ranged_gets_equal_the_slice() {
     for server in servers() {
         bucket(&server, "ranges").await;
         let c = client(&server, Suite::DEFAULT, 4096);
-        let n = 3 * MIB + 1234;
+        let n = 12 * MIB + 1234; // several download pieces
         let pt = pattern(n);
         c.put_object()
             .bucket("ranges")
