@@ -49,6 +49,91 @@ pub enum Command {
     Ls(LsArgs),
     /// Delete an object: s3crypt rm s3://bucket/key.
     Rm(RmArgs),
+    /// Copy an object server-side with a new header and the same frames (nothing is
+    /// re-encrypted): s3crypt cp s3://bucket/key s3://bucket2/key2.
+    Cp(CopyArgs),
+    /// Move an object: copy as `cp`, then delete the source once the copy is complete.
+    Mv(CopyArgs),
+    /// Change who can decrypt an object, in place, without re-encrypting it: a new header in
+    /// front of the same frames, replacing the object atomically.
+    Rewrap(RewrapArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// Keys that unwrap the source's data key and wrap it again for the destination.
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// Require this encryption context pair of the source (repeatable).
+    #[arg(short = 'c', long = "context", value_name = "KEY=VALUE")]
+    pub context: Vec<String>,
+    /// Accept a source whose authenticated location differs from where it is read.
+    #[arg(long)]
+    pub allow_moved: bool,
+    /// SSE-C on source and destination (each with its own per-object key).
+    #[arg(long)]
+    pub sse_c: bool,
+    /// A specific version of the source.
+    #[arg(long, value_name = "ID")]
+    pub version_id: Option<String>,
+    /// Recursive: every object under the source prefix, to the destination prefix.
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
+    /// Objects copied at once with -r.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub jobs: usize,
+    #[command(flatten)]
+    pub s3: S3Args,
+    /// Print a JSON summary per object on stderr.
+    #[arg(long)]
+    pub json: bool,
+    /// Source s3://bucket/key (with -r: s3://bucket/prefix).
+    #[arg(value_name = "SRC")]
+    pub src: String,
+    /// Destination s3://bucket/key (with -r: s3://bucket/prefix).
+    #[arg(value_name = "DST")]
+    pub dst: String,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+s3crypt rewrap -k old.keyring --add-key new.keyring s3://bucket/key\n  \
+s3crypt rewrap -k team.keyring --add-kms-key arn:aws:kms:...:key/... --remove-key s3crypt/key-2024 s3://bucket/key\n\
+Signed objects (suite 0x0578) cannot be rewrapped: their signature covers the header.")]
+pub struct RewrapArgs {
+    /// Keys that unwrap the object's data key.
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// Also wrap the data key under this keyring file's primary key (repeatable).
+    #[arg(long = "add-key", value_name = "KEYRING")]
+    pub add_keys: Vec<PathBuf>,
+    /// Also wrap the data key under this AWS KMS key (repeatable).
+    #[arg(long = "add-kms-key", value_name = "ID")]
+    pub add_kms_keys: Vec<String>,
+    /// Drop the wrapped key of NAME (repeatable): NAMESPACE/NAME or NAME for a keyring key, the
+    /// key ARN for KMS (as `s3crypt inspect` shows them).
+    #[arg(long = "remove-key", value_name = "NAME")]
+    pub remove_keys: Vec<String>,
+    /// Require this encryption context pair (repeatable).
+    #[arg(short = 'c', long = "context", value_name = "KEY=VALUE")]
+    pub context: Vec<String>,
+    /// The object is SSE-C encrypted.
+    #[arg(long)]
+    pub sse_c: bool,
+    /// Recursive: every object under the prefix.
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
+    /// Objects rewrapped at once with -r.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub jobs: usize,
+    #[command(flatten)]
+    pub s3: S3Args,
+    /// Print a JSON summary per object on stderr.
+    #[arg(long)]
+    pub json: bool,
+    /// s3://bucket/key (with -r: s3://bucket/prefix).
+    #[arg(value_name = "S3URL")]
+    pub url: String,
 }
 
 /// Where S3 is and how to reach it (the standard AWS environment and profiles apply too).
@@ -228,6 +313,11 @@ pub struct KeyArgs {
     /// `keyrings` in the config file ($S3CRYPT_CONFIG or ~/.config/s3crypt/config.toml).
     #[arg(short = 'k', long = "keyring", value_name = "KEYRING")]
     pub keyrings: Vec<PathBuf>,
+    /// AWS KMS key (repeatable): key ARN, key id, alias/NAME or alias ARN (decryption needs the
+    /// key ARN). Default: $S3CRYPT_KMS_KEY (comma-separated), then `kms_keys` in the config file.
+    /// Credentials, region and endpoint come from the standard AWS environment.
+    #[arg(long = "kms-key", value_name = "ID")]
+    pub kms_keys: Vec<String>,
 }
 
 #[derive(Debug, Args)]

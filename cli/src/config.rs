@@ -1,7 +1,7 @@
 //! Resolves arguments, environment and the config file into what the commands need.
 //!
-//! Keyrings come from, in order: `-k` flags; `S3CRYPT_KEYRING` (paths separated by ':'); the
-//! `keyrings` list of the config file (`S3CRYPT_CONFIG`, else `$XDG_CONFIG_HOME/s3crypt/config.toml`,
+//! Keys come from, in order: `-k`/`--kms-key` flags; `S3CRYPT_KEYRING` (paths separated by ':')
+//! and `S3CRYPT_KMS_KEY` (comma-separated); the `keyrings` and `kms_keys` lists of the config file (`S3CRYPT_CONFIG`, else `$XDG_CONFIG_HOME/s3crypt/config.toml`,
 //! else `~/.config/s3crypt/config.toml`). The config file may also set `suite` and `frame_size`.
 
 use std::path::{Path, PathBuf};
@@ -20,6 +20,9 @@ pub struct ConfigFile {
     /// Keyring files used when no `-k` is given.
     #[serde(default)]
     pub keyrings: Vec<PathBuf>,
+    /// AWS KMS keys used when no `-k`/`--kms-key` is given.
+    #[serde(default)]
+    pub kms_keys: Vec<String>,
     /// Default suite for `encrypt`.
     pub suite: Option<String>,
     /// Default frame size for `encrypt`.
@@ -79,35 +82,70 @@ pub fn load_config() -> Result<ConfigFile, Failure> {
     Ok(cfg)
 }
 
-/// The keyring paths to use: flags, then environment, then config file.
-pub fn keyring_paths(flags: &[PathBuf], cfg: &ConfigFile) -> Result<Vec<PathBuf>, Failure> {
-    if !flags.is_empty() {
-        return Ok(flags.to_vec());
+/// The keys a command uses: local keyring files and AWS KMS keys.
+#[derive(Debug, Clone, Default)]
+pub struct Keys {
+    /// Keyring files.
+    pub paths: Vec<PathBuf>,
+    /// KMS key identifiers.
+    pub kms: Vec<String>,
+}
+
+/// The keys to use: flags (`-k`, `--kms-key`), then the environment (`S3CRYPT_KEYRING`,
+/// `S3CRYPT_KMS_KEY`), then the config file (`keyrings`, `kms_keys`).
+pub fn resolve_keys(a: &crate::args::KeyArgs, cfg: &ConfigFile) -> Result<Keys, Failure> {
+    if !a.keyrings.is_empty() || !a.kms_keys.is_empty() {
+        return Ok(Keys {
+            paths: a.keyrings.clone(),
+            kms: a.kms_keys.clone(),
+        });
     }
+    let mut env = Keys::default();
     if let Some(v) = std::env::var_os("S3CRYPT_KEYRING") {
-        let paths: Vec<PathBuf> = std::env::split_paths(&v)
+        env.paths = std::env::split_paths(&v)
             .filter(|p| !p.as_os_str().is_empty())
             .collect();
-        if !paths.is_empty() {
-            return Ok(paths);
-        }
     }
-    if !cfg.keyrings.is_empty() {
-        return Ok(cfg.keyrings.clone());
+    if let Ok(v) = std::env::var("S3CRYPT_KMS_KEY") {
+        env.kms = v
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+    }
+    if !env.paths.is_empty() || !env.kms.is_empty() {
+        return Ok(env);
+    }
+    if !cfg.keyrings.is_empty() || !cfg.kms_keys.is_empty() {
+        return Ok(Keys {
+            paths: cfg.keyrings.clone(),
+            kms: cfg.kms_keys.clone(),
+        });
     }
     Err(Failure::Usage(
-        "no keyring: pass -k KEYRING, set S3CRYPT_KEYRING, or list keyrings in ~/.config/s3crypt/config.toml \
-         (create one with: s3crypt keygen -o KEYRING)"
+        "no keyring: pass -k KEYRING or --kms-key ID, set S3CRYPT_KEYRING or S3CRYPT_KMS_KEY, or list \
+         keyrings/kms_keys in ~/.config/s3crypt/config.toml (create a keyring with: s3crypt keygen -o KEYRING)"
             .into(),
     ))
 }
 
-/// Loads every keyring into one multi-keyring: on encrypt each file's primary key wraps the data
-/// key; on decrypt any key of any file may unwrap it.
-pub fn load_keyrings(paths: &[PathBuf]) -> Result<MultiKeyring, Failure> {
+/// Loads every key into one multi-keyring: on encrypt each keyring file's primary key and each
+/// KMS key wraps the data key (the first one generates it); on decrypt any of them may unwrap it
+/// (local keys are tried first: no network round trip).
+pub fn load_keys(keys: &Keys) -> Result<MultiKeyring, Failure> {
     let mut multi = MultiKeyring::default();
-    for p in paths {
+    for p in &keys.paths {
         multi.push(Box::new(LocalKeyring::load(p)?) as Box<dyn Keyring>);
+    }
+    if !keys.kms.is_empty() {
+        let client = s3crypt_kms::client_from_env_blocking()?;
+        for id in &keys.kms {
+            multi.push(
+                Box::new(s3crypt_kms::KmsKeyring::new(client.clone(), id.clone())?)
+                    as Box<dyn Keyring>,
+            );
+        }
     }
     Ok(multi)
 }
@@ -115,6 +153,11 @@ pub fn load_keyrings(paths: &[PathBuf]) -> Result<MultiKeyring, Failure> {
 /// The SSE-C key source of the keyrings: every key of every file, the first file's primary
 /// first (it derives keys for new objects).
 pub fn load_sse_c(paths: &[PathBuf]) -> Result<s3crypt::sse_c::LocalSseC, Failure> {
+    if paths.is_empty() {
+        return Err(Failure::Usage(
+            "--sse-c derives its keys from a keyring file: pass -k KEYRING (KMS keys alone cannot yet)".into(),
+        ));
+    }
     let mut secrets = Vec::new();
     for p in paths {
         let kf = s3crypt_core::keyring::file::KeyringFile::load(p)?;

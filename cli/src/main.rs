@@ -28,6 +28,9 @@ fn main() -> std::process::ExitCode {
         args::Command::Get(a) => s3cmd::run(s3cmd::Op::Get(a)),
         args::Command::Ls(a) => s3cmd::run(s3cmd::Op::Ls(a)),
         args::Command::Rm(a) => s3cmd::run(s3cmd::Op::Rm(a)),
+        args::Command::Cp(a) => s3cmd::run(s3cmd::Op::Copy(a, false)),
+        args::Command::Mv(a) => s3cmd::run(s3cmd::Op::Copy(a, true)),
+        args::Command::Rewrap(a) => s3cmd::run(s3cmd::Op::Rewrap(a)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -11,7 +11,7 @@ use s3crypt::{ByteRange, Client, Encryption, Transfer};
 use serde_json::json;
 use tokio::io::{AsyncRead, ReadBuf};
 
-use crate::args::{GetArgs, InspectArgs, LsArgs, PutArgs, RmArgs, S3Args};
+use crate::args::{CopyArgs, GetArgs, InspectArgs, LsArgs, PutArgs, RewrapArgs, RmArgs, S3Args};
 use crate::config::{self, parse_size};
 use crate::exit::Failure;
 use crate::streams::{progress, Output};
@@ -22,6 +22,9 @@ pub enum Op {
     Ls(LsArgs),
     Rm(RmArgs),
     Inspect(InspectArgs),
+    /// Copy (`false`) or move (`true`).
+    Copy(CopyArgs, bool),
+    Rewrap(RewrapArgs),
 }
 
 /// Completes on Ctrl-C; never, if the handler cannot be installed (rather than at once, which
@@ -174,24 +177,26 @@ pub fn run(op: Op) -> Result<(), Failure> {
             Op::Ls(a) => ls(a).await,
             Op::Rm(a) => rm(a).await,
             Op::Inspect(a) => inspect(a).await,
+            Op::Copy(a, delete) => copy(a, delete).await,
+            Op::Rewrap(a) => rewrap(a).await,
         }
     })
 }
 
 async fn client(
     s3: &S3Args,
-    keyrings: &[std::path::PathBuf],
+    keys: &crate::args::KeyArgs,
     enc: Encryption,
     sse_c: bool,
 ) -> Result<Client, Failure> {
     let cfg = config::load_config()?;
-    let paths = config::keyring_paths(keyrings, &cfg)?;
-    let keyring = Arc::new(config::load_keyrings(&paths)?);
+    let keys = config::resolve_keys(keys, &cfg)?;
+    let keyring = Arc::new(config::load_keys(&keys)?);
     let mut b = Client::builder(s3_client(s3).await, keyring)
         .transfer(transfer(s3)?)
         .encryption(enc);
     if sse_c {
-        b = b.sse_c(Arc::new(config::load_sse_c(&paths)?));
+        b = b.sse_c(Arc::new(config::load_sse_c(&keys.paths)?));
     }
     Ok(b.build()?)
 }
@@ -326,7 +331,7 @@ async fn put(a: PutArgs) -> Result<(), Failure> {
             config::encryption(a.suite.as_deref(), a.frame_size.as_deref(), &cfg)?;
         let c = client(
             &a.s3,
-            &a.keys.keyrings,
+            &a.keys,
             Encryption {
                 suite,
                 frame_length,
@@ -342,7 +347,7 @@ async fn put(a: PutArgs) -> Result<(), Failure> {
         config::encryption(a.suite.as_deref(), a.frame_size.as_deref(), &cfg)?;
     let c = client(
         &a.s3,
-        &a.keys.keyrings,
+        &a.keys,
         Encryption {
             suite,
             frame_length,
@@ -488,7 +493,7 @@ async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
 }
 
 async fn get(a: GetArgs) -> Result<(), Failure> {
-    let c = client(&a.s3, &a.keys.keyrings, Encryption::default(), a.sse_c).await?;
+    let c = client(&a.s3, &a.keys, Encryption::default(), a.sse_c).await?;
     if a.recursive {
         return get_recursive(&a, c).await;
     }
@@ -619,6 +624,211 @@ async fn ls(a: LsArgs) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// Every key under `prefix` (paginated).
+async fn list_keys(c: &Client, bucket: &str, prefix: &str) -> Result<Vec<String>, Failure> {
+    let mut keys = Vec::new();
+    let mut token = None;
+    loop {
+        let page = c
+            .s3()
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_continuation_token(token.take())
+            .send()
+            .await
+            .map_err(|e| {
+                Failure::S3(s3crypt::Error::Service {
+                    operation: "ListObjectsV2",
+                    status: None,
+                    message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+                })
+            })?;
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key())
+                .map(str::to_owned),
+        );
+        match page.next_continuation_token() {
+            Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
+            _ => return Ok(keys),
+        }
+    }
+}
+
+fn copy_json(op: &str, src: (&str, &str), dst: (&str, &str), o: &s3crypt::CopyOutput) -> String {
+    json!({
+        "operation": op,
+        "source": format!("s3://{}/{}", src.0, src.1),
+        "destination": format!("s3://{}/{}", dst.0, dst.1),
+        "size": o.size,
+        "parts": o.parts,
+        "header_length_before": o.header_length_before,
+        "header_length_after": o.header_length_after,
+        "bytes_downloaded": o.bytes_downloaded,
+        "bytes_uploaded": o.bytes_uploaded,
+    })
+    .to_string()
+}
+
+/// Runs single-object work, or `-r` work through `run_all`, until done or Ctrl-C. An interrupted
+/// copy aborts its multipart upload (the destination never appears half-written; a move keeps
+/// its source).
+async fn finish<F>(jobs: usize, items: Vec<(String, F)>, recursive: bool) -> Result<(), Failure>
+where
+    F: std::future::Future<Output = Result<(), Failure>> + Send + 'static,
+{
+    if !recursive {
+        let Some((_, f)) = items.into_iter().next() else {
+            return Ok(());
+        };
+        return tokio::select! {
+            r = f => r,
+            () = interrupted() => Err(Failure::Interrupted),
+        };
+    }
+    let failed = tokio::select! {
+        n = run_all(jobs, items) => n,
+        () = interrupted() => return Err(Failure::Interrupted),
+    };
+    if failed > 0 {
+        return Err(Failure::Partial(failed));
+    }
+    Ok(())
+}
+
+async fn copy(a: CopyArgs, delete: bool) -> Result<(), Failure> {
+    let c = client(&a.s3, &a.keys, Encryption::default(), a.sse_c).await?;
+    let required = config::parse_context(&a.context)?;
+    let (sb, sk) = parse_url(&a.src)?;
+    let (db, dk) = parse_url(&a.dst)?;
+    let pairs: Vec<(String, String)> = if a.recursive {
+        if a.version_id.is_some() {
+            return Err(Failure::Usage(
+                "--version-id names one object: not with -r".into(),
+            ));
+        }
+        let (sp, dp) = (prefix_of(&sk), prefix_of(&dk));
+        if sb == db && (dp.starts_with(&sp) || sp.starts_with(&dp)) {
+            return Err(Failure::Usage(
+                "with -r, the source and destination prefixes must not overlap".into(),
+            ));
+        }
+        list_keys(&c, &sb, &sp)
+            .await?
+            .into_iter()
+            .map(|k| {
+                let d = format!("{dp}{}", &k[sp.len()..]);
+                (k, d)
+            })
+            .collect()
+    } else {
+        if sk.is_empty() || dk.is_empty() {
+            return Err(Failure::Usage(
+                "cp and mv need s3://bucket/key on both sides (or -r)".into(),
+            ));
+        }
+        vec![(sk, dk)]
+    };
+    let op = if delete { "mv" } else { "cp" };
+    let items = pairs
+        .into_iter()
+        .map(|(sk, dk)| {
+            let (c, sb, db, required) = (c.clone(), sb.clone(), db.clone(), required.clone());
+            let (version, allow_moved, sse_c, json) =
+                (a.version_id.clone(), a.allow_moved, a.sse_c, a.json);
+            let name = format!("s3://{sb}/{sk}");
+            (name, async move {
+                let mut req = c
+                    .copy_object()
+                    .source(&sb, &sk)
+                    .destination(&db, &dk)
+                    .required_context(required)
+                    .allow_moved(allow_moved)
+                    .sse_c(sse_c, sse_c)
+                    .delete_source(delete);
+                if let Some(v) = version {
+                    req = req.source_version_id(v);
+                }
+                let o = req.send().await?;
+                if json {
+                    eprintln!("{}", copy_json(op, (&sb, &sk), (&db, &dk), &o));
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    finish(a.jobs, items, a.recursive).await
+}
+
+async fn rewrap(a: RewrapArgs) -> Result<(), Failure> {
+    if a.add_keys.is_empty() && a.add_kms_keys.is_empty() && a.remove_keys.is_empty() {
+        return Err(Failure::Usage(
+            "nothing to do: give --add-key, --add-kms-key or --remove-key".into(),
+        ));
+    }
+    let c = client(&a.s3, &a.keys, Encryption::default(), a.sse_c).await?;
+    let add = config::Keys {
+        paths: a.add_keys.clone(),
+        kms: a.add_kms_keys.clone(),
+    };
+    let wrap: Option<Arc<dyn s3crypt_core::Keyring>> = if add.paths.is_empty() && add.kms.is_empty()
+    {
+        None
+    } else {
+        Some(Arc::new(config::load_keys(&add)?))
+    };
+    let required = config::parse_context(&a.context)?;
+    let (bucket, key) = parse_url(&a.url)?;
+    let keys = if a.recursive {
+        list_keys(&c, &bucket, &prefix_of(&key)).await?
+    } else {
+        if key.is_empty() {
+            return Err(Failure::Usage(format!(
+                "{:?} names no object key (use -r for a prefix)",
+                a.url
+            )));
+        }
+        vec![key]
+    };
+    let keep = if a.remove_keys.is_empty() {
+        s3crypt::KeepKeys::All
+    } else {
+        s3crypt::KeepKeys::AllBut(a.remove_keys.clone())
+    };
+    let items = keys
+        .into_iter()
+        .map(|k| {
+            let (c, bucket, required, wrap, keep) = (
+                c.clone(),
+                bucket.clone(),
+                required.clone(),
+                wrap.clone(),
+                keep.clone(),
+            );
+            let (sse_c, json) = (a.sse_c, a.json);
+            (format!("s3://{bucket}/{k}"), async move {
+                let mut req = c
+                    .copy_object()
+                    .source(&bucket, &k)
+                    .required_context(required)
+                    .keep(keep)
+                    .sse_c(sse_c, sse_c);
+                if let Some(w) = wrap {
+                    req = req.wrap_with(w);
+                }
+                let o = req.send().await?;
+                if json {
+                    eprintln!("{}", copy_json("rewrap", (&bucket, &k), (&bucket, &k), &o));
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    finish(a.jobs, items, a.recursive).await
 }
 
 async fn rm(a: RmArgs) -> Result<(), Failure> {

@@ -29,17 +29,18 @@ fn hex(b: &[u8]) -> String {
 
 pub fn encrypt(a: EncryptArgs) -> Result<(), Failure> {
     let cfg = config::load_config()?;
-    let keyring = config::load_keyrings(&config::keyring_paths(&a.keys.keyrings, &cfg)?)?;
+    let keyring = config::load_keys(&config::resolve_keys(&a.keys, &cfg)?)?;
     let (suite, frame_length) =
         config::encryption(a.suite.as_deref(), a.frame_size.as_deref(), &cfg)?;
+    let popts = pipeline_options(&a.io)?;
+    let input = open_input(&a.io.input)?;
     let options = EncryptOptions {
         suite,
         frame_length,
         context: config::parse_context(&a.context)?,
+        plaintext_length: input.len,
     };
     options.validate()?;
-    let popts = pipeline_options(&a.io)?;
-    let input = open_input(&a.io.input)?;
     let mut output = Output::open(&a.io.output, true)?;
     let enc = Encryptor::new(&keyring, &options)?;
     let bar = progress(input.len, a.io.quiet);
@@ -76,7 +77,7 @@ fn decrypt_options(a: &DecryptArgs) -> Result<DecryptOptions, Failure> {
 
 pub fn decrypt(a: DecryptArgs) -> Result<(), Failure> {
     let cfg = config::load_config()?;
-    let keyring = config::load_keyrings(&config::keyring_paths(&a.keys.keyrings, &cfg)?)?;
+    let keyring = config::load_keys(&config::resolve_keys(&a.keys, &cfg)?)?;
     let options = decrypt_options(&a)?;
     let popts = pipeline_options(&a.io)?;
     let input = open_input(&a.io.input)?;

@@ -445,3 +445,195 @@ fn a_large_stream_from_stdin_round_trips() {
         );
     }
 }
+
+#[test]
+fn cp_mv_and_rewrap_without_re_encrypting() {
+    for c in contexts() {
+        let kind = c.server.kind;
+        let pt = pattern((6 << 20) + 99);
+        std::fs::write(c.p("in"), &pt).unwrap();
+        let k1 = c.p("k");
+        let k2 = c.p("k2");
+        assert_eq!(
+            code(&c.run(&["keygen", "-o", k2.to_str().unwrap()], None)),
+            0
+        );
+        let run = |args: &[&str]| {
+            let o = c.run(args, None);
+            assert_eq!(code(&o), 0, "{kind:?} {args:?}: {}", err(&o));
+            o
+        };
+        run(&[
+            "put",
+            "--part-size",
+            "5MiB",
+            c.p("in").to_str().unwrap(),
+            "s3://cli/a/one",
+        ]);
+        run(&["put", c.p("in").to_str().unwrap(), "s3://cli/a/two"]);
+        // Above the threshold: header and 5 MiB through the client, the rest copied by S3.
+        let o = run(&[
+            "cp",
+            "--part-size",
+            "5MiB",
+            "--json",
+            "s3://cli/a/one",
+            "s3://cli/b/one",
+        ]);
+        let j: serde_json::Value = serde_json::from_str(err(&o).lines().last().unwrap()).unwrap();
+        assert!(j["parts"].as_u64().unwrap() >= 2, "{j}");
+        assert!(
+            j["bytes_uploaded"].as_u64().unwrap() <= (5 << 20) + 4096,
+            "{j}"
+        );
+        run(&["mv", "s3://cli/b/one", "s3://cli/c/one"]);
+        let o = c.run(&["get", "s3://cli/b/one", c.p("x").to_str().unwrap()], None);
+        assert_eq!(code(&o), 10, "{}", err(&o));
+        run(&["get", "s3://cli/c/one", c.p("out").to_str().unwrap()]);
+        assert!(std::fs::read(c.p("out")).unwrap() == pt);
+        // Recursive copy of a prefix.
+        run(&["cp", "-r", "s3://cli/a/", "s3://cli/d/"]);
+        for k in ["one", "two"] {
+            let o = run(&["get", &format!("s3://cli/d/{k}"), "-"]);
+            assert!(o.stdout == pt, "{kind:?} d/{k}");
+        }
+        // Rewrap: add k2, then drop k1's key; k1 can no longer decrypt, k2 can.
+        let name = {
+            let o = run(&["inspect", "--json", "s3://cli/c/one"]);
+            let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            let e = &j["encrypted_data_keys"][0];
+            format!(
+                "{}/{}",
+                e["provider_id"].as_str().unwrap(),
+                e["key_name"].as_str().unwrap()
+            )
+        };
+        run(&[
+            "rewrap",
+            "--add-key",
+            k2.to_str().unwrap(),
+            "s3://cli/c/one",
+        ]);
+        run(&[
+            "rewrap",
+            "-k",
+            k2.to_str().unwrap(),
+            "--remove-key",
+            &name,
+            "s3://cli/c/one",
+        ]);
+        let o = c.run(
+            &["get", "-k", k1.to_str().unwrap(), "s3://cli/c/one", "-"],
+            None,
+        );
+        assert_eq!(code(&o), 6, "{kind:?}: {}", err(&o));
+        let o = run(&["get", "-k", k2.to_str().unwrap(), "s3://cli/c/one", "-"]);
+        assert!(o.stdout == pt);
+        // Nothing to do is a usage error.
+        assert_eq!(code(&c.run(&["rewrap", "s3://cli/c/one"], None)), 2);
+    }
+}
+
+#[test]
+fn kms_keys_wherever_keyrings_are_accepted() {
+    let Some(c) = Ctx::new(Kind::Moto) else {
+        return;
+    };
+    let kms = {
+        let conf = aws_sdk_kms::Config::builder()
+            .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+            .endpoint_url(&c.server.endpoint)
+            .region(aws_sdk_kms::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_kms::config::Credentials::new(
+                "testing", "testing", None, None, "tests",
+            ))
+            .build();
+        aws_sdk_kms::Client::from_conf(conf)
+    };
+    let (a, b) = c.rt.block_on(async {
+        let mut arns = Vec::new();
+        for _ in 0..2 {
+            let k = kms.create_key().send().await.unwrap();
+            arns.push(k.key_metadata().unwrap().arn().unwrap().to_owned());
+        }
+        (arns[0].clone(), arns[1].clone())
+    });
+    let pt = pattern(200_000);
+    std::fs::write(c.p("in"), &pt).unwrap();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = c.cmd(args);
+        cmd.env_remove("S3CRYPT_KEYRING");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    // KMS only, S3: put and get; a KMS key that was not used cannot decrypt.
+    let o = run(
+        &[
+            "put",
+            "--kms-key",
+            &a,
+            c.p("in").to_str().unwrap(),
+            "s3://cli/kms",
+        ],
+        &[],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let o = run(&["get", "--kms-key", &a, "s3://cli/kms", "-"], &[]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(o.stdout == pt);
+    let o = run(&["get", "--kms-key", &b, "s3://cli/kms", "-"], &[]);
+    assert_eq!(code(&o), 6, "{}", err(&o));
+    // From the environment; local files: KMS and a keyring file together, either decrypts.
+    let k = c.p("k");
+    let o = run(
+        &[
+            "encrypt",
+            "-k",
+            k.to_str().unwrap(),
+            "--kms-key",
+            &b,
+            "-o",
+            c.p("msg").to_str().unwrap(),
+            c.p("in").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let o = run(
+        &["decrypt", c.p("msg").to_str().unwrap()],
+        &[("S3CRYPT_KMS_KEY", &b)],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(o.stdout == pt);
+    let o = run(
+        &[
+            "decrypt",
+            "-k",
+            k.to_str().unwrap(),
+            c.p("msg").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(o.stdout == pt);
+    // Rewrap a KMS object to a second KMS key, dropping the first.
+    let o = run(
+        &[
+            "rewrap",
+            "--kms-key",
+            &a,
+            "--add-kms-key",
+            &b,
+            "--remove-key",
+            &a,
+            "s3://cli/kms",
+        ],
+        &[],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let o = run(&["get", "--kms-key", &b, "s3://cli/kms", "-"], &[]);
+    assert!(o.stdout == pt, "{}", err(&o));
+    let o = run(&["get", "--kms-key", &a, "s3://cli/kms", "-"], &[]);
+    assert_eq!(code(&o), 6, "{}", err(&o));
+}

@@ -84,7 +84,7 @@ impl OpenedHeader {
 
 /// The wrapped keys of an (unauthenticated) header, for an error message: escaped, so that header
 /// bytes cannot inject terminal control sequences, and bounded in size.
-fn describe_edks(h: &Header) -> String {
+pub(crate) fn describe_edks(h: &Header) -> String {
     const MAX_SHOWN: usize = 8;
     const MAX_CHARS: usize = 120;
     let mut parts: Vec<String> = h

@@ -26,6 +26,13 @@ pub struct EncryptOptions {
     pub frame_length: u32,
     /// Authenticated, non-secret pairs stored in the header.
     pub context: EncryptionContext,
+    /// The most plaintext bytes this message will hold, if known in advance (the ESDK's "max
+    /// plaintext length"). It is passed to the keyring (see
+    /// [`EncryptionMaterials::plaintext_length`]; the [`crate::keyring::caching`] keyring needs
+    /// it to count bytes against its limit and bypasses its cache without it) and enforced:
+    /// [`Encryptor::update`], the [`crate::pipeline`] functions and [`crate::parts`] refuse more
+    /// plaintext than this. `None` (the default): unknown, nothing is enforced.
+    pub plaintext_length: Option<u64>,
 }
 
 impl Default for EncryptOptions {
@@ -34,6 +41,7 @@ impl Default for EncryptOptions {
             suite: Suite::DEFAULT,
             frame_length: DEFAULT_FRAME_LENGTH,
             context: EncryptionContext::new(),
+            plaintext_length: None,
         }
     }
 }
@@ -73,6 +81,8 @@ pub struct Encryptor {
     buf: Vec<u8>,
     filled: usize,
     plaintext_len: u64,
+    /// [`EncryptOptions::plaintext_length`], enforced.
+    pub(crate) max_plaintext_len: Option<u64>,
 }
 
 impl std::fmt::Debug for Encryptor {
@@ -100,7 +110,8 @@ impl Encryptor {
         } else {
             None
         };
-        let mut materials = EncryptionMaterials::new(options.suite, context);
+        let mut materials = EncryptionMaterials::new(options.suite, context)
+            .with_plaintext_length(options.plaintext_length);
         keyring.on_encrypt(&mut materials)?;
         let (suite, context, data_key, edks) = materials.into_parts();
         let data_key = data_key
@@ -136,7 +147,23 @@ impl Encryptor {
             buf: vec![0; FINAL_OVERHEAD + frame],
             filled: 0,
             plaintext_len: 0,
+            max_plaintext_len: options.plaintext_length,
         })
+    }
+
+    /// Fails if a message of `total` plaintext bytes would exceed the declared
+    /// [`EncryptOptions::plaintext_length`]: the keyring was told at most that many bytes would be
+    /// encrypted under its data key (a caching keyring counts them against its byte limit).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if `total` is above the declared length.
+    pub(crate) fn check_declared_length(max: Option<u64>, total: u64) -> Result<()> {
+        match max {
+            Some(max) if total > max => Err(Error::InvalidArgument(format!(
+                "more plaintext than the declared plaintext length of {max} bytes"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Fails unless nothing was fed to or emitted by this encryptor yet. The pipelines seal frames
@@ -187,8 +214,14 @@ impl Encryptor {
     /// first call, then whole frames).
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] if the message would need more than 2^32 - 1 frames.
+    /// [`Error::InvalidArgument`] if the message would need more than 2^32 - 1 frames, or would
+    /// hold more than the declared [`EncryptOptions::plaintext_length`] (then nothing of `input`
+    /// is consumed).
     pub fn update(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        Self::check_declared_length(
+            self.max_plaintext_len,
+            self.plaintext_len.saturating_add(input.len() as u64),
+        )?;
         self.send_header(out);
         let frame = self.header.frame_length as usize;
         let shift = FINAL_PREFIX - crate::key::REGULAR_PREFIX;
@@ -299,5 +332,109 @@ impl<W: Write> Write for EncryptWriter<W> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::keyring::raw_aes::{RawAesKeyring, WrappingKey};
+    use crate::{DecryptOptions, Decryptor};
+
+    fn keyring() -> Arc<RawAesKeyring> {
+        Arc::new(RawAesKeyring::new("ns", "k", WrappingKey::from_bytes([3; 32])).unwrap())
+    }
+
+    fn declared(n: u64) -> EncryptOptions {
+        EncryptOptions {
+            frame_length: 16,
+            plaintext_length: Some(n),
+            ..Default::default()
+        }
+    }
+
+    fn is_invalid<T: std::fmt::Debug>(r: Result<T>) -> bool {
+        matches!(r, Err(Error::InvalidArgument(_)))
+    }
+
+    #[test]
+    fn declared_plaintext_length_is_enforced_on_every_path() {
+        let k = keyring();
+        let pt = [9u8; 40];
+
+        // Push API: up to the declared length is fine, one byte more is refused (and not taken).
+        let mut enc = Encryptor::new(k.as_ref(), &declared(40)).unwrap();
+        let mut out = Vec::new();
+        enc.update(&pt[..30], &mut out).unwrap();
+        assert!(is_invalid(enc.update(&pt[..11], &mut out)));
+        enc.update(&pt[..10], &mut out).unwrap();
+        enc.finish(&mut out).unwrap();
+        let mut dec = Decryptor::new(k.clone(), DecryptOptions::default());
+        let mut plain = Vec::new();
+        dec.update(&out, &mut plain).unwrap();
+        dec.finish(&mut plain).unwrap();
+        assert_eq!(plain, pt);
+
+        // Parallel pipeline over a reader.
+        let opts = crate::pipeline::PipelineOptions::default();
+        let enc = Encryptor::new(k.as_ref(), &declared(39)).unwrap();
+        let r = crate::pipeline::encrypt(enc, &pt[..], &mut Vec::new(), &opts, |_| {});
+        assert!(is_invalid(r));
+        let enc = Encryptor::new(k.as_ref(), &declared(40)).unwrap();
+        crate::pipeline::encrypt(enc, &pt[..], &mut Vec::new(), &opts, |_| {}).unwrap();
+
+        // Parallel pipeline over a file.
+        #[cfg(unix)]
+        {
+            let mut file = tempfile::tempfile().unwrap();
+            std::io::Write::write_all(&mut file, &pt).unwrap();
+            let enc = Encryptor::new(k.as_ref(), &declared(39)).unwrap();
+            let r = crate::pipeline::encrypt_file(enc, &file, &mut Vec::new(), &opts, |_| {});
+            assert!(is_invalid(r));
+            let enc = Encryptor::new(k.as_ref(), &declared(40)).unwrap();
+            crate::pipeline::encrypt_file(enc, &file, &mut Vec::new(), &opts, |_| {}).unwrap();
+        }
+
+        // Parts (16-byte frames): 2 regular frames and a final frame of 8 bytes make 40 bytes.
+        let sealer = || {
+            let enc = Encryptor::new(k.as_ref(), &declared(40)).unwrap();
+            crate::parts::MessageSealer::new(enc).unwrap()
+        };
+        let (mut exact, mut over) = (sealer(), sealer());
+        assert!(is_invalid(exact.part(3)));
+        exact.part(2).unwrap();
+        assert!(is_invalid(exact.part(1)));
+        over.part(2).unwrap();
+        assert!(is_invalid(over.last_part(0, 9)));
+        exact.last_part(0, 8).unwrap();
+    }
+
+    #[test]
+    fn the_declared_length_reaches_the_keyring() {
+        #[derive(Debug)]
+        struct Seen(std::sync::Mutex<Option<u64>>, RawAesKeyring);
+        impl Keyring for Seen {
+            fn on_encrypt(&self, m: &mut EncryptionMaterials) -> Result<()> {
+                *self.0.lock().unwrap() = m.plaintext_length();
+                self.1.on_encrypt(m)
+            }
+            fn on_decrypt(
+                &self,
+                m: &mut crate::keyring::DecryptionMaterials,
+                edks: &[crate::EncryptedDataKey],
+            ) -> Result<()> {
+                self.1.on_decrypt(m, edks)
+            }
+        }
+        let seen = Seen(
+            std::sync::Mutex::new(None),
+            RawAesKeyring::new("ns", "k", WrappingKey::generate()).unwrap(),
+        );
+        Encryptor::new(&seen, &declared(1234)).unwrap();
+        assert_eq!(*seen.0.lock().unwrap(), Some(1234));
+        Encryptor::new(&seen, &EncryptOptions::default()).unwrap();
+        assert_eq!(*seen.0.lock().unwrap(), None);
     }
 }

@@ -52,6 +52,7 @@ pub mod keyring;
 pub mod parts;
 pub mod pipeline;
 pub mod range;
+pub mod rewrap;
 mod signature;
 pub mod suite;
 mod wire;

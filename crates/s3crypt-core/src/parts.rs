@@ -26,6 +26,8 @@ pub struct MessageSealer {
     next_seq: u32,
     signer: Option<Signer>,
     header: Vec<u8>,
+    /// [`crate::EncryptOptions::plaintext_length`], enforced as parts are handed out.
+    max_plaintext_len: Option<u64>,
 }
 
 impl std::fmt::Debug for MessageSealer {
@@ -67,6 +69,7 @@ impl MessageSealer {
             key,
             header_bytes,
             mut signer,
+            max_plaintext_len,
             ..
         } = enc;
         if let Some(s) = &mut signer {
@@ -78,6 +81,7 @@ impl MessageSealer {
             next_seq: 1,
             signer,
             header: header_bytes,
+            max_plaintext_len,
         })
     }
 
@@ -94,14 +98,24 @@ impl MessageSealer {
     /// A part of `frames` regular frames (the next sequence numbers).
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] if the message would exceed 2^32 - 1 frames.
+    /// [`Error::InvalidArgument`] if the message would exceed 2^32 - 1 frames, or the parts
+    /// handed out so far would hold more than the declared
+    /// [`crate::EncryptOptions::plaintext_length`].
     pub fn part(&mut self, frames: usize) -> Result<PartSealer> {
+        self.part_with_final(frames, 0)
+    }
+
+    /// [`MessageSealer::part`], checking the declared length with `final_len` more bytes to come.
+    fn part_with_final(&mut self, frames: usize, final_len: usize) -> Result<PartSealer> {
         let end = u64::from(self.next_seq) + frames as u64;
         if end > u64::from(FINAL_MARKER) {
             return Err(Error::InvalidArgument(
                 "message would exceed 2^32 - 1 frames".into(),
             ));
         }
+        // At most 2^32 - 2 regular frames of at most 2^31 bytes: no overflow in u64.
+        let total = (end - 1) * u64::from(self.frame_length) + final_len as u64;
+        Encryptor::check_declared_length(self.max_plaintext_len, total)?;
         let p = PartSealer {
             key: Arc::clone(&self.key),
             frame_length: self.frame_length as usize,
@@ -118,8 +132,9 @@ impl MessageSealer {
     /// state (if any) for [`SignatureTail`].
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] if `final_len` exceeds the frame length or the message would
-    /// exceed 2^32 - 1 frames.
+    /// [`Error::InvalidArgument`] if `final_len` exceeds the frame length, the message would
+    /// exceed 2^32 - 1 frames or hold more than the declared
+    /// [`crate::EncryptOptions::plaintext_length`].
     pub fn last_part(
         mut self,
         frames: usize,
@@ -130,7 +145,7 @@ impl MessageSealer {
                 "final frame longer than the frame length".into(),
             ));
         }
-        let mut p = self.part(frames)?;
+        let mut p = self.part_with_final(frames, final_len)?;
         p.final_len = Some(final_len);
         Ok((
             p,

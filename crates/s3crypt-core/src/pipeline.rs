@@ -234,7 +234,8 @@ fn worker(
 ///
 /// # Errors
 /// [`Error::Io`] if reading or writing fails; [`Error::InvalidArgument`] if the input needs more
-/// than 2^32 - 1 frames. On error the output holds an incomplete message.
+/// than 2^32 - 1 frames or holds more than the declared [`crate::EncryptOptions::plaintext_length`].
+/// On error the output holds an incomplete message.
 pub fn encrypt<R: Read + Send>(
     enc: Encryptor,
     mut input: R,
@@ -249,6 +250,7 @@ pub fn encrypt<R: Read + Send>(
         header,
         header_bytes,
         mut signer,
+        max_plaintext_len,
         ..
     } = enc;
     output.write_all(&header_bytes)?;
@@ -272,6 +274,7 @@ pub fn encrypt<R: Read + Send>(
             let shift = FINAL_PREFIX - REGULAR_PREFIX;
             let cap = g.per_batch * g.slot + shift;
             let mut seq: u32 = 1;
+            let mut read_total = 0u64;
             for index in 0.. {
                 let Ok(mut buf) = free_rx.recv() else { return };
                 buf.resize(cap, 0);
@@ -289,6 +292,15 @@ pub fn encrypt<R: Read + Send>(
                             return;
                         }
                     };
+                    read_total += got as u64;
+                    if let Err(e) = Encryptor::check_declared_length(max_plaintext_len, read_total)
+                    {
+                        let _ = reader_done.send(Done {
+                            index,
+                            result: Err(e),
+                        });
+                        return;
+                    }
                     if got < g.frame {
                         // The final frame: its plaintext moves to the final frame's offset.
                         buf.copy_within(off..off + got, off + shift);
@@ -765,6 +777,7 @@ pub fn encrypt_file(
 ) -> Result<EncryptSummary> {
     let len = file.metadata()?.len();
     enc.ensure_unused()?;
+    Encryptor::check_declared_length(enc.max_plaintext_len, len)?;
     let g = Geometry::new(enc.header.frame_length, opts);
     let frame = g.frame as u64;
     let regular = len / frame;

@@ -174,6 +174,12 @@ impl Client {
         PutObject::new(self.clone())
     }
 
+    /// Copies, moves or rewraps an object server-side with a new header and the same frames
+    /// (see [`CopyObject`]).
+    pub fn copy_object(&self) -> crate::copy::CopyObject {
+        crate::copy::CopyObject::new(self.clone())
+    }
+
     /// Downloads and decrypts an object (or a plaintext byte range of it).
     pub fn get_object(&self) -> GetObject {
         GetObject::new(self.clone())

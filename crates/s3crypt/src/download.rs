@@ -247,22 +247,29 @@ impl GetObject {
 }
 
 impl GetObject {
-    /// HEAD with each candidate SSE-C key until S3 accepts one.
     async fn head_sse_c(
         &self,
         bucket: &str,
         key: &str,
     ) -> Result<(ObjectInfo, Option<Arc<crate::sse_c::SseCKey>>)> {
-        let source = self.client.inner.sse_c.as_ref().ok_or_else(|| {
+        head_sse_c(&self.client, bucket, key, self.version_id.as_deref()).await
+    }
+}
+
+/// HEAD with each candidate SSE-C key until S3 accepts one.
+pub(crate) async fn head_sse_c(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+) -> Result<(ObjectInfo, Option<Arc<crate::sse_c::SseCKey>>)> {
+    {
+        let source = client.inner.sse_c.as_ref().ok_or_else(|| {
             Error::InvalidArgument("SSE-C requested but the client has no SSE-C key source".into())
         })?;
         let mut last = None;
         for k in source.keys(bucket, key) {
-            match self
-                .client
-                .head_with(bucket, key, self.version_id.as_deref(), Some(&k))
-                .await
-            {
+            match client.head_with(bucket, key, version_id, Some(&k)).await {
                 Ok(info) => return Ok((info, Some(Arc::new(k)))),
                 // A wrong SSE-C key is refused with 400 or 403: try the next one.
                 Err(
@@ -331,14 +338,14 @@ impl Drop for AbortOnDrop {
 }
 
 #[derive(Clone)]
-struct Fetch {
-    client: Client,
-    bucket: String,
-    key: String,
-    version_id: Option<String>,
-    etag: Option<String>,
-    sse: Option<Arc<crate::sse_c::SseCKey>>,
-    pool: Pool,
+pub(crate) struct Fetch {
+    pub(crate) client: Client,
+    pub(crate) bucket: String,
+    pub(crate) key: String,
+    pub(crate) version_id: Option<String>,
+    pub(crate) etag: Option<String>,
+    pub(crate) sse: Option<Arc<crate::sse_c::SseCKey>>,
+    pub(crate) pool: Pool,
 }
 
 /// Ciphertext bytes per ranged GET of a whole-object download (at most; smaller when the part
@@ -348,7 +355,7 @@ pub const DOWNLOAD_RANGE: usize = 8 << 20;
 /// Recycles ciphertext buffers across a download's ranged GETs (bounded count, no page faults
 /// or allocator growth per range).
 #[derive(Clone, Default)]
-struct Pool(Arc<std::sync::Mutex<Vec<bytes::BytesMut>>>);
+pub(crate) struct Pool(Arc<std::sync::Mutex<Vec<bytes::BytesMut>>>);
 
 impl Pool {
     fn get(&self, cap: usize) -> bytes::BytesMut {
@@ -377,7 +384,7 @@ impl Fetch {
     /// that breaks off mid-transfer (reset, or stalled past the SDK's stalled-stream limit) is
     /// resumed from the first byte not yet received, up to [`BODY_ATTEMPTS`] times with
     /// exponential backoff. A changed object (412) or any 4xx is never retried.
-    async fn bytes(&self, r: Range<u64>) -> Result<Bytes> {
+    pub(crate) async fn bytes(&self, r: Range<u64>) -> Result<Bytes> {
         if r.start >= r.end {
             return Ok(Bytes::new());
         }

@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod copy;
 mod download;
 mod error;
 pub mod location;
@@ -38,6 +39,7 @@ pub mod sse_c;
 mod upload;
 
 pub use client::{s3_config, Client, ClientBuilder, Encryption, Transfer, DEFAULT_READ_TIMEOUT};
+pub use copy::{names_key, CopyObject, CopyOutput, KeepKeys};
 pub use download::{ByteRange, GetObject, GetOutput, PlaintextStream};
 pub use error::{Error, Result};
 pub use metadata::ObjectInfo;

@@ -23,11 +23,11 @@ use crate::error::{service, Error, Result};
 use crate::{location, metadata};
 
 /// S3's smallest part (all parts but the last).
-const MIN_PART: usize = 5 << 20;
+pub(crate) const MIN_PART: usize = 5 << 20;
 /// S3's largest part (ciphertext bytes).
 const MAX_PART: usize = 5 << 30;
 /// S3's largest part count.
-const MAX_PARTS: i32 = 10_000;
+pub(crate) const MAX_PARTS: i32 = 10_000;
 
 /// A cancellation signal: when this future completes, the upload stops and is aborted.
 pub type Cancel = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -142,7 +142,8 @@ impl PutObject {
     }
 
     /// The plaintext length if known (files): lets part sizes grow so that huge objects stay
-    /// within S3's 10,000 parts.
+    /// within S3's 10,000 parts, and lets a caching keyring count the bytes under each data key.
+    /// It is a maximum: a body longer than this fails the upload (which is then aborted).
     pub fn size_hint(mut self, n: u64) -> Self {
         self.size_hint = Some(n);
         self
@@ -209,6 +210,8 @@ impl PutObject {
             suite: inner.encryption.suite,
             frame_length: inner.encryption.frame_length,
             context,
+            // Lets a caching keyring account for this message's bytes.
+            plaintext_length: self.size_hint,
         };
         let keyring = inner.keyring.clone();
         // Wrapping the data key may block (a remote keyring): keep it off the async threads.
@@ -657,11 +660,11 @@ async fn join(tasks: &mut JoinSet<Result<CompletedPart>>) -> Result<CompletedPar
 }
 
 /// Aborts a multipart upload when dropped while armed (`s3` is `Some`).
-struct AbortOnDrop {
-    s3: Option<aws_sdk_s3::Client>,
-    bucket: String,
-    key: String,
-    upload_id: String,
+pub(crate) struct AbortOnDrop {
+    pub(crate) s3: Option<aws_sdk_s3::Client>,
+    pub(crate) bucket: String,
+    pub(crate) key: String,
+    pub(crate) upload_id: String,
 }
 
 impl Drop for AbortOnDrop {

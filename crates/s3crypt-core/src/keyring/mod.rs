@@ -4,6 +4,7 @@
 //! `on_encrypt` generates the data key if nobody has yet and adds an encrypted data key (EDK);
 //! `on_decrypt` tries the message's EDKs and sets the data key when one unwraps.
 
+pub mod caching;
 pub mod file;
 pub mod multi;
 pub mod raw_aes;
@@ -38,6 +39,14 @@ impl DataKey {
     pub fn as_bytes(&self) -> &[u8; DATA_KEY_LEN] {
         &self.0
     }
+
+    /// A second copy of the key, built in place so that no unwiped copy is left on the stack
+    /// (for the caching keyring, which must hand out copies of the key it keeps).
+    pub(crate) fn duplicate(&self) -> Self {
+        let mut k = Zeroizing::new([0u8; DATA_KEY_LEN]);
+        k.copy_from_slice(self.0.as_ref());
+        Self(k)
+    }
 }
 
 impl std::fmt::Debug for DataKey {
@@ -53,17 +62,35 @@ pub struct EncryptionMaterials {
     context: EncryptionContext,
     data_key: Option<DataKey>,
     edks: Vec<EncryptedDataKey>,
+    plaintext_length: Option<u64>,
 }
 
 impl EncryptionMaterials {
-    /// Materials for a new message with no data key yet.
+    /// Materials for a new message with no data key yet (and no plaintext length, see
+    /// [`EncryptionMaterials::with_plaintext_length`]).
     pub fn new(suite: Suite, context: EncryptionContext) -> Self {
         Self {
             suite,
             context,
             data_key: None,
             edks: Vec::new(),
+            plaintext_length: None,
         }
+    }
+
+    /// Declares the most plaintext bytes the message will hold (`None`: unknown). This is the
+    /// ESDK's "max plaintext length": [`crate::Encryptor`] and the pipelines refuse to encrypt
+    /// more than [`crate::EncryptOptions::plaintext_length`], which is where it comes from, so
+    /// a keyring may rely on it (the [`caching`] keyring counts it against its byte limit).
+    #[must_use]
+    pub fn with_plaintext_length(mut self, length: Option<u64>) -> Self {
+        self.plaintext_length = length;
+        self
+    }
+
+    /// The declared most plaintext bytes of the message, if known.
+    pub fn plaintext_length(&self) -> Option<u64> {
+        self.plaintext_length
     }
 
     /// The suite of the message.

@@ -16,6 +16,7 @@ fn options(suite: Suite, frame_length: u32, ctx: &[(String, String)]) -> Encrypt
         suite,
         frame_length,
         context,
+        ..Default::default()
     }
 }
 

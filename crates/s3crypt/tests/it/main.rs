@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod copy;
 mod faults;
 mod proxy;
 mod s3;
