@@ -157,12 +157,24 @@ pub struct S3Args {
     /// Plaintext bytes per multipart part and per ranged GET (at least 5 MiB).
     #[arg(long, value_name = "N", default_value = "16MiB")]
     pub part_size: String,
+    /// Location binding: "key" (default: bucket and object key are authenticated; objects cannot
+    /// be swapped) or "bucket" (only the bucket: needed for --cache-data-keys; objects within
+    /// the bucket can be swapped by anyone who can write to it). Reads use it too.
+    #[arg(long, value_name = "KIND", default_value = "key")]
+    pub bind: String,
 }
 
 #[derive(Debug, Args)]
 pub struct PutArgs {
     #[command(flatten)]
     pub keys: KeyArgs,
+    /// With -r: reuse each data key for up to N objects (and at most --cache-max-age), instead
+    /// of one key-service call per object. Needs --bind bucket; see SECURITY.md.
+    #[arg(long, value_name = "N")]
+    pub cache_data_keys: Option<u64>,
+    /// Longest a cached data key is used, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub cache_max_age: u64,
     /// Encryption context pair (repeatable); the object's bucket and key are added.
     #[arg(short = 'c', long = "context", value_name = "KEY=VALUE")]
     pub context: Vec<String>,

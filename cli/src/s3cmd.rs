@@ -189,11 +189,37 @@ async fn client(
     enc: Encryption,
     sse_c: bool,
 ) -> Result<Client, Failure> {
+    client_with(s3, keys, enc, sse_c, None).await
+}
+
+/// The location binding `--bind` asks for.
+fn binding(s3: &S3Args) -> Result<s3crypt::location::Binding, Failure> {
+    match s3.bind.as_str() {
+        "key" => Ok(s3crypt::location::Binding::Key),
+        "bucket" => Ok(s3crypt::location::Binding::Bucket),
+        other => Err(Failure::Usage(format!(
+            "--bind {other:?}: use key or bucket"
+        ))),
+    }
+}
+
+/// [`client`], with the keys behind a data-key cache when `cache` is given.
+async fn client_with(
+    s3: &S3Args,
+    keys: &crate::args::KeyArgs,
+    enc: Encryption,
+    sse_c: bool,
+    cache: Option<&Arc<s3crypt_core::keyring::caching::CachingKeyring>>,
+) -> Result<Client, Failure> {
     let cfg = config::load_config()?;
     let keys = config::resolve_keys(keys, &cfg)?;
-    let keyring = Arc::new(config::load_keys(&keys)?);
+    let keyring: Arc<dyn s3crypt_core::Keyring> = match cache {
+        Some(c) => c.clone(),
+        None => Arc::new(config::load_keys(&keys)?),
+    };
     let mut b = Client::builder(s3_client(s3).await, keyring)
         .transfer(transfer(s3)?)
+        .location_binding(binding(s3)?)
         .encryption(enc);
     if sse_c {
         b = b.sse_c(Arc::new(config::load_sse_c(&keys.paths)?));
@@ -325,11 +351,40 @@ async fn put_recursive(a: &PutArgs, c: Client) -> Result<(), Failure> {
 }
 
 async fn put(a: PutArgs) -> Result<(), Failure> {
+    if a.cache_data_keys.is_some() && !a.recursive {
+        return Err(Failure::Usage(
+            "--cache-data-keys is for many objects: use it with -r".into(),
+        ));
+    }
     if a.recursive {
         let cfg = config::load_config()?;
         let (suite, frame_length) =
             config::encryption(a.suite.as_deref(), a.frame_size.as_deref(), &cfg)?;
-        let c = client(
+        let cache = match a.cache_data_keys {
+            None => None,
+            Some(n) => {
+                if binding(&a.s3)? != s3crypt::location::Binding::Bucket {
+                    return Err(Failure::Usage(
+                        "--cache-data-keys needs --bind bucket: a cached data key can only serve objects \
+                         with the same encryption context, and binding each object's key makes every \
+                         context unique (see SECURITY.md for what bucket binding gives up)"
+                            .into(),
+                    ));
+                }
+                let keys = config::load_keys(&config::resolve_keys(&a.keys, &cfg)?)?;
+                let limits = s3crypt_core::keyring::caching::CacheLimits {
+                    max_age: std::time::Duration::from_secs(a.cache_max_age.max(1)),
+                    max_messages: n,
+                    // Per data key; an object larger than this gets a key of its own.
+                    max_bytes: 64 << 30,
+                    capacity: 1024,
+                };
+                Some(Arc::new(
+                    s3crypt_core::keyring::caching::CachingKeyring::new(Arc::new(keys), limits)?,
+                ))
+            }
+        };
+        let c = client_with(
             &a.s3,
             &a.keys,
             Encryption {
@@ -337,9 +392,23 @@ async fn put(a: PutArgs) -> Result<(), Failure> {
                 frame_length,
             },
             a.sse_c,
+            cache.as_ref(),
         )
         .await?;
-        return put_recursive(&a, c).await;
+        let r = put_recursive(&a, c).await;
+        if let Some(cache) = cache {
+            let st = cache.stats();
+            let msg = json!({"data_key_cache": {"new_data_keys": st.misses, "reused": st.hits, "uncached": st.bypassed}});
+            if a.json {
+                println!("{msg}");
+            } else if !a.quiet {
+                eprintln!(
+                    "s3crypt: data keys: {} generated, {} reused from the cache, {} objects not cacheable",
+                    st.misses, st.hits, st.bypassed
+                );
+            }
+        }
+        return r;
     }
     let (bucket, key) = object_url(&a.dst)?;
     let cfg = config::load_config()?;

@@ -637,3 +637,102 @@ fn kms_keys_wherever_keyrings_are_accepted() {
     let o = run(&["get", "--kms-key", &a, "s3://cli/kms", "-"], &[]);
     assert_eq!(code(&o), 6, "{}", err(&o));
 }
+
+#[test]
+fn data_key_caching_saves_kms_calls_counted_at_the_server() {
+    let Some(c) = Ctx::new(Kind::Moto) else {
+        return;
+    };
+    let kms = {
+        let conf = aws_sdk_kms::Config::builder()
+            .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+            .endpoint_url(&c.server.endpoint)
+            .region(aws_sdk_kms::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_kms::config::Credentials::new(
+                "testing", "testing", None, None, "tests",
+            ))
+            .build();
+        aws_sdk_kms::Client::from_conf(conf)
+    };
+    let arn = c.rt.block_on(async {
+        let k = kms.create_key().send().await.unwrap();
+        k.key_metadata().unwrap().arn().unwrap().to_owned()
+    });
+    let n = 10_000;
+    let dir = c.p("many");
+    for i in 0..n {
+        let p = dir.join(format!("{}/{i}.json", i % 100));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, format!("{{\"event\":{i}}}")).unwrap();
+    }
+    let generated = |c: &Ctx| {
+        c.server
+            .recorded()
+            .iter()
+            .filter(|(_, _, h)| {
+                h.get("x-amz-target").map(String::as_str) == Some("TrentService.GenerateDataKey")
+            })
+            .count()
+    };
+    let put = |prefix: &str, extra: &[&str]| {
+        let mut args = vec![
+            "put",
+            "-r",
+            "--jobs",
+            "16",
+            "--kms-key",
+            &arn,
+            "--bind",
+            "bucket",
+        ];
+        args.extend_from_slice(extra);
+        let dst = format!("s3://cli/{prefix}");
+        args.extend([dir.to_str().unwrap(), dst.as_str()]);
+        let mut cmd = c.cmd(&args);
+        cmd.env_remove("S3CRYPT_KEYRING");
+        let o = cmd.output().unwrap();
+        assert_eq!(code(&o), 0, "{}", err(&o));
+        o
+    };
+    // Caching is refused without bucket binding (it could never hit).
+    let mut cmd = c.cmd(&[
+        "put",
+        "-r",
+        "--kms-key",
+        &arn,
+        "--cache-data-keys",
+        "1000",
+        dir.to_str().unwrap(),
+        "s3://cli/x",
+    ]);
+    assert_eq!(code(&cmd.output().unwrap()), 2);
+
+    c.server.start_recording();
+    let o = put("cached", &["--cache-data-keys", "1000", "--json"]);
+    let cached = generated(&c);
+    assert!(cached <= 10, "{cached} GenerateDataKey calls with caching");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("\"reused\":"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    put("uncached", &[]);
+    assert_eq!(
+        generated(&c) - cached,
+        n,
+        "one GenerateDataKey per object without caching"
+    );
+    // Bucket-bound objects read back with --bind bucket (and are refused by the default).
+    let get = |extra: &[&str]| {
+        let mut args = vec!["get", "--kms-key", &arn];
+        args.extend_from_slice(extra);
+        args.extend(["s3://cli/cached/42/4242.json", "-"]);
+        let mut cmd = c.cmd(&args);
+        cmd.env_remove("S3CRYPT_KEYRING");
+        cmd.output().unwrap()
+    };
+    let o = get(&["--bind", "bucket"]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert_eq!(o.stdout, b"{\"event\":4242}");
+    assert_eq!(code(&get(&[])), 7);
+}

@@ -57,6 +57,7 @@ pub(crate) struct Inner {
     pub(crate) transfer: Transfer,
     pub(crate) encryption: Encryption,
     pub(crate) sse_c: Option<Arc<dyn crate::sse_c::SseCSource>>,
+    pub(crate) binding: crate::location::Binding,
 }
 
 /// An encrypting S3 client. Cheap to clone and safe to share across tasks; CPU work (sealing and
@@ -84,9 +85,17 @@ pub struct ClientBuilder {
     transfer: Transfer,
     encryption: Encryption,
     sse_c: Option<Arc<dyn crate::sse_c::SseCSource>>,
+    binding: crate::location::Binding,
 }
 
 impl ClientBuilder {
+    /// How new objects are bound to their location and what reads require (default: bucket
+    /// and key; see [`crate::location::Binding`] before choosing the bucket only).
+    pub fn location_binding(mut self, b: crate::location::Binding) -> Self {
+        self.binding = b;
+        self
+    }
+
     /// Where SSE-C keys come from (needed for `sse_c(true)` on puts and gets).
     pub fn sse_c(mut self, source: Arc<dyn crate::sse_c::SseCSource>) -> Self {
         self.sse_c = Some(source);
@@ -129,6 +138,7 @@ impl ClientBuilder {
                 transfer: self.transfer,
                 encryption: self.encryption,
                 sse_c: self.sse_c,
+                binding: self.binding,
             }),
         })
     }
@@ -149,6 +159,7 @@ impl Client {
                 transfer: Transfer::default(),
                 encryption: Encryption::default(),
                 sse_c: None,
+                binding: Default::default(),
             }),
         }
     }
@@ -161,6 +172,7 @@ impl Client {
             transfer: Transfer::default(),
             encryption: Encryption::default(),
             sse_c: None,
+            binding: Default::default(),
         }
     }
 

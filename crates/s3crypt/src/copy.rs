@@ -239,7 +239,7 @@ impl CopyObject {
             ..Default::default()
         };
         if !self.allow_moved {
-            for (k, v) in location::pairs(&sb, &sk).iter() {
+            for (k, v) in location::required(&sb, &sk, self.client.inner.binding).iter() {
                 options.required_context.insert(k, v).map_err(|_| {
                     Error::InvalidArgument(format!(
                         "the required context sets {k:?}, which is the object's location binding"
@@ -254,7 +254,13 @@ impl CopyObject {
                 context.insert(k, v)?;
             }
         }
-        location::bind(&mut context, &db, &dk)?;
+        // The destination keeps the source's kind of binding (bucket-only objects stay so).
+        let binding = if old.header.context.get(location::KEY).is_some() {
+            location::Binding::Key
+        } else {
+            location::Binding::Bucket
+        };
+        location::bind_with(&mut context, &db, &dk, binding)?;
         let same_context = context == old.header.context;
         let keep = if same_context {
             self.keep.clone()

@@ -194,7 +194,7 @@ impl GetObject {
         };
         if !self.allow_moved {
             // The location binding is always required; a caller's pair cannot replace it.
-            for (k, v) in location::pairs(&bucket, &key).iter() {
+            for (k, v) in location::required(&bucket, &key, self.client.inner.binding).iter() {
                 match options.required_context.get(k) {
                     None => options.required_context.insert(k, v).map_err(Error::Crypto)?,
                     Some(same) if same == v => {}

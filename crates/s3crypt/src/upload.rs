@@ -204,7 +204,7 @@ impl PutObject {
             None
         };
         let mut context = self.context.clone();
-        location::bind(&mut context, &bucket, &key)?;
+        location::bind_with(&mut context, &bucket, &key, self.client.inner.binding)?;
         let inner = &self.client.inner;
         let opts = EncryptOptions {
             suite: inner.encryption.suite,

@@ -101,12 +101,14 @@
 //!
 //! The cache is behind a [`Mutex`] held only for lookups and insertions, never while the inner
 //! keyring (possibly a network call) runs. Usage is counted under the lock, so the limits hold
-//! across threads. Concurrent misses for the same identifier each call the inner keyring (no
-//! request coalescing); the last one stored replaces the others.
+//! across threads. Requests are coalesced per identifier: while one message asks the inner
+//! keyring for a new data key, other messages with the same identifier wait for that key rather
+//! than each making their own call (so a burst of N parallel uploads costs one key-service call,
+//! not N). Different identifiers never wait for each other.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha512};
@@ -207,6 +209,8 @@ pub struct CachingKeyring {
     partition_hash: [u8; 64],
     clock: Clock,
     cache: Mutex<Cache>,
+    /// Signalled when a data key for a context being filled (see [`Cache::filling`]) arrives.
+    filled: Condvar,
     hits: AtomicU64,
     misses: AtomicU64,
     bypassed: AtomicU64,
@@ -253,6 +257,7 @@ impl CachingKeyring {
             partition,
             clock,
             cache: Mutex::new(Cache::default()),
+            filled: Condvar::new(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             bypassed: AtomicU64::new(0),
@@ -355,17 +360,35 @@ impl Keyring for CachingKeyring {
             self.bypassed.fetch_add(1, Ordering::Relaxed);
             return self.inner.on_encrypt(materials);
         };
-        let now = (self.clock)();
-        let (found, evicted) = self.lock().take(&id, now, length, &self.limits);
-        self.evicted.fetch_add(evicted, Ordering::Relaxed);
-        if let Some((data_key, edks)) = found {
-            self.hits.fetch_add(1, Ordering::Relaxed);
-            materials.set_data_key(data_key);
-            for edk in edks {
-                materials.add_encrypted_data_key(edk);
+        // One data key request per context at a time: concurrent messages for a context that is
+        // being filled wait for that key instead of each asking the inner keyring (a burst of
+        // parallel uploads would otherwise make one key-service call per upload in flight).
+        let mut guard = self.lock();
+        let now = loop {
+            let now = (self.clock)();
+            let (found, evicted) = guard.take(&id, now, length, &self.limits);
+            self.evicted.fetch_add(evicted, Ordering::Relaxed);
+            if let Some((data_key, edks)) = found {
+                drop(guard);
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                materials.set_data_key(data_key);
+                for edk in edks {
+                    materials.add_encrypted_data_key(edk);
+                }
+                return Ok(());
             }
-            return Ok(());
-        }
+            if !guard.filling.contains(&id) {
+                guard.filling.insert(id);
+                break now;
+            }
+            guard = self
+                .filled
+                .wait(guard)
+                .unwrap_or_else(PoisonError::into_inner);
+        };
+        drop(guard);
+        // Whatever happens below (an error included), waiters are released.
+        let _filling = Filling { keyring: self, id };
         self.misses.fetch_add(1, Ordering::Relaxed);
         // Ask for a key good for the whole byte limit, since the entry may serve that much.
         let mut fresh = EncryptionMaterials::new(materials.suite(), materials.context().clone())
@@ -414,6 +437,19 @@ impl Keyring for CachingKeyring {
 /// A cache identifier (SHA-512 output).
 type CacheId = [u8; 64];
 
+/// Marks a context as being filled; on drop, unmarks it and wakes the messages waiting for it.
+struct Filling<'a> {
+    keyring: &'a CachingKeyring,
+    id: CacheId,
+}
+
+impl Drop for Filling<'_> {
+    fn drop(&mut self) {
+        self.keyring.lock().filling.remove(&self.id);
+        self.keyring.filled.notify_all();
+    }
+}
+
 /// One cached data key and its use so far.
 struct Entry {
     data_key: DataKey,
@@ -435,6 +471,8 @@ struct Cache {
     by_age: BTreeMap<(Instant, u64), CacheId>,
     by_use: BTreeMap<u64, CacheId>,
     tick: u64,
+    /// Contexts whose data key the inner keyring is being asked for right now.
+    filling: std::collections::HashSet<CacheId>,
 }
 
 fn expired(now: Instant, created: Instant, limits: &CacheLimits) -> bool {
@@ -1024,6 +1062,48 @@ mod tests {
         let s = cached.stats();
         assert_eq!(s.hits + s.misses, 2000);
         assert_eq!(s.misses, counting.calls());
-        assert!(counting.calls() >= 40);
+        // One key request per context at a time: exactly 2000 / 50 keys, however the threads
+        // interleave.
+        assert_eq!(counting.calls(), 40);
+    }
+
+    /// An inner keyring as slow as a remote key service.
+    #[derive(Debug)]
+    struct Slow(Arc<Counting>);
+
+    impl Keyring for Slow {
+        fn on_encrypt(&self, materials: &mut EncryptionMaterials) -> Result<()> {
+            std::thread::sleep(Duration::from_millis(20));
+            self.0.on_encrypt(materials)
+        }
+
+        fn on_decrypt(
+            &self,
+            materials: &mut DecryptionMaterials,
+            edks: &[EncryptedDataKey],
+        ) -> Result<()> {
+            self.0.on_decrypt(materials, edks)
+        }
+    }
+
+    #[test]
+    fn concurrent_misses_for_one_context_make_one_request() {
+        let counting = Counting::new();
+        let cached =
+            CachingKeyring::new(Arc::new(Slow(counting.clone())), limits(1000, 1 << 40, 4))
+                .unwrap();
+        std::thread::scope(|s| {
+            for _ in 0..16 {
+                s.spawn(|| {
+                    for _ in 0..250 {
+                        materials_for(&cached, Suite::DEFAULT, ctx(&[]), Some(1));
+                    }
+                });
+            }
+        });
+        assert_eq!(counting.calls(), 4, "{:?}", cached.stats());
+        // Another context is filled independently.
+        materials_for(&cached, Suite::DEFAULT, ctx(&[("other", "1")]), Some(1));
+        assert_eq!(counting.calls(), 5);
     }
 }
