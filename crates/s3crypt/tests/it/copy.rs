@@ -286,3 +286,63 @@ async fn copy_refusals() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewrap_with_versioning_keeps_the_old_version() {
+    // s3s-fs has no versioning.
+    let Some(server) = start(Kind::Moto) else {
+        return;
+    };
+    let s3 = server.s3();
+    s3.create_bucket().bucket("ver").send().await.unwrap();
+    s3.put_bucket_versioning()
+        .bucket("ver")
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (ka, kb) = (key("a", 1), key("b", 2));
+    let (a, b) = (client(&server, ka), client(&server, kb.clone()));
+    let pt = pattern(7 * MIB);
+    let put = a
+        .put_object()
+        .bucket("ver")
+        .key("v")
+        .body(std::io::Cursor::new(pt.clone()))
+        .send()
+        .await
+        .unwrap();
+    let old = put.version_id.clone().expect("a version id");
+    a.copy_object()
+        .source("ver", "v")
+        .wrap_with(kb)
+        .keep(KeepKeys::None)
+        .send()
+        .await
+        .unwrap();
+    let versions = s3
+        .list_object_versions()
+        .bucket("ver")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(versions.versions().len(), 2);
+    // The current version is b's only; the old one is still a's.
+    assert!(get(&b, "ver", "v").await.unwrap() == pt);
+    assert_eq!(get(&a, "ver", "v").await.unwrap_err().class(), "no-key");
+    let out = a
+        .get_object()
+        .bucket("ver")
+        .key("v")
+        .version_id(&old)
+        .send()
+        .await
+        .unwrap();
+    let mut v = Vec::new();
+    out.body.write_to(&mut v).await.unwrap();
+    assert!(v == pt);
+}

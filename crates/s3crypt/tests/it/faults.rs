@@ -8,7 +8,7 @@ use std::time::Duration;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::StalledStreamProtectionConfig;
-use s3crypt::{ByteRange, Client, Transfer};
+use s3crypt::{ByteRange, Client, KeepKeys, Transfer};
 use s3crypt_core::keyring::raw_aes::{RawAesKeyring, WrappingKey};
 
 use crate::proxy::{Fault, Proxy, Request};
@@ -315,5 +315,79 @@ async fn persistent_failures_abort_and_leave_nothing() {
         );
         let e = get_all(&c, "faults", "d").await.unwrap_err();
         assert_eq!(e.class(), "service", "{kind:?}: {e}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_rewrap_and_move_leave_readable_objects() {
+    for kind in [Kind::Moto, Kind::S3sFs] {
+        let Some((server, proxy)) = setup(kind, "faults").await else {
+            continue;
+        };
+        let c = client(&proxy.endpoint);
+        let other: Arc<dyn s3crypt_core::Keyring> = Arc::new(
+            RawAesKeyring::new("s3crypt-test", "key-2", WrappingKey::from_bytes([0x33; 32]))
+                .unwrap(),
+        );
+        let data = pattern(12 * MIB + 7);
+        c.put_object()
+            .bucket("faults")
+            .key("obj")
+            .body(std::io::Cursor::new(data.clone()))
+            .send()
+            .await
+            .unwrap();
+        // Each step of a rewrap or move fails in turn: the header read, a part copy, the first
+        // part, the completion, and (for a move) the deletion of the source.
+        let steps: [(&str, Box<dyn Fn(&Request) -> bool + Send + Sync>); 4] = [
+            ("header GET", Box::new(Request::is_ranged_get)),
+            ("UploadPart", Box::new(|r: &Request| r.is_part(1))),
+            ("UploadPartCopy", Box::new(|r: &Request| r.is_part(2))),
+            ("Complete", Box::new(is_complete)),
+        ];
+        for (what, matches) in steps {
+            proxy.inject(usize::MAX, Fault::Status(500, "InternalError"), matches);
+            let e = c
+                .copy_object()
+                .source("faults", "obj")
+                .wrap_with(other.clone())
+                .keep(KeepKeys::None)
+                .send()
+                .await
+                .unwrap_err();
+            assert_eq!(e.class(), "service", "{kind:?} {what}: {e}");
+            let e = c
+                .copy_object()
+                .source("faults", "obj")
+                .destination("faults", "moved")
+                .delete_source(true)
+                .send()
+                .await
+                .unwrap_err();
+            assert_eq!(e.class(), "service", "{kind:?} {what}: {e}");
+            proxy.clear();
+            // The object is intact and still under the old key; nothing appeared at the target.
+            assert!(
+                get_all(&c, "faults", "obj").await.unwrap() == data,
+                "{kind:?} {what}"
+            );
+            nothing_left(&server, "faults", "moved").await;
+        }
+        // A move whose final delete fails leaves both objects readable.
+        proxy.inject(usize::MAX, Fault::Status(500, "InternalError"), |r| {
+            r.method == "DELETE"
+        });
+        let e = c
+            .copy_object()
+            .source("faults", "obj")
+            .destination("faults", "moved")
+            .delete_source(true)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(e.class(), "service", "{kind:?}: {e}");
+        proxy.clear();
+        assert!(get_all(&c, "faults", "obj").await.unwrap() == data);
+        assert!(get_all(&c, "faults", "moved").await.unwrap() == data);
     }
 }
