@@ -339,7 +339,8 @@ async fn interrupted_rewrap_and_move_leave_readable_objects() {
             .unwrap();
         // Each step of a rewrap or move fails in turn: the header read, a part copy, the first
         // part, the completion, and (for a move) the deletion of the source.
-        let steps: [(&str, Box<dyn Fn(&Request) -> bool + Send + Sync>); 4] = [
+        type Matcher = Box<dyn Fn(&Request) -> bool + Send + Sync>;
+        let steps: [(&str, Matcher); 4] = [
             ("header GET", Box::new(Request::is_ranged_get)),
             ("UploadPart", Box::new(|r: &Request| r.is_part(1))),
             ("UploadPartCopy", Box::new(|r: &Request| r.is_part(2))),
