@@ -14,7 +14,8 @@ Exit codes:
   5  authentication failed: the message was tampered with or corrupted
   6  no configured key can decrypt the message
   7  encryption context mismatch (a required -c pair is missing or differs)
-  8  keyring error: unreadable, malformed, or accessible by group/others
+  8  keyring error: a keyring file unreadable, malformed or accessible by group/others, or a
+     key service (AWS KMS) refusing or failing
   9  range not satisfiable
   10 S3 object or bucket not found
   11 S3 refused or failed a request

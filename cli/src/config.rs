@@ -134,12 +134,23 @@ pub fn resolve_keys(a: &crate::args::KeyArgs, cfg: &ConfigFile) -> Result<Keys, 
 /// KMS key wraps the data key (the first one generates it); on decrypt any of them may unwrap it
 /// (local keys are tried first: no network round trip).
 pub fn load_keys(keys: &Keys) -> Result<MultiKeyring, Failure> {
+    load_keys_with(keys, None)
+}
+
+/// [`load_keys`] with a given KMS client (default: one from the standard AWS environment).
+pub fn load_keys_with(
+    keys: &Keys,
+    kms: Option<aws_sdk_kms::Client>,
+) -> Result<MultiKeyring, Failure> {
     let mut multi = MultiKeyring::default();
     for p in &keys.paths {
         multi.push(Box::new(LocalKeyring::load(p)?) as Box<dyn Keyring>);
     }
     if !keys.kms.is_empty() {
-        let client = s3crypt_kms::client_from_env_blocking()?;
+        let client = match kms {
+            Some(c) => c,
+            None => s3crypt_kms::client_from_env_blocking()?,
+        };
         for id in &keys.kms {
             multi.push(
                 Box::new(s3crypt_kms::KmsKeyring::new(client.clone(), id.clone())?)

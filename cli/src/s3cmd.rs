@@ -192,6 +192,25 @@ async fn client(
     client_with(s3, keys, enc, sse_c, None).await
 }
 
+/// A KMS client for `--profile` and `--region` (and the standard AWS environment), when KMS keys
+/// are used. `--endpoint-url` is S3's; KMS endpoints come from `AWS_ENDPOINT_URL_KMS` or
+/// `AWS_ENDPOINT_URL`. Keys named by ARN are called in their own region whatever `--region` says.
+async fn kms_client(s3: &S3Args, keys: &config::Keys) -> Option<aws_sdk_kms::Client> {
+    if keys.kms.is_empty() {
+        return None;
+    }
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .retry_config(s3crypt_kms::recommended_retry_config())
+        .timeout_config(s3crypt_kms::recommended_timeout_config());
+    if let Some(p) = &s3.profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = &s3.region {
+        loader = loader.region(aws_config::Region::new(r.clone()));
+    }
+    Some(aws_sdk_kms::Client::new(&loader.load().await))
+}
+
 /// The location binding `--bind` asks for.
 fn binding(s3: &S3Args) -> Result<s3crypt::location::Binding, Failure> {
     match s3.bind.as_str() {
@@ -215,7 +234,7 @@ async fn client_with(
     let keys = config::resolve_keys(keys, &cfg)?;
     let keyring: Arc<dyn s3crypt_core::Keyring> = match cache {
         Some(c) => c.clone(),
-        None => Arc::new(config::load_keys(&keys)?),
+        None => Arc::new(config::load_keys_with(&keys, kms_client(s3, &keys).await)?),
     };
     let mut b = Client::builder(s3_client(s3).await, keyring)
         .transfer(transfer(s3)?)
@@ -371,7 +390,8 @@ async fn put(a: PutArgs) -> Result<(), Failure> {
                             .into(),
                     ));
                 }
-                let keys = config::load_keys(&config::resolve_keys(&a.keys, &cfg)?)?;
+                let keys = config::resolve_keys(&a.keys, &cfg)?;
+                let keys = config::load_keys_with(&keys, kms_client(&a.s3, &keys).await)?;
                 let limits = s3crypt_core::keyring::caching::CacheLimits {
                     max_age: std::time::Duration::from_secs(a.cache_max_age.max(1)),
                     max_messages: n,
@@ -743,10 +763,26 @@ fn copy_json(op: &str, src: (&str, &str), dst: (&str, &str), o: &s3crypt::CopyOu
     .to_string()
 }
 
-/// Runs single-object work, or `-r` work through `run_all`, until done or Ctrl-C. An interrupted
-/// copy aborts its multipart upload (the destination never appears half-written; a move keeps
-/// its source).
-async fn finish<F>(jobs: usize, items: Vec<(String, F)>, recursive: bool) -> Result<(), Failure>
+/// A cancellation signal for each copy, fired by [`finish`] on Ctrl-C.
+fn cancel_signal(
+    rx: &tokio::sync::watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut rx = rx.clone();
+    async move {
+        let _ = rx.wait_for(|c| *c).await;
+    }
+}
+
+/// Runs single-object work, or `-r` work through `run_all`, until done or Ctrl-C. On Ctrl-C every
+/// copy is told to stop (through `cancel`, see [`cancel_signal`]) and awaited: each aborts its
+/// multipart upload before the command exits (the destination never appears half-written; a
+/// move keeps its source).
+async fn finish<F>(
+    jobs: usize,
+    items: Vec<(String, F)>,
+    recursive: bool,
+    cancel: tokio::sync::watch::Sender<bool>,
+) -> Result<(), Failure>
 where
     F: std::future::Future<Output = Result<(), Failure>> + Send + 'static,
 {
@@ -754,14 +790,24 @@ where
         let Some((_, f)) = items.into_iter().next() else {
             return Ok(());
         };
+        let mut f = std::pin::pin!(f);
         return tokio::select! {
-            r = f => r,
-            () = interrupted() => Err(Failure::Interrupted),
+            r = &mut f => r,
+            () = interrupted() => {
+                let _ = cancel.send(true);
+                let _ = f.await;
+                Err(Failure::Interrupted)
+            }
         };
     }
+    let mut work = std::pin::pin!(run_all(jobs, items));
     let failed = tokio::select! {
-        n = run_all(jobs, items) => n,
-        () = interrupted() => return Err(Failure::Interrupted),
+        n = &mut work => n,
+        () = interrupted() => {
+            let _ = cancel.send(true);
+            work.await;
+            return Err(Failure::Interrupted);
+        }
     };
     if failed > 0 {
         return Err(Failure::Partial(failed));
@@ -803,6 +849,12 @@ async fn copy(a: CopyArgs, delete: bool) -> Result<(), Failure> {
         vec![(sk, dk)]
     };
     let op = if delete { "mv" } else { "cp" };
+    if delete && a.version_id.is_some() {
+        return Err(Failure::Usage(
+            "mv --version-id is not supported: cp the version, then rm what you mean to".into(),
+        ));
+    }
+    let (cancel, cancelled) = tokio::sync::watch::channel(false);
     let items = pairs
         .into_iter()
         .map(|(sk, dk)| {
@@ -810,6 +862,7 @@ async fn copy(a: CopyArgs, delete: bool) -> Result<(), Failure> {
             let (version, allow_moved, sse_c, json) =
                 (a.version_id.clone(), a.allow_moved, a.sse_c, a.json);
             let name = format!("s3://{sb}/{sk}");
+            let stop = cancel_signal(&cancelled);
             (name, async move {
                 let mut req = c
                     .copy_object()
@@ -818,7 +871,8 @@ async fn copy(a: CopyArgs, delete: bool) -> Result<(), Failure> {
                     .required_context(required)
                     .allow_moved(allow_moved)
                     .sse_c(sse_c, sse_c)
-                    .delete_source(delete);
+                    .delete_source(delete)
+                    .cancel_on(stop);
                 if let Some(v) = version {
                     req = req.source_version_id(v);
                 }
@@ -830,7 +884,7 @@ async fn copy(a: CopyArgs, delete: bool) -> Result<(), Failure> {
             })
         })
         .collect();
-    finish(a.jobs, items, a.recursive).await
+    finish(a.jobs, items, a.recursive, cancel).await
 }
 
 async fn rewrap(a: RewrapArgs) -> Result<(), Failure> {
@@ -848,7 +902,10 @@ async fn rewrap(a: RewrapArgs) -> Result<(), Failure> {
     {
         None
     } else {
-        Some(Arc::new(config::load_keys(&add)?))
+        Some(Arc::new(config::load_keys_with(
+            &add,
+            kms_client(&a.s3, &add).await,
+        )?))
     };
     let required = config::parse_context(&a.context)?;
     let (bucket, key) = parse_url(&a.url)?;
@@ -868,9 +925,11 @@ async fn rewrap(a: RewrapArgs) -> Result<(), Failure> {
     } else {
         s3crypt::KeepKeys::AllBut(a.remove_keys.clone())
     };
+    let (cancel, cancelled) = tokio::sync::watch::channel(false);
     let items = keys
         .into_iter()
         .map(|k| {
+            let stop = cancel_signal(&cancelled);
             let (c, bucket, required, wrap, keep) = (
                 c.clone(),
                 bucket.clone(),
@@ -885,7 +944,8 @@ async fn rewrap(a: RewrapArgs) -> Result<(), Failure> {
                     .source(&bucket, &k)
                     .required_context(required)
                     .keep(keep)
-                    .sse_c(sse_c, sse_c);
+                    .sse_c(sse_c, sse_c)
+                    .cancel_on(stop);
                 if let Some(w) = wrap {
                     req = req.wrap_with(w);
                 }
@@ -897,7 +957,7 @@ async fn rewrap(a: RewrapArgs) -> Result<(), Failure> {
             })
         })
         .collect();
-    finish(a.jobs, items, a.recursive).await
+    finish(a.jobs, items, a.recursive, cancel).await
 }
 
 async fn rm(a: RmArgs) -> Result<(), Failure> {

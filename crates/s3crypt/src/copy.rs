@@ -70,7 +70,6 @@ pub fn names_key(selector: &str, e: &EncryptedDataKey) -> bool {
 }
 
 /// A copy, move or rewrap being configured (see [`Client::copy_object`]).
-#[derive(Debug)]
 pub struct CopyObject {
     client: Client,
     source: Option<(String, String)>,
@@ -83,6 +82,19 @@ pub struct CopyObject {
     source_sse_c: bool,
     destination_sse_c: bool,
     delete_source: bool,
+    cancel: Option<crate::upload::Cancel>,
+}
+
+impl std::fmt::Debug for CopyObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CopyObject")
+            .field("source", &self.source)
+            .field("source_version_id", &self.source_version_id)
+            .field("destination", &self.destination)
+            .field("keep", &self.keep)
+            .field("delete_source", &self.delete_source)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a copy did.
@@ -125,7 +137,18 @@ impl CopyObject {
             source_sse_c: false,
             destination_sse_c: false,
             delete_source: false,
+            cancel: None,
         }
+    }
+
+    /// Stops the copy when `cancel` completes (e.g. on Ctrl-C): its multipart upload is aborted
+    /// before `send` returns [`Error::Cancelled`], and a move keeps its source.
+    pub fn cancel_on(
+        mut self,
+        cancel: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Self {
+        self.cancel = Some(Box::pin(cancel));
+        self
     }
 
     /// The object to copy.
@@ -191,7 +214,7 @@ impl CopyObject {
     /// [`Error::NotFound`], [`Error::NotEncrypted`], [`Error::Service`]; the rewrap's errors
     /// (wrong key, context mismatch, tampered header, signed suite, no key left); a source moved
     /// from its authenticated location without [`CopyObject::allow_moved`].
-    pub async fn send(self) -> Result<CopyOutput> {
+    pub async fn send(mut self) -> Result<CopyOutput> {
         let (sb, sk) = self
             .source
             .clone()
@@ -201,6 +224,13 @@ impl CopyObject {
         if self.delete_source && in_place {
             return Err(Error::InvalidArgument(
                 "a move needs a destination other than the source".into(),
+            ));
+        }
+        if self.delete_source && self.source_version_id.is_some() {
+            // Deleting "the source" would mean either destroying that version for good or
+            // hiding the current one: neither is what a move of an old version means.
+            return Err(Error::InvalidArgument(
+                "a move of a specific version is not supported: copy it, then delete what you mean to".into(),
             ));
         }
         let version = self.source_version_id.as_deref();
@@ -310,7 +340,11 @@ impl CopyObject {
             dst_sse,
             header: new.bytes,
         };
-        let out = job.run().await?;
+        let cancel = self
+            .cancel
+            .take()
+            .unwrap_or_else(|| Box::pin(std::future::pending()));
+        let out = job.run(cancel).await?;
         if self.delete_source {
             self.client
                 .inner
@@ -347,16 +381,19 @@ impl CopyJob {
         )
     }
 
-    async fn run(self) -> Result<CopyOutput> {
+    async fn run(self, mut cancel: crate::upload::Cancel) -> Result<CopyOutput> {
         let hlen = self.info.header_length;
         let body_len = self.info.size - hlen;
         let new_size = self.header.len() as u64 + body_len;
         let threshold =
             (self.client.inner.transfer.multipart_threshold as u64).max(MIN_PART as u64);
         if new_size <= threshold || body_len <= MIN_PART as u64 {
-            return self.single(body_len).await;
+            return tokio::select! {
+                r = self.single(body_len) => r,
+                () = &mut cancel => Err(Error::Cancelled),
+            };
         }
-        self.multipart(body_len).await
+        self.multipart(body_len, cancel).await
     }
 
     async fn single(self, body_len: u64) -> Result<CopyOutput> {
@@ -388,7 +425,11 @@ impl CopyJob {
         })
     }
 
-    async fn multipart(self, body_len: u64) -> Result<CopyOutput> {
+    async fn multipart(
+        self,
+        body_len: u64,
+        mut cancel: crate::upload::Cancel,
+    ) -> Result<CopyOutput> {
         let s3 = &self.client.inner.s3;
         let hlen = self.info.header_length;
         let created = s3.create_multipart_upload();
@@ -415,7 +456,10 @@ impl CopyJob {
             upload_id: upload_id.clone(),
         };
         let mut tasks = JoinSet::new();
-        let result = self.parts(&upload_id, body_len, &mut tasks).await;
+        let result = tokio::select! {
+            r = self.parts(&upload_id, body_len, &mut tasks) => r,
+            () = &mut cancel => Err(Error::Cancelled),
+        };
         if result.is_err() {
             tasks.shutdown().await;
             let _ = s3

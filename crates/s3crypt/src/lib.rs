@@ -9,7 +9,10 @@
 //! * [`Client::get_object`]: parallel ranged GETs decrypted in order, or only the frames a
 //!   plaintext [`ByteRange`] needs; only authenticated plaintext is released.
 //! * Every object's bucket and key are bound into its authenticated encryption context
-//!   ([`location`]), so objects cannot be swapped by someone without the key.
+//!   ([`location`]), so objects cannot be swapped by someone without the key (or, if the client
+//!   opts into [`location::Binding::Bucket`] for data-key caching, only its bucket).
+//! * [`Client::copy_object`]: copy, move or rewrap (change who can decrypt) server-side with a
+//!   new header and the same frames.
 //! * [`metadata`]: what s3crypt stores beside the object (nothing secret).
 //!
 //! ```no_run

@@ -93,9 +93,10 @@
 //!   per message into the context, the cache cannot hit: every message is a miss, calls the
 //!   inner keyring as without the cache, and only adds hashing and bookkeeping. **s3crypt's S3
 //!   layer binds the bucket and object key into every object's context (`s3crypt:bucket`,
-//!   `s3crypt:key`), so for S3 objects this cache only helps when the same key of the same
-//!   bucket is written repeatedly.** It pays off for many messages under one context, e.g. records
-//!   of one stream or tenant encrypted with this crate directly.
+//!   `s3crypt:key`) by default, so for S3 objects this cache only helps with bucket-only binding
+//!   (`s3crypt::location::Binding::Bucket`, which gives up protection against swaps within the
+//!   bucket).** It pays off for many messages under one context, e.g. objects of one bucket with
+//!   bucket binding, or records of one stream or tenant encrypted with this crate directly.
 //!
 //! # Concurrency
 //!

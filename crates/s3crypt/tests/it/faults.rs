@@ -392,3 +392,39 @@ async fn interrupted_rewrap_and_move_leave_readable_objects() {
         assert!(get_all(&c, "faults", "moved").await.unwrap() == data);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_move_aborts_and_keeps_its_source() {
+    for kind in [Kind::Moto, Kind::S3sFs] {
+        let Some((server, proxy)) = setup(kind, "faults").await else {
+            continue;
+        };
+        let c = client(&proxy.endpoint);
+        let data = pattern(12 * MIB);
+        c.put_object()
+            .bucket("faults")
+            .key("src")
+            .body(std::io::Cursor::new(data.clone()))
+            .send()
+            .await
+            .unwrap();
+        // A part copy hangs; the move is cancelled meanwhile.
+        let hung = proxy.inject(usize::MAX, Fault::StallHead(Duration::from_secs(60)), |r| {
+            r.is_part(2)
+        });
+        let e = c
+            .copy_object()
+            .source("faults", "src")
+            .destination("faults", "dst")
+            .delete_source(true)
+            .cancel_on(tokio::time::sleep(Duration::from_millis(700)))
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(e.class(), "cancelled", "{kind:?}: {e}");
+        assert!(hung.load(Ordering::SeqCst) > 0);
+        proxy.clear();
+        nothing_left(&server, "faults", "dst").await;
+        assert!(get_all(&c, "faults", "src").await.unwrap() == data);
+    }
+}
