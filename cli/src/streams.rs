@@ -64,7 +64,57 @@ pub enum Output {
     Atomic {
         tmp: tempfile::NamedTempFile,
         target: PathBuf,
+        written: Writeback,
     },
+}
+
+/// Early writeback for files that are fsynced before they are renamed into place: every
+/// [`Writeback::STEP`] bytes, the kernel is asked to start writing out what came before
+/// (`posix_fadvise(DONTNEED)` starts writeback without waiting, and drops pages already on disk),
+/// so the disk works while the download goes on and the final fsync has little left to do.
+#[derive(Debug, Default)]
+pub struct Writeback {
+    written: u64,
+    advised: u64,
+}
+
+impl Writeback {
+    const STEP: u64 = 32 << 20;
+
+    fn wrote(&mut self, file: &File, n: usize) {
+        self.written += n as u64;
+        if self.written - self.advised >= 2 * Self::STEP {
+            let upto = self.written - Self::STEP;
+            // Advice only: a failure changes nothing but speed.
+            let _ = rustix::fs::fadvise(
+                file,
+                self.advised,
+                std::num::NonZeroU64::new(upto - self.advised),
+                rustix::fs::Advice::DontNeed,
+            );
+            self.advised = upto;
+        }
+    }
+}
+
+/// The output's writer (see [`Output::writer`]).
+pub struct OutputWriter<'a> {
+    file: &'a mut File,
+    writeback: Option<&'a mut Writeback>,
+}
+
+impl Write for OutputWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        if let Some(w) = self.writeback.as_deref_mut() {
+            w.wrote(self.file, n);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
 }
 
 impl Output {
@@ -113,13 +163,23 @@ impl Output {
                     e,
                 )
             })?;
-        Ok(Output::Atomic { tmp, target })
+        Ok(Output::Atomic {
+            tmp,
+            target,
+            written: Writeback::default(),
+        })
     }
 
-    pub fn writer(&mut self) -> &mut File {
+    pub fn writer(&mut self) -> OutputWriter<'_> {
         match self {
-            Output::Stdout(f) | Output::Direct(f) => f,
-            Output::Atomic { tmp, .. } => tmp.as_file_mut(),
+            Output::Stdout(f) | Output::Direct(f) => OutputWriter {
+                file: f,
+                writeback: None,
+            },
+            Output::Atomic { tmp, written, .. } => OutputWriter {
+                file: tmp.as_file_mut(),
+                writeback: Some(written),
+            },
         }
     }
 
@@ -129,7 +189,7 @@ impl Output {
             Output::Stdout(mut f) | Output::Direct(mut f) => f
                 .flush()
                 .map_err(|e| Failure::Io("cannot write output".into(), e)),
-            Output::Atomic { tmp, target } => {
+            Output::Atomic { tmp, target, .. } => {
                 tmp.as_file()
                     .sync_all()
                     .map_err(|e| Failure::Io(format!("cannot write {}", target.display()), e))?;

@@ -45,9 +45,13 @@ pub fn encrypt(a: EncryptArgs) -> Result<(), Failure> {
     let enc = Encryptor::new(&keyring, &options)?;
     let bar = progress(input.len, a.io.quiet);
     let summary = if input.len.is_some() {
-        pipeline::encrypt_file(enc, &input.file, output.writer(), &popts, |n| bar.inc(n))?
+        pipeline::encrypt_file(enc, &input.file, &mut output.writer(), &popts, |n| {
+            bar.inc(n)
+        })?
     } else {
-        pipeline::encrypt(enc, &input.file, output.writer(), &popts, |n| bar.inc(n))?
+        pipeline::encrypt(enc, &input.file, &mut output.writer(), &popts, |n| {
+            bar.inc(n)
+        })?
     };
     output.commit()?;
     bar.finish_and_clear();
@@ -91,7 +95,7 @@ pub fn decrypt(a: DecryptArgs) -> Result<(), Failure> {
             &keyring,
             &options,
             &input.file,
-            output.writer(),
+            &mut output.writer(),
             &popts,
             |n| bar.inc(n),
         )?
@@ -100,7 +104,7 @@ pub fn decrypt(a: DecryptArgs) -> Result<(), Failure> {
             &keyring,
             &options,
             &input.file,
-            output.writer(),
+            &mut output.writer(),
             &popts,
             |n| bar.inc(n),
         )?
@@ -146,7 +150,7 @@ fn decrypt_range(
     let mut pt = Vec::with_capacity((plan.plaintext.end - plan.plaintext.start) as usize);
     rd.decrypt(&plan, &mut ct, &mut pt)?;
     let mut output = Output::open(&a.io.output, false)?;
-    std::io::Write::write_all(output.writer(), &pt).map_err(|e| match e.kind() {
+    std::io::Write::write_all(&mut output.writer(), &pt).map_err(|e| match e.kind() {
         std::io::ErrorKind::BrokenPipe => Failure::BrokenPipe,
         _ => Failure::Io("cannot write output".into(), e),
     })?;
