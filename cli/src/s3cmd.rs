@@ -382,6 +382,12 @@ async fn put(a: PutArgs) -> Result<(), Failure> {
         let cache = match a.cache_data_keys {
             None => None,
             Some(n) => {
+                if n < 2 {
+                    return Err(Failure::Usage(
+                        "--cache-data-keys N: N is the number of objects per data key, at least 2"
+                            .into(),
+                    ));
+                }
                 if binding(&a.s3)? != s3crypt::location::Binding::Bucket {
                     return Err(Failure::Usage(
                         "--cache-data-keys needs --bind bucket: a cached data key can only serve objects \

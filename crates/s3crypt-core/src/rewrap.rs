@@ -15,7 +15,7 @@ use crate::decrypt::DecryptOptions;
 use crate::error::{Error, Result};
 use crate::header::{EncryptedDataKey, Header, ParsedHeader};
 use crate::key::MessageKey;
-use crate::keyring::{DataKey, DecryptionMaterials, EncryptionMaterials, Keyring};
+use crate::keyring::{DecryptionMaterials, EncryptionMaterials, Keyring};
 
 /// What the new header holds.
 pub struct RewrapPlan<'a> {
@@ -103,17 +103,28 @@ pub fn rewrap_header(
     }
     if let Some(wrap) = plan.wrap {
         let mut em = EncryptionMaterials::new(h.suite, plan.context.clone());
-        em.set_data_key(DataKey::from_bytes(*data_key.as_bytes()));
+        em.set_data_key(data_key.duplicate());
         wrap.on_encrypt(&mut em)?;
-        let (_, _, _, added) = em.into_parts();
+        let (_, _, wrapped, added) = em.into_parts();
+        // A keyring must wrap the key it was given; one that replaced it would make the new
+        // wrapped keys useless (and the object unreadable for their holders).
+        let same = wrapped.is_some_and(|k| {
+            bool::from(subtle::ConstantTimeEq::ct_eq(
+                &k.as_bytes()[..],
+                &data_key.as_bytes()[..],
+            ))
+        });
+        if !same {
+            return Err(Error::InvalidArgument(
+                "the wrapping keyring replaced the data key instead of wrapping it".into(),
+            ));
+        }
         for e in added {
-            // Re-adding a key that is kept would only duplicate it.
-            if !edks
-                .iter()
-                .any(|k| k.provider_id == e.provider_id && same_key(k, &e))
-            {
-                edks.push(e);
-            }
+            // A fresh wrapped key replaces a kept one naming the same key: the kept one was
+            // never checked to unwrap to this data key (anyone holding the data key could have
+            // planted a useless one under that name).
+            edks.retain(|k| !(k.provider_id == e.provider_id && same_key(k, &e)));
+            edks.push(e);
         }
     }
     drop(data_key);
@@ -133,6 +144,11 @@ pub fn rewrap_header(
     let mut bytes = header.to_bytes()?;
     let tag = key.header_tag(&bytes);
     bytes.extend_from_slice(&tag);
+    // Never write a header that readers with default limits would refuse (e.g. too many wrapped
+    // keys after repeated additions): an in-place rewrap would leave an unreadable object.
+    Header::read(&bytes, &crate::header::ReadLimits::default()).map_err(|e| {
+        Error::InvalidArgument(format!("the new header would be refused by readers: {e}"))
+    })?;
     Ok(Rewrapped { header, bytes })
 }
 
@@ -271,6 +287,91 @@ mod tests {
                 .class(),
             "context"
         );
+    }
+
+    /// Adds a useless wrapped key under `name`'s name (what a data-key holder could plant).
+    #[derive(Debug)]
+    struct Planter(Arc<dyn Keyring>);
+
+    impl Keyring for Planter {
+        fn on_encrypt(&self, m: &mut EncryptionMaterials) -> Result<()> {
+            let mut real = EncryptionMaterials::new(m.suite(), m.context().clone());
+            real.set_data_key(crate::keyring::DataKey::generate());
+            self.0.on_encrypt(&mut real)?;
+            let mut e = real.encrypted_data_keys()[0].clone();
+            e.ciphertext.iter_mut().for_each(|b| *b ^= 0xA5);
+            m.add_encrypted_data_key(e);
+            Ok(())
+        }
+
+        fn on_decrypt(&self, _: &mut DecryptionMaterials, _: &[EncryptedDataKey]) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Wraps a different key than it was given.
+    #[derive(Debug)]
+    struct Replacer(Arc<dyn Keyring>);
+
+    impl Keyring for Replacer {
+        fn on_encrypt(&self, m: &mut EncryptionMaterials) -> Result<()> {
+            m.set_data_key(crate::keyring::DataKey::generate());
+            self.0.on_encrypt(m)
+        }
+
+        fn on_decrypt(&self, _: &mut DecryptionMaterials, _: &[EncryptedDataKey]) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_fresh_wrapped_key_replaces_a_planted_one_and_keyrings_must_keep_the_key() {
+        let (a, b) = (kr("a", 1), kr("b", 2));
+        let pt = b"planted".to_vec();
+        let msg = encrypt(&a, Suite::DEFAULT, EncryptionContext::new(), &pt);
+        let (old, frames) = split(&msg);
+        let plant = Planter(b.clone());
+        let planted = rewrap_header(
+            &old,
+            a.as_ref(),
+            &DecryptOptions::default(),
+            &RewrapPlan {
+                context: old.header.context.clone(),
+                keep: &|_| true,
+                wrap: Some(&plant),
+            },
+        )
+        .unwrap();
+        let planted = Header::read(&planted.bytes, &Default::default()).unwrap();
+        // Adding b replaces the useless "b" entry; b then decrypts.
+        let new = rewrap_header(
+            &planted,
+            a.as_ref(),
+            &DecryptOptions::default(),
+            &RewrapPlan {
+                context: old.header.context.clone(),
+                keep: &|_| true,
+                wrap: Some(b.as_ref()),
+            },
+        )
+        .unwrap();
+        assert_eq!(new.header.encrypted_data_keys.len(), 2);
+        let mut m = new.bytes;
+        m.extend_from_slice(frames);
+        assert_eq!(decrypt(&b, &m, EncryptionContext::new()).unwrap(), pt);
+        // A keyring that swaps the data key is refused.
+        let e = rewrap_header(
+            &old,
+            a.as_ref(),
+            &DecryptOptions::default(),
+            &RewrapPlan {
+                context: old.header.context.clone(),
+                keep: &|_| true,
+                wrap: Some(&Replacer(b)),
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.class(), "invalid-argument", "{e}");
     }
 
     #[test]

@@ -107,8 +107,10 @@ enum Mode {
 ///   configured identifier.
 /// * **discovery** ([`KmsKeyring::discovery`]): no key of its own. `on_encrypt` fails;
 ///   `on_decrypt` asks KMS to unwrap every `aws-kms` EDK with the key ARN the EDK names, if that
-///   ARN passes the optional [`DiscoveryFilter`]. Use it when the reader is allowed to use
-///   whatever key the writer chose (within the filter), without configuring key ARNs.
+///   ARN passes the optional [`DiscoveryFilter`] and is in the configured client's region (as the
+///   spec's discovery keyring, which calls its own client; use one discovery keyring per region
+///   in a multi-keyring for several). Use it when the reader is allowed to use whatever key the
+///   writer chose (within the filter), without configuring key ARNs.
 ///
 /// **Key identifiers.** Encryption takes any identifier: key ARN, key id, alias name
 /// (`alias/NAME`) or alias ARN. Decryption in strict mode follows the spec literally: an EDK
@@ -244,10 +246,16 @@ impl KmsKeyring {
 
     /// Whether this keyring would try to unwrap an EDK wrapped under `arn`.
     fn accepts(&self, arn: &KmsArn) -> bool {
+        // Discovery uses the configured client only (spec: the discovery keyring calls Decrypt
+        // with its client), so keys in other regions are not candidates: the message's writer
+        // names those regions, and calling whatever region a header names would let a hostile
+        // header send the reader to dozens of endpoints. Several regions: one discovery keyring
+        // per region in a multi-keyring.
+        let in_home_region = || self.clients.home_region().is_none_or(|r| r == arn.region());
         match &self.mode {
             Mode::Strict(id) => id.as_str() == arn.as_str(),
-            Mode::Discovery(None) => true,
-            Mode::Discovery(Some(f)) => f.allows(arn),
+            Mode::Discovery(None) => in_home_region(),
+            Mode::Discovery(Some(f)) => f.allows(arn) && in_home_region(),
         }
     }
 
@@ -585,7 +593,9 @@ mod tests {
         assert!(k.accepts(&KmsArn::parse(A).unwrap()));
         assert!(!k.accepts(&KmsArn::parse(B).unwrap()));
         let d = KmsKeyring::discovery(offline_client(), None);
-        assert!(d.accepts(&KmsArn::parse(B).unwrap()));
+        // Discovery: any key of the client's region (us-east-1), none of another region.
+        assert!(d.accepts(&KmsArn::parse(A).unwrap()));
+        assert!(!d.accepts(&KmsArn::parse(B).unwrap()));
     }
 
     #[test]

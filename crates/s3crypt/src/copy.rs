@@ -269,12 +269,23 @@ impl CopyObject {
             ..Default::default()
         };
         if !self.allow_moved {
-            for (k, v) in location::required(&sb, &sk, self.client.inner.binding).iter() {
-                options.required_context.insert(k, v).map_err(|_| {
-                    Error::InvalidArgument(format!(
-                        "the required context sets {k:?}, which is the object's location binding"
-                    ))
-                })?;
+            let mut pairs = location::required(&sb, &sk, self.client.inner.binding);
+            // Whatever the client's binding, a source bound to its key must be at that key:
+            // otherwise a swapped object would be re-bound here and look genuine afterwards.
+            if old.header.context.get(location::KEY).is_some() && pairs.get(location::KEY).is_none()
+            {
+                pairs.insert(location::KEY, sk.as_str())?;
+            }
+            for (k, v) in pairs.iter() {
+                match options.required_context.get(k) {
+                    None => options.required_context.insert(k, v)?,
+                    Some(same) if same == v => {}
+                    Some(_) => {
+                        return Err(Error::InvalidArgument(format!(
+                            "the required context sets {k:?}, which is the object's location binding; use allow_moved to copy a moved object"
+                        )))
+                    }
+                }
             }
         }
         // The new context: the old one, bound to the destination.
@@ -331,9 +342,23 @@ impl CopyObject {
         } else {
             None
         };
+        if new.bytes.len() as u64 > metadata::MAX_HEADER_LENGTH {
+            return Err(Error::InvalidArgument(format!(
+                "the new header would be {} bytes, more than readers accept ({})",
+                new.bytes.len(),
+                metadata::MAX_HEADER_LENGTH
+            )));
+        }
+        let source_etag = fetch.etag.clone();
         let job = CopyJob {
             client: self.client.clone(),
             fetch,
+            // What new metadata says comes from the authenticated header, not from HEAD.
+            suite: new.header.suite,
+            frame_length: new.header.frame_length,
+            // In place, the write replaces the object only if it is still the one read: a
+            // concurrent writer's object is never overwritten with the old content.
+            if_match: if in_place { source_etag.clone() } else { None },
             info,
             dst_bucket: db,
             dst_key: dk,
@@ -346,12 +371,15 @@ impl CopyObject {
             .unwrap_or_else(|| Box::pin(std::future::pending()));
         let out = job.run(cancel).await?;
         if self.delete_source {
+            // Only the object that was copied: if someone replaced it meanwhile, S3 refuses
+            // (412) and both stay.
             self.client
                 .inner
                 .s3
                 .delete_object()
                 .bucket(&sb)
                 .key(&sk)
+                .set_if_match(source_etag)
                 .send()
                 .await
                 .map_err(|e| service("DeleteObject", e))?;
@@ -363,6 +391,9 @@ impl CopyObject {
 struct CopyJob {
     client: Client,
     fetch: Fetch,
+    suite: s3crypt_core::Suite,
+    frame_length: u32,
+    if_match: Option<String>,
     info: ObjectInfo,
     dst_bucket: String,
     dst_key: String,
@@ -373,8 +404,8 @@ struct CopyJob {
 impl CopyJob {
     fn metadata(&self) -> std::collections::HashMap<String, String> {
         metadata::for_new_object(
-            self.info.suite,
-            self.info.frame_length,
+            self.suite,
+            self.frame_length,
             self.header.len(),
             self.info.content_type.as_deref(),
             &self.info.user_metadata,
@@ -408,6 +439,7 @@ impl CopyJob {
             .key(&self.dst_key)
             .set_metadata(Some(self.metadata()))
             .content_type("application/octet-stream")
+            .set_if_match(self.if_match.clone())
             .checksum_algorithm(ChecksumAlgorithm::Crc32)
             .body(ByteStream::from(body))
             .send()
@@ -577,6 +609,7 @@ impl CopyJob {
             .bucket(&self.dst_bucket)
             .key(&self.dst_key)
             .upload_id(upload_id)
+            .set_if_match(self.if_match.clone())
             .multipart_upload(
                 CompletedMultipartUpload::builder()
                     .set_parts(Some(completed))

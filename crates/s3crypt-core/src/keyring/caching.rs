@@ -364,8 +364,11 @@ impl Keyring for CachingKeyring {
         // One data key request per context at a time: concurrent messages for a context that is
         // being filled wait for that key instead of each asking the inner keyring (a burst of
         // parallel uploads would otherwise make one key-service call per upload in flight).
+        // (Nothing is stored with max_messages = 1: then there is nothing to wait for.)
+        let coalesce = self.limits.max_messages > 1;
         let mut guard = self.lock();
-        let now = loop {
+        let mut waited_on = None;
+        let (now, generation) = loop {
             let now = (self.clock)();
             let (found, evicted) = guard.take(&id, now, length, &self.limits);
             self.evicted.fetch_add(evicted, Ordering::Relaxed);
@@ -378,23 +381,46 @@ impl Keyring for CachingKeyring {
                 }
                 return Ok(());
             }
-            if !guard.filling.contains(&id) {
-                guard.filling.insert(id);
-                break now;
+            // The fill this message waited for failed: report that, rather than have every
+            // waiter repeat the failing call one after the other.
+            if let (Some(g), Some((failed, why))) = (waited_on, guard.failed.get(&id)) {
+                if g == *failed {
+                    return Err(Error::Keyring(why.clone()));
+                }
             }
-            guard = self
-                .filled
-                .wait(guard)
-                .unwrap_or_else(PoisonError::into_inner);
+            match guard.filling.get(&id) {
+                Some(&g) if coalesce => {
+                    waited_on = Some(g);
+                    guard = self
+                        .filled
+                        .wait(guard)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                _ => {
+                    guard.generation += 1;
+                    let g = guard.generation;
+                    guard.filling.insert(id, g);
+                    guard.failed.remove(&id);
+                    break (now, g);
+                }
+            }
         };
         drop(guard);
         // Whatever happens below (an error included), waiters are released.
-        let _filling = Filling { keyring: self, id };
+        let mut filling = Filling {
+            keyring: self,
+            id,
+            generation,
+            failure: None,
+        };
         self.misses.fetch_add(1, Ordering::Relaxed);
         // Ask for a key good for the whole byte limit, since the entry may serve that much.
         let mut fresh = EncryptionMaterials::new(materials.suite(), materials.context().clone())
             .with_plaintext_length(Some(self.limits.max_bytes));
-        self.inner.on_encrypt(&mut fresh)?;
+        if let Err(e) = self.inner.on_encrypt(&mut fresh) {
+            filling.failure = Some(e.to_string());
+            return Err(e);
+        }
         let (_, _, data_key, edks) = fresh.into_parts();
         if let Some(key) = &data_key {
             if !edks.is_empty() {
@@ -438,15 +464,25 @@ impl Keyring for CachingKeyring {
 /// A cache identifier (SHA-512 output).
 type CacheId = [u8; 64];
 
-/// Marks a context as being filled; on drop, unmarks it and wakes the messages waiting for it.
+/// Marks a context as being filled; on drop, unmarks it (recording a failure for the messages
+/// that waited) and wakes the messages waiting for it.
 struct Filling<'a> {
     keyring: &'a CachingKeyring,
     id: CacheId,
+    generation: u64,
+    failure: Option<String>,
 }
 
 impl Drop for Filling<'_> {
     fn drop(&mut self) {
-        self.keyring.lock().filling.remove(&self.id);
+        let mut cache = self.keyring.lock();
+        if cache.filling.get(&self.id) == Some(&self.generation) {
+            cache.filling.remove(&self.id);
+        }
+        if let Some(why) = self.failure.take() {
+            cache.failed.insert(self.id, (self.generation, why));
+        }
+        drop(cache);
         self.keyring.filled.notify_all();
     }
 }
@@ -472,8 +508,13 @@ struct Cache {
     by_age: BTreeMap<(Instant, u64), CacheId>,
     by_use: BTreeMap<u64, CacheId>,
     tick: u64,
-    /// Contexts whose data key the inner keyring is being asked for right now.
-    filling: std::collections::HashSet<CacheId>,
+    /// Contexts whose data key the inner keyring is being asked for right now (with the fill's
+    /// generation number).
+    filling: HashMap<CacheId, u64>,
+    /// The last failed fill of a context (generation, error), for the messages that waited on it.
+    failed: HashMap<CacheId, (u64, String)>,
+    /// Fills started so far.
+    generation: u64,
 }
 
 fn expired(now: Instant, created: Instant, limits: &CacheLimits) -> bool {

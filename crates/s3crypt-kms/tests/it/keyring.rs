@@ -140,12 +140,13 @@ fn keys_in_other_regions_are_called_in_their_region() {
         assert!(key.contains(&format!(":{}:", d[0].region)), "{key} {d:?}");
     }
 
-    // Discovery with a us-east-1 client decrypts the eu-west-1 EDK (the first) in eu-west-1.
+    // Discovery uses its own client only: a us-east-1 client skips the eu-west-1 EDK (the first)
+    // and decrypts the us-east-1 one, without calling any other region.
     kms.record();
     let pt = decrypt(arc(kms.discovery(None)), &DecryptOptions::default(), &ct).unwrap();
     assert_eq!(pt, b"regions");
     let d = kms.calls_to("Decrypt");
-    assert_eq!((d.len(), d[0].region.as_str()), (1, "eu-west-1"));
+    assert_eq!((d.len(), d[0].region.as_str()), (1, "us-east-1"));
 }
 
 #[test]

@@ -263,6 +263,19 @@ async fn copy_refusals() {
             .await
             .unwrap_err();
         assert_eq!(e.class(), "context", "{e}");
+        // A client reading with bucket binding must not launder a key-bound object either.
+        let loose = Client::builder(server.s3(), key("a", 1))
+            .location_binding(s3crypt::location::Binding::Bucket)
+            .build()
+            .unwrap();
+        let e = loose
+            .copy_object()
+            .source("nop", "planted")
+            .destination("nop", "y")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(e.class(), "context", "{e}");
         a.copy_object()
             .source("nop", "planted")
             .destination("nop", "y")
