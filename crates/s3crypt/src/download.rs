@@ -393,13 +393,21 @@ impl Fetch {
         let mut buf = self.pool.get(want);
         let mut attempt = 0u32;
         loop {
+            let before = buf.len();
             match self
                 .get_into(r.start + buf.len() as u64, r.end, &mut buf)
                 .await
             {
                 Ok(()) => return Ok(buf.freeze()),
                 Err(BodyError::Request(e)) => return Err(e),
+                // Everything arrived before the connection broke: nothing to resume.
+                Err(BodyError::Body(_)) if buf.len() == want => return Ok(buf.freeze()),
                 Err(BodyError::Body(message)) => {
+                    // Attempts count failures in a row without real progress; a body that
+                    // delivered at least 1 MiB since the last failure starts a fresh count.
+                    if buf.len() - before >= 1 << 20 {
+                        attempt = 0;
+                    }
                     attempt += 1;
                     if attempt >= BODY_ATTEMPTS {
                         return Err(Error::Service {

@@ -300,10 +300,12 @@ impl Upload {
         if let Some(n) = self.size_hint {
             let needed = n
                 .div_ceil(u64::from(MAX_PARTS as u32 - 1))
-                .div_ceil(frame as u64) as usize;
-            frames = frames.max(needed);
+                .div_ceil(frame as u64);
+            frames = frames.max(usize::try_from(needed).unwrap_or(usize::MAX));
         }
-        frames * frame
+        // Never above S3's largest part (a size hint beyond S3's largest object then fails at
+        // the 10,001st part rather than allocating a giant buffer).
+        frames.min(((MAX_PART - (1 << 20)) / slot).max(1)) * frame
     }
 
     /// The plaintext length of part `n` (1-based). For inputs of unknown length the part size
