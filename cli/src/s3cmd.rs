@@ -331,15 +331,12 @@ async fn put_recursive(a: &PutArgs, c: Client) -> Result<(), Failure> {
         let content_type = a.content_type.clone();
         let options = storage_options(a)?;
         let sse_c = a.sse_c;
-        let cancel = cancel_rx.clone();
+        let stop = cancel_signal(&cancel_rx);
         items.push((key.clone(), async move {
             let f = tokio::fs::File::open(&path).await.map_err(|e| Failure::Io(format!("cannot open {}", path.display()), e))?;
             let len = f.metadata().await.map(|m| m.len()).ok();
             let mut req = c.put_object().bucket(&bucket).key(&key).context(context).metadata(meta).storage_options(options).sse_c(sse_c).body(f);
-            let mut cancel = cancel.clone();
-            req = req.cancel_on(async move {
-                let _ = cancel.wait_for(|c| *c).await;
-            });
+            req = req.cancel_on(stop);
             if let Some(ct) = content_type {
                 req = req.content_type(ct);
             }
@@ -353,20 +350,8 @@ async fn put_recursive(a: &PutArgs, c: Client) -> Result<(), Failure> {
             Ok(())
         }));
     }
-    let mut work = std::pin::pin!(run_all(a.jobs, items));
-    let failed = tokio::select! {
-        n = &mut work => n,
-        () = interrupted() => {
-            // Let every upload see the cancellation and abort, then report.
-            let _ = cancel_tx.send(true);
-            work.await;
-            return Err(Failure::Interrupted);
-        }
-    };
-    if failed > 0 {
-        return Err(Failure::Partial(failed));
-    }
-    Ok(())
+    // On Ctrl-C every upload sees the cancellation and aborts before the command reports.
+    finish(a.jobs, items, true, cancel_tx).await
 }
 
 async fn put(a: PutArgs) -> Result<(), Failure> {

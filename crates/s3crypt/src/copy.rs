@@ -32,7 +32,7 @@ use crate::error::{service, Error, Result};
 use crate::location;
 use crate::metadata::{self, ObjectInfo};
 use crate::sse_c::{with_sse_c, SseCKey};
-use crate::upload::{AbortOnDrop, MAX_PARTS, MIN_PART};
+use crate::upload::{join, AbortOnDrop, MAX_PARTS, MIN_PART};
 
 /// Which of the source's wrapped keys the new header keeps (only possible when the context, and
 /// so the location, stays the same).
@@ -473,36 +473,14 @@ impl CopyJob {
             .send()
             .await
             .map_err(|e| service("CreateMultipartUpload", e))?;
-        let upload_id = created
-            .upload_id()
-            .ok_or_else(|| Error::Service {
-                operation: "CreateMultipartUpload",
-                status: None,
-                message: "no upload id".into(),
-            })?
-            .to_owned();
-        let mut guard = AbortOnDrop {
-            s3: Some(s3.clone()),
-            bucket: self.dst_bucket.clone(),
-            key: self.dst_key.clone(),
-            upload_id: upload_id.clone(),
-        };
+        let (guard, upload_id) =
+            AbortOnDrop::started(s3, &self.dst_bucket, &self.dst_key, &created)?;
         let mut tasks = JoinSet::new();
         let result = tokio::select! {
             r = self.parts(&upload_id, body_len, &mut tasks) => r,
             () = &mut cancel => Err(Error::Cancelled),
         };
-        if result.is_err() {
-            tasks.shutdown().await;
-            let _ = s3
-                .abort_multipart_upload()
-                .bucket(&self.dst_bucket)
-                .key(&self.dst_key)
-                .upload_id(&upload_id)
-                .send()
-                .await;
-        }
-        guard.s3 = None;
+        guard.settle(result.is_err(), &mut tasks).await;
         let (parts, etag, version_id) = result?;
         let first = (MIN_PART as u64).min(body_len);
         Ok(CopyOutput {
@@ -623,14 +601,6 @@ impl CopyJob {
             out.e_tag().map(str::to_owned),
             out.version_id().map(str::to_owned),
         ))
-    }
-}
-
-async fn join(tasks: &mut JoinSet<Result<CompletedPart>>) -> Result<CompletedPart> {
-    match tasks.join_next().await {
-        Some(Ok(r)) => r,
-        Some(Err(e)) => Err(Error::Io(std::io::Error::other(e))),
-        None => Err(Error::InvalidArgument("no part in flight".into())),
     }
 }
 

@@ -359,42 +359,14 @@ impl Upload {
             .send()
             .await
             .map_err(|e| service("CreateMultipartUpload", e))?;
-        let upload_id = created
-            .upload_id()
-            .ok_or_else(|| Error::Service {
-                operation: "CreateMultipartUpload",
-                status: None,
-                message: "no upload id".into(),
-            })?
-            .to_owned();
-        // If this future is dropped before it finishes (a timeout, a cancelled task), the guard
-        // aborts the upload in the background.
-        let mut guard = AbortOnDrop {
-            s3: Some(s3.clone()),
-            bucket: self.bucket.clone(),
-            key: self.key.clone(),
-            upload_id: upload_id.clone(),
-        };
+        let (guard, upload_id) = AbortOnDrop::started(s3, &self.bucket, &self.key, &created)?;
         let mut slot = Some(sealer);
         let mut tasks: JoinSet<Result<CompletedPart>> = JoinSet::new();
         let result = tokio::select! {
             r = self.parts(&mut slot, &mut tasks, first, part_len, body.as_mut(), &upload_id) => r,
             () = &mut cancel => Err(Error::Cancelled),
         };
-        if result.is_err() {
-            // Stop and wait for the parts in flight first, so none lands after the abort.
-            tasks.shutdown().await;
-            // Best effort: the upload's parts must not linger (and cost money). If the abort
-            // itself fails the original error is still the one reported.
-            let _ = s3
-                .abort_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&self.key)
-                .upload_id(&upload_id)
-                .send()
-                .await;
-        }
-        guard.s3 = None;
+        guard.settle(result.is_err(), &mut tasks).await;
         result
     }
 
@@ -653,7 +625,8 @@ impl Pool {
     }
 }
 
-async fn join(tasks: &mut JoinSet<Result<CompletedPart>>) -> Result<CompletedPart> {
+/// The next finished part (parts run as tasks of a `JoinSet`).
+pub(crate) async fn join(tasks: &mut JoinSet<Result<CompletedPart>>) -> Result<CompletedPart> {
     match tasks.join_next().await {
         Some(Ok(r)) => r,
         Some(Err(e)) => Err(Error::Io(std::io::Error::other(e))),
@@ -663,10 +636,55 @@ async fn join(tasks: &mut JoinSet<Result<CompletedPart>>) -> Result<CompletedPar
 
 /// Aborts a multipart upload when dropped while armed (`s3` is `Some`).
 pub(crate) struct AbortOnDrop {
-    pub(crate) s3: Option<aws_sdk_s3::Client>,
-    pub(crate) bucket: String,
-    pub(crate) key: String,
-    pub(crate) upload_id: String,
+    s3: Option<aws_sdk_s3::Client>,
+    bucket: String,
+    key: String,
+    upload_id: String,
+}
+
+impl AbortOnDrop {
+    /// The id of the multipart upload `created` started, and a guard that aborts it if the
+    /// uploading future is dropped before [`AbortOnDrop::settle`] (a timeout, a cancelled task).
+    pub(crate) fn started(
+        s3: &aws_sdk_s3::Client,
+        bucket: &str,
+        key: &str,
+        created: &aws_sdk_s3::operation::create_multipart_upload::CreateMultipartUploadOutput,
+    ) -> Result<(Self, String)> {
+        let upload_id = created
+            .upload_id()
+            .ok_or_else(|| Error::Service {
+                operation: "CreateMultipartUpload",
+                status: None,
+                message: "no upload id".into(),
+            })?
+            .to_owned();
+        let guard = Self {
+            s3: Some(s3.clone()),
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            upload_id: upload_id.clone(),
+        };
+        Ok((guard, upload_id))
+    }
+
+    /// Once the parts ran: if they `failed`, stops the parts still in flight (so none lands
+    /// after the abort) and aborts the upload, awaited. Best effort: the parts must not linger
+    /// (and cost money), but if the abort itself fails the caller's error is still the one
+    /// reported. Either way the guard is disarmed.
+    pub(crate) async fn settle(mut self, failed: bool, tasks: &mut JoinSet<Result<CompletedPart>>) {
+        let Some(s3) = self.s3.take() else { return };
+        if failed {
+            tasks.shutdown().await;
+            let _ = s3
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .upload_id(&self.upload_id)
+                .send()
+                .await;
+        }
+    }
 }
 
 impl Drop for AbortOnDrop {
