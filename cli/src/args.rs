@@ -71,9 +71,8 @@ pub struct CopyArgs {
     /// Accept a source whose authenticated location differs from where it is read.
     #[arg(long)]
     pub allow_moved: bool,
-    /// SSE-C on source and destination (each with its own per-object key).
-    #[arg(long)]
-    pub sse_c: bool,
+    #[command(flatten)]
+    pub sse_c: SseCArgs,
     /// A specific version of the source.
     #[arg(long, value_name = "ID")]
     pub version_id: Option<String>,
@@ -118,9 +117,8 @@ pub struct RewrapArgs {
     /// Require this encryption context pair (repeatable).
     #[arg(short = 'c', long = "context", value_name = "KEY=VALUE")]
     pub context: Vec<String>,
-    /// The object is SSE-C encrypted.
-    #[arg(long)]
-    pub sse_c: bool,
+    #[command(flatten)]
+    pub sse_c: SseCArgs,
     /// Recursive: every object under the prefix.
     #[arg(short = 'r', long)]
     pub recursive: bool,
@@ -135,6 +133,28 @@ pub struct RewrapArgs {
     /// s3://bucket/key (with -r: s3://bucket/prefix).
     #[arg(value_name = "S3URL")]
     pub url: String,
+}
+
+/// SSE-C: S3 encrypts the object a second time with a per-object key that it never stores.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SseCArgs {
+    /// SSE-C: every request for the object carries a per-object key (S3 never stores it),
+    /// derived from the keyring and the object's location, or computed by AWS KMS when
+    /// --sse-c-kms-key (or $S3CRYPT_SSE_C_KMS_KEY, or `sse_c_kms_keys` in the config file) names
+    /// an HMAC key. cp/mv: on source and destination, each with its own key.
+    #[arg(long)]
+    pub sse_c: bool,
+    /// SSE-C with keys computed by AWS KMS (GenerateMac, HMAC-SHA-256) under this HMAC_256 key:
+    /// no local key needed. Repeatable: the first writes, reads try each. Implies --sse-c.
+    #[arg(long = "sse-c-kms-key", value_name = "ID")]
+    pub sse_c_kms_keys: Vec<String>,
+}
+
+impl SseCArgs {
+    /// Whether SSE-C is on.
+    pub fn on(&self) -> bool {
+        self.sse_c || !self.sse_c_kms_keys.is_empty()
+    }
 }
 
 /// Where S3 is and how to reach it (the standard AWS environment and profiles apply too).
@@ -185,10 +205,8 @@ pub struct PutArgs {
     /// The plaintext's content type.
     #[arg(long, value_name = "TYPE")]
     pub content_type: Option<String>,
-    /// SSE-C: S3 also encrypts the object with a per-object key derived from the keyring and the
-    /// object's location (S3 never stores it); every request for the object carries it.
-    #[arg(long)]
-    pub sse_c: bool,
+    #[command(flatten)]
+    pub sse_c: SseCArgs,
     /// Ask S3 to encrypt at rest as well: AES256 (SSE-S3) or aws:kms (SSE-KMS).
     #[arg(long, value_name = "ALG")]
     pub sse: Option<String>,
@@ -245,10 +263,8 @@ pub struct GetArgs {
     /// A specific object version.
     #[arg(long, value_name = "ID")]
     pub version_id: Option<String>,
-    /// SSE-C: S3 also encrypts the object with a per-object key derived from the keyring and the
-    /// object's location (S3 never stores it); every request for the object carries it.
-    #[arg(long)]
-    pub sse_c: bool,
+    #[command(flatten)]
+    pub sse_c: SseCArgs,
     /// Accept an object whose authenticated location differs from where it is read (it was
     /// copied or moved). Without this, such objects are refused: see SECURITY.md.
     #[arg(long)]
@@ -331,6 +347,23 @@ pub struct KeyArgs {
     /// Credentials, region and endpoint come from the standard AWS environment.
     #[arg(long = "kms-key", value_name = "ID")]
     pub kms_keys: Vec<String>,
+    /// AWS KMS discovery: also try to decrypt with whatever KMS key ARN the message names, in the
+    /// KMS client's region (--region / AWS_REGION). Decryption only (decrypt, get, rewrap).
+    #[arg(long)]
+    pub kms_discovery: bool,
+    /// Limit --kms-discovery to keys of this AWS account (repeatable; implies --kms-discovery).
+    #[arg(long = "kms-discovery-account", value_name = "ID")]
+    pub kms_discovery_accounts: Vec<String>,
+    /// The partition of the --kms-discovery-account keys.
+    #[arg(long, value_name = "NAME", default_value = "aws")]
+    pub kms_discovery_partition: String,
+}
+
+impl KeyArgs {
+    /// Whether KMS discovery was asked for.
+    pub fn discovery(&self) -> bool {
+        self.kms_discovery || !self.kms_discovery_accounts.is_empty()
+    }
 }
 
 #[derive(Debug, Args)]

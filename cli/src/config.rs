@@ -23,6 +23,9 @@ pub struct ConfigFile {
     /// AWS KMS keys used when no `-k`/`--kms-key` is given.
     #[serde(default)]
     pub kms_keys: Vec<String>,
+    /// AWS KMS HMAC keys that compute SSE-C keys (instead of the keyring files) for --sse-c.
+    #[serde(default)]
+    pub sse_c_kms_keys: Vec<String>,
     /// Default suite for `encrypt`.
     pub suite: Option<String>,
     /// Default frame size for `encrypt`.
@@ -89,15 +92,57 @@ pub struct Keys {
     pub paths: Vec<PathBuf>,
     /// KMS key identifiers.
     pub kms: Vec<String>,
+    /// KMS discovery (decryption with any key the message names), with its optional filter.
+    pub discovery: Option<Option<s3crypt_kms::DiscoveryFilter>>,
+}
+
+/// Refuses KMS discovery for a command that encrypts (a discovery keyring has no key to wrap with).
+pub fn refuse_discovery(a: &crate::args::KeyArgs, command: &str) -> Result<(), Failure> {
+    if a.discovery() {
+        return Err(Failure::Usage(format!(
+            "--kms-discovery only decrypts; {command} needs keys to encrypt with (-k or --kms-key)"
+        )));
+    }
+    Ok(())
 }
 
 /// The keys to use: flags (`-k`, `--kms-key`), then the environment (`S3CRYPT_KEYRING`,
 /// `S3CRYPT_KMS_KEY`), then the config file (`keyrings`, `kms_keys`).
+///
+/// `--kms-discovery` adds a KMS discovery keyring to whichever keys those give (it may also be
+/// the only key).
 pub fn resolve_keys(a: &crate::args::KeyArgs, cfg: &ConfigFile) -> Result<Keys, Failure> {
+    let discovery = if a.discovery() {
+        Some(if a.kms_discovery_accounts.is_empty() {
+            None
+        } else {
+            Some(s3crypt_kms::DiscoveryFilter::new(
+                a.kms_discovery_partition.clone(),
+                a.kms_discovery_accounts.iter().cloned(),
+            )?)
+        })
+    } else {
+        None
+    };
+    match resolve_key_lists(a, cfg) {
+        Ok(mut keys) => {
+            keys.discovery = discovery;
+            Ok(keys)
+        }
+        Err(_) if discovery.is_some() => Ok(Keys {
+            discovery,
+            ..Keys::default()
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+fn resolve_key_lists(a: &crate::args::KeyArgs, cfg: &ConfigFile) -> Result<Keys, Failure> {
     if !a.keyrings.is_empty() || !a.kms_keys.is_empty() {
         return Ok(Keys {
             paths: a.keyrings.clone(),
             kms: a.kms_keys.clone(),
+            discovery: None,
         });
     }
     let mut env = Keys::default();
@@ -121,6 +166,7 @@ pub fn resolve_keys(a: &crate::args::KeyArgs, cfg: &ConfigFile) -> Result<Keys, 
         return Ok(Keys {
             paths: cfg.keyrings.clone(),
             kms: cfg.kms_keys.clone(),
+            discovery: None,
         });
     }
     Err(Failure::Usage(
@@ -146,19 +192,33 @@ pub fn load_keys_with(
     for p in &keys.paths {
         multi.push(Box::new(LocalKeyring::load(p)?) as Box<dyn Keyring>);
     }
-    if !keys.kms.is_empty() {
+    if !keys.kms.is_empty() || keys.discovery.is_some() {
         let client = match kms {
             Some(c) => c,
             None => s3crypt_kms::client_from_env_blocking()?,
         };
         for id in &keys.kms {
-            multi.push(
-                Box::new(s3crypt_kms::KmsKeyring::new(client.clone(), id.clone())?)
-                    as Box<dyn Keyring>,
-            );
+            multi.push(Box::new(
+                s3crypt_kms::KmsKeyring::new(client.clone(), id.clone())?
+                    .with_call_counter(kms_calls().clone()),
+            ) as Box<dyn Keyring>);
+        }
+        // Last: configured keys are tried before asking KMS about whatever the message names.
+        if let Some(filter) = &keys.discovery {
+            multi.push(Box::new(
+                s3crypt_kms::KmsKeyring::discovery(client.clone(), filter.clone())
+                    .with_call_counter(kms_calls().clone()),
+            ) as Box<dyn Keyring>);
         }
     }
     Ok(multi)
+}
+
+/// The KMS requests every keyring of this process made (for summaries).
+pub fn kms_calls() -> &'static std::sync::Arc<s3crypt_kms::KmsCallCounter> {
+    static CALLS: std::sync::OnceLock<std::sync::Arc<s3crypt_kms::KmsCallCounter>> =
+        std::sync::OnceLock::new();
+    CALLS.get_or_init(Default::default)
 }
 
 /// The SSE-C key source of the keyrings: every key of every file, the first file's primary
@@ -166,7 +226,9 @@ pub fn load_keys_with(
 pub fn load_sse_c(paths: &[PathBuf]) -> Result<s3crypt::sse_c::LocalSseC, Failure> {
     if paths.is_empty() {
         return Err(Failure::Usage(
-            "--sse-c derives its keys from a keyring file: pass -k KEYRING (KMS keys alone cannot yet)".into(),
+            "--sse-c derives its keys from a keyring file (-k KEYRING) or from an AWS KMS HMAC key \
+             (--sse-c-kms-key ID): pass one"
+                .into(),
         ));
     }
     let mut secrets = Vec::new();
@@ -178,6 +240,39 @@ pub fn load_sse_c(paths: &[PathBuf]) -> Result<s3crypt::sse_c::LocalSseC, Failur
         );
     }
     Ok(s3crypt::sse_c::LocalSseC::new(secrets)?)
+}
+
+/// The KMS HMAC keys that compute SSE-C keys: `--sse-c-kms-key` flags, else
+/// `S3CRYPT_SSE_C_KMS_KEY` (comma-separated), else `sse_c_kms_keys` in the config file. Empty:
+/// SSE-C keys are derived from the keyring files.
+pub fn resolve_sse_c_kms_keys(a: &crate::args::SseCArgs, cfg: &ConfigFile) -> Vec<String> {
+    if !a.sse_c_kms_keys.is_empty() {
+        return a.sse_c_kms_keys.clone();
+    }
+    if let Ok(v) = std::env::var("S3CRYPT_SSE_C_KMS_KEY") {
+        let env: Vec<String> = v
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if !env.is_empty() {
+            return env;
+        }
+    }
+    cfg.sse_c_kms_keys.clone()
+}
+
+/// The SSE-C key source of AWS KMS HMAC keys (the first one computes keys for new objects).
+pub fn load_kms_sse_c(
+    ids: &[String],
+    client: aws_sdk_kms::Client,
+) -> Result<s3crypt::sse_c::KmsSseC, Failure> {
+    let keys = ids
+        .iter()
+        .map(|id| s3crypt_kms::KmsHmacKey::new(client.clone(), id.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(s3crypt::sse_c::KmsSseC::new(keys)?)
 }
 
 /// Parses `KEY=VALUE` pairs into a context.

@@ -11,7 +11,9 @@ use s3crypt::{ByteRange, Client, Encryption, Transfer};
 use serde_json::json;
 use tokio::io::{AsyncRead, ReadBuf};
 
-use crate::args::{CopyArgs, GetArgs, InspectArgs, LsArgs, PutArgs, RewrapArgs, RmArgs, S3Args};
+use crate::args::{
+    CopyArgs, GetArgs, InspectArgs, LsArgs, PutArgs, RewrapArgs, RmArgs, S3Args, SseCArgs,
+};
 use crate::config::{self, parse_size};
 use crate::exit::Failure;
 use crate::streams::{progress, Output};
@@ -187,7 +189,7 @@ async fn client(
     s3: &S3Args,
     keys: &crate::args::KeyArgs,
     enc: Encryption,
-    sse_c: bool,
+    sse_c: &SseCArgs,
 ) -> Result<Client, Failure> {
     client_with(s3, keys, enc, sse_c, None).await
 }
@@ -195,10 +197,7 @@ async fn client(
 /// A KMS client for `--profile` and `--region` (and the standard AWS environment), when KMS keys
 /// are used. `--endpoint-url` is S3's; KMS endpoints come from `AWS_ENDPOINT_URL_KMS` or
 /// `AWS_ENDPOINT_URL`. Keys named by ARN are called in their own region whatever `--region` says.
-async fn kms_client(s3: &S3Args, keys: &config::Keys) -> Option<aws_sdk_kms::Client> {
-    if keys.kms.is_empty() {
-        return None;
-    }
+async fn kms_client(s3: &S3Args) -> aws_sdk_kms::Client {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .retry_config(s3crypt_kms::recommended_retry_config())
         .timeout_config(s3crypt_kms::recommended_timeout_config());
@@ -208,7 +207,15 @@ async fn kms_client(s3: &S3Args, keys: &config::Keys) -> Option<aws_sdk_kms::Cli
     if let Some(r) = &s3.region {
         loader = loader.region(aws_config::Region::new(r.clone()));
     }
-    Some(aws_sdk_kms::Client::new(&loader.load().await))
+    aws_sdk_kms::Client::new(&loader.load().await)
+}
+
+/// [`kms_client`] if `keys` use KMS.
+async fn kms_client_for(s3: &S3Args, keys: &config::Keys) -> Option<aws_sdk_kms::Client> {
+    match keys.kms.is_empty() && keys.discovery.is_none() {
+        true => None,
+        false => Some(kms_client(s3).await),
+    }
 }
 
 /// The location binding `--bind` asks for.
@@ -227,21 +234,30 @@ async fn client_with(
     s3: &S3Args,
     keys: &crate::args::KeyArgs,
     enc: Encryption,
-    sse_c: bool,
+    sse_c: &SseCArgs,
     cache: Option<&Arc<s3crypt_core::keyring::caching::CachingKeyring>>,
 ) -> Result<Client, Failure> {
     let cfg = config::load_config()?;
     let keys = config::resolve_keys(keys, &cfg)?;
     let keyring: Arc<dyn s3crypt_core::Keyring> = match cache {
         Some(c) => c.clone(),
-        None => Arc::new(config::load_keys_with(&keys, kms_client(s3, &keys).await)?),
+        None => Arc::new(config::load_keys_with(
+            &keys,
+            kms_client_for(s3, &keys).await,
+        )?),
     };
     let mut b = Client::builder(s3_client(s3).await, keyring)
         .transfer(transfer(s3)?)
         .location_binding(binding(s3)?)
         .encryption(enc);
-    if sse_c {
-        b = b.sse_c(Arc::new(config::load_sse_c(&keys.paths)?));
+    if sse_c.on() {
+        let kms_keys = config::resolve_sse_c_kms_keys(sse_c, &cfg);
+        let source: Arc<dyn s3crypt::sse_c::SseCSource> = if kms_keys.is_empty() {
+            Arc::new(config::load_sse_c(&keys.paths)?)
+        } else {
+            Arc::new(config::load_kms_sse_c(&kms_keys, kms_client(s3).await)?)
+        };
+        b = b.sse_c(source);
     }
     Ok(b.build()?)
 }
@@ -330,7 +346,7 @@ async fn put_recursive(a: &PutArgs, c: Client) -> Result<(), Failure> {
         );
         let content_type = a.content_type.clone();
         let options = storage_options(a)?;
-        let sse_c = a.sse_c;
+        let sse_c = a.sse_c.on();
         let stop = cancel_signal(&cancel_rx);
         items.push((key.clone(), async move {
             let f = tokio::fs::File::open(&path).await.map_err(|e| Failure::Io(format!("cannot open {}", path.display()), e))?;
@@ -355,6 +371,7 @@ async fn put_recursive(a: &PutArgs, c: Client) -> Result<(), Failure> {
 }
 
 async fn put(a: PutArgs) -> Result<(), Failure> {
+    config::refuse_discovery(&a.keys, "put")?;
     if a.cache_data_keys.is_some() && !a.recursive {
         return Err(Failure::Usage(
             "--cache-data-keys is for many objects: use it with -r".into(),
@@ -382,7 +399,7 @@ async fn put(a: PutArgs) -> Result<(), Failure> {
                     ));
                 }
                 let keys = config::resolve_keys(&a.keys, &cfg)?;
-                let keys = config::load_keys_with(&keys, kms_client(&a.s3, &keys).await)?;
+                let keys = config::load_keys_with(&keys, kms_client_for(&a.s3, &keys).await)?;
                 let limits = s3crypt_core::keyring::caching::CacheLimits {
                     max_age: std::time::Duration::from_secs(a.cache_max_age.max(1)),
                     max_messages: n,
@@ -402,14 +419,22 @@ async fn put(a: PutArgs) -> Result<(), Failure> {
                 suite,
                 frame_length,
             },
-            a.sse_c,
+            &a.sse_c,
             cache.as_ref(),
         )
         .await?;
         let r = put_recursive(&a, c).await;
         if let Some(cache) = cache {
             let st = cache.stats();
-            let msg = json!({"data_key_cache": {"new_data_keys": st.misses, "reused": st.hits, "uncached": st.bypassed}});
+            // Each reuse spares one request per KMS key (GenerateDataKey or Encrypt).
+            let kms_keys = config::resolve_keys(&a.keys, &cfg)?.kms.len() as u64;
+            let calls = config::kms_calls().snapshot();
+            let saved = st.hits * kms_keys;
+            let msg = json!({
+                "data_key_cache": {"new_data_keys": st.misses, "reused": st.hits, "uncached": st.bypassed},
+                "kms_calls": {"generate_data_key": calls.generate_data_key, "encrypt": calls.encrypt,
+                              "decrypt": calls.decrypt, "saved": saved},
+            });
             if a.json {
                 println!("{msg}");
             } else if !a.quiet {
@@ -417,6 +442,12 @@ async fn put(a: PutArgs) -> Result<(), Failure> {
                     "s3crypt: data keys: {} generated, {} reused from the cache, {} objects not cacheable",
                     st.misses, st.hits, st.bypassed
                 );
+                if kms_keys > 0 {
+                    eprintln!(
+                        "s3crypt: AWS KMS: {} requests made, {saved} saved by the cache",
+                        calls.total()
+                    );
+                }
             }
         }
         return r;
@@ -432,7 +463,7 @@ async fn put(a: PutArgs) -> Result<(), Failure> {
             suite,
             frame_length,
         },
-        a.sse_c,
+        &a.sse_c,
     )
     .await?;
     let stdin = a.src == Path::new("-");
@@ -462,7 +493,7 @@ async fn put(a: PutArgs) -> Result<(), Failure> {
         .context(config::parse_context(&a.context)?)
         .metadata(parse_meta(&a.meta)?)
         .storage_options(storage_options(&a)?)
-        .sse_c(a.sse_c)
+        .sse_c(a.sse_c.on())
         .body(Counting {
             inner: body,
             bar: bar.clone(),
@@ -495,6 +526,10 @@ async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
             .map_err(|e| Failure::Io(format!("cannot open {}", root.display()), e))?,
     );
     let required = config::parse_context(&a.context)?;
+    // On a file system that ignores case (or Unicode normalization), two keys can name one file:
+    // the first one listed (keys list in a stable order) gets it, the others are refused.
+    let folding = dest.name_folding();
+    let mut taken: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     let mut refused = 0;
     let mut items = Vec::new();
     let mut token = None;
@@ -528,6 +563,27 @@ async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
                     continue;
                 }
             };
+            if folding.folds() {
+                match taken.entry(folding.key(&rel)) {
+                    std::collections::hash_map::Entry::Occupied(first) => {
+                        eprintln!(
+                            "s3crypt: refusing s3://{bucket}/{}: it names the same file as s3://{bucket}/{} on this file system, which does not distinguish {}",
+                            key.escape_debug(),
+                            first.get().escape_debug(),
+                            match (folding.case, folding.unicode) {
+                                (true, true) => "case or Unicode normalization",
+                                (true, false) => "case",
+                                _ => "Unicode normalization",
+                            }
+                        );
+                        refused += 1;
+                        continue;
+                    }
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(key.to_owned());
+                    }
+                }
+            }
             let (c, bucket, key, dest, required, allow_moved, json) = (
                 c.clone(),
                 bucket.clone(),
@@ -537,7 +593,7 @@ async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
                 a.allow_moved,
                 a.json,
             );
-            let sse_c = a.sse_c;
+            let sse_c = a.sse_c.on();
             items.push((format!("s3://{bucket}/{key}"), async move {
                 let out = c.get_object().bucket(&bucket).key(&key).required_context(required).allow_moved(allow_moved).sse_c(sse_c).send().await?;
                 // Created (through directory handles, never following symlinks) only once the
@@ -573,7 +629,7 @@ async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
 }
 
 async fn get(a: GetArgs) -> Result<(), Failure> {
-    let c = client(&a.s3, &a.keys, Encryption::default(), a.sse_c).await?;
+    let c = client(&a.s3, &a.keys, Encryption::default(), &a.sse_c).await?;
     if a.recursive {
         return get_recursive(&a, c).await;
     }
@@ -584,7 +640,7 @@ async fn get(a: GetArgs) -> Result<(), Failure> {
         .key(&key)
         .required_context(config::parse_context(&a.context)?)
         .allow_moved(a.allow_moved)
-        .sse_c(a.sse_c);
+        .sse_c(a.sse_c.on());
     if let Some(r) = &a.range {
         req = req.range(ByteRange::parse(r)?);
     }
@@ -807,7 +863,8 @@ where
 }
 
 async fn copy(a: CopyArgs, delete: bool) -> Result<(), Failure> {
-    let c = client(&a.s3, &a.keys, Encryption::default(), a.sse_c).await?;
+    config::refuse_discovery(&a.keys, if delete { "mv" } else { "cp" })?;
+    let c = client(&a.s3, &a.keys, Encryption::default(), &a.sse_c).await?;
     let required = config::parse_context(&a.context)?;
     let (sb, sk) = parse_url(&a.src)?;
     let (db, dk) = parse_url(&a.dst)?;
@@ -851,7 +908,7 @@ async fn copy(a: CopyArgs, delete: bool) -> Result<(), Failure> {
         .map(|(sk, dk)| {
             let (c, sb, db, required) = (c.clone(), sb.clone(), db.clone(), required.clone());
             let (version, allow_moved, sse_c, json) =
-                (a.version_id.clone(), a.allow_moved, a.sse_c, a.json);
+                (a.version_id.clone(), a.allow_moved, a.sse_c.on(), a.json);
             let name = format!("s3://{sb}/{sk}");
             let stop = cancel_signal(&cancelled);
             (name, async move {
@@ -884,10 +941,11 @@ async fn rewrap(a: RewrapArgs) -> Result<(), Failure> {
             "nothing to do: give --add-key, --add-kms-key or --remove-key".into(),
         ));
     }
-    let c = client(&a.s3, &a.keys, Encryption::default(), a.sse_c).await?;
+    let c = client(&a.s3, &a.keys, Encryption::default(), &a.sse_c).await?;
     let add = config::Keys {
         paths: a.add_keys.clone(),
         kms: a.add_kms_keys.clone(),
+        discovery: None,
     };
     let wrap: Option<Arc<dyn s3crypt_core::Keyring>> = if add.paths.is_empty() && add.kms.is_empty()
     {
@@ -895,7 +953,7 @@ async fn rewrap(a: RewrapArgs) -> Result<(), Failure> {
     } else {
         Some(Arc::new(config::load_keys_with(
             &add,
-            kms_client(&a.s3, &add).await,
+            kms_client_for(&a.s3, &add).await,
         )?))
     };
     let required = config::parse_context(&a.context)?;
@@ -928,7 +986,7 @@ async fn rewrap(a: RewrapArgs) -> Result<(), Failure> {
                 wrap.clone(),
                 keep.clone(),
             );
-            let (sse_c, json) = (a.sse_c, a.json);
+            let (sse_c, json) = (a.sse_c.on(), a.json);
             (format!("s3://{bucket}/{k}"), async move {
                 let mut req = c
                     .copy_object()

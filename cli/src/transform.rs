@@ -28,6 +28,7 @@ fn hex(b: &[u8]) -> String {
 }
 
 pub fn encrypt(a: EncryptArgs) -> Result<(), Failure> {
+    config::refuse_discovery(&a.keys, "encrypt")?;
     let cfg = config::load_config()?;
     let keyring = config::load_keys(&config::resolve_keys(&a.keys, &cfg)?)?;
     let (suite, frame_length) =

@@ -37,6 +37,41 @@ pub fn relative_path(key: &str, prefix: &str) -> Result<Option<PathBuf>, &'stati
     Ok(Some(out))
 }
 
+/// How a file system compares names: whether it ignores case, and whether it ignores Unicode
+/// normalization (`é` as one code point or as `e` plus a combining accent), as macOS's APFS,
+/// Windows file systems and case-folding Linux directories do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameFolding {
+    /// Names differing only in case are the same file.
+    pub case: bool,
+    /// Names differing only in Unicode normalization are the same file.
+    pub unicode: bool,
+}
+
+impl NameFolding {
+    /// Whether two different keys can name the same file.
+    pub fn folds(self) -> bool {
+        self.case || self.unicode
+    }
+
+    /// A form of `rel` that two paths share when this file system takes them for the same file
+    /// (an approximation of the file systems' own folding: NFC, then lower case).
+    pub fn key(self, rel: &Path) -> String {
+        use unicode_normalization::UnicodeNormalization as _;
+        let s = rel.to_string_lossy();
+        let s: String = if self.unicode {
+            s.nfc().collect()
+        } else {
+            s.into_owned()
+        };
+        if self.case {
+            s.to_lowercase()
+        } else {
+            s
+        }
+    }
+}
+
 /// The destination directory of a recursive get, used through directory handles only: every
 /// component below it is opened with `O_NOFOLLOW` and files are created and renamed relative to
 /// their parent's handle, so a symlink placed (or swapped in) anywhere below the root is never
@@ -73,6 +108,34 @@ impl DestDir {
             rustix::fs::Mode::empty(),
         )?;
         Ok(Self { root: fd })
+    }
+
+    /// Probes how the file system of the root compares names, with a temporary file of a random
+    /// name: does it answer to the name in upper case, or with its `é` decomposed? If the probe
+    /// cannot be made, both are assumed (more keys refused as collisions, none overwritten).
+    pub fn name_folding(&self) -> NameFolding {
+        use rustix::fs::{AtFlags, Mode, OFlags};
+        let seed = std::hash::BuildHasher::hash_one(
+            &std::collections::hash_map::RandomState::new(),
+            std::time::SystemTime::now(),
+        );
+        let name = format!(".s3crypt-probe-{seed:016x}-a\u{e9}");
+        let flags =
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        if rustix::fs::openat(&self.root, &name, flags, Mode::from_raw_mode(0o600)).is_err() {
+            return NameFolding {
+                case: true,
+                unicode: true,
+            };
+        }
+        let answers =
+            |other: &str| rustix::fs::statat(&self.root, other, AtFlags::SYMLINK_NOFOLLOW).is_ok();
+        let folding = NameFolding {
+            case: answers(&name.to_uppercase()),
+            unicode: answers(&name.replace('\u{e9}', "e\u{301}")),
+        };
+        let _ = rustix::fs::unlinkat(&self.root, &name, AtFlags::empty());
+        folding
     }
 
     /// Creates `rel` (a path from [`relative_path`]) under a temporary name.
@@ -227,6 +290,37 @@ mod tests {
         );
         assert_eq!(relative_path("p/dir/", "p/").unwrap(), None);
         assert_eq!(relative_path("x", "").unwrap(), Some(PathBuf::from("x")));
+    }
+
+    #[test]
+    fn name_folding_keys_and_probe() {
+        let exact = NameFolding {
+            case: false,
+            unicode: false,
+        };
+        let both = NameFolding {
+            case: true,
+            unicode: true,
+        };
+        let (a, b, c) = (
+            Path::new("Dir/R\u{e9}port.PDF"),
+            Path::new("dir/re\u{301}port.pdf"),
+            Path::new("dir/report.pdf"),
+        );
+        assert_ne!(exact.key(a), exact.key(b));
+        assert_eq!(both.key(a), both.key(b));
+        assert_ne!(both.key(a), both.key(c));
+        let case_only = NameFolding {
+            case: true,
+            unicode: false,
+        };
+        assert_ne!(case_only.key(a), case_only.key(b));
+        assert!(!exact.folds() && both.folds());
+        // This test runs on a case-sensitive Linux file system; the probe leaves nothing behind.
+        let root = tempfile::tempdir().unwrap();
+        let d = DestDir::open(root.path()).unwrap();
+        assert_eq!(d.name_folding(), exact);
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
     }
 
     #[test]

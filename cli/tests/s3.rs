@@ -5,6 +5,7 @@
 #[path = "../../crates/s3crypt/tests/it/servers.rs"]
 mod servers;
 
+use base64::Engine as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -636,6 +637,128 @@ fn kms_keys_wherever_keyrings_are_accepted() {
     assert!(o.stdout == pt, "{}", err(&o));
     let o = run(&["get", "--kms-key", &a, "s3://cli/kms", "-"], &[]);
     assert_eq!(code(&o), 6, "{}", err(&o));
+
+    // Discovery: decrypts with whatever key the message names, within the account filter.
+    let o = run(&["get", "--kms-discovery", "s3://cli/kms", "-"], &[]);
+    assert!(o.stdout == pt, "{}", err(&o));
+    let o = run(
+        &[
+            "get",
+            "--kms-discovery-account",
+            "123456789012",
+            "s3://cli/kms",
+            "-",
+        ],
+        &[],
+    );
+    assert!(o.stdout == pt, "{}", err(&o));
+    let o = run(
+        &[
+            "get",
+            "--kms-discovery-account",
+            "111111111111",
+            "s3://cli/kms",
+            "-",
+        ],
+        &[],
+    );
+    assert_eq!(code(&o), 6, "{}", err(&o));
+    let o = run(
+        &["decrypt", "--kms-discovery", c.p("msg").to_str().unwrap()],
+        &[],
+    );
+    assert!(o.stdout == pt, "{}", err(&o));
+    for cmd in [
+        vec![
+            "put",
+            "--kms-discovery",
+            c.p("in").to_str().unwrap(),
+            "s3://cli/no",
+        ],
+        vec!["encrypt", "--kms-discovery", c.p("in").to_str().unwrap()],
+        vec!["cp", "--kms-discovery", "s3://cli/kms", "s3://cli/no"],
+    ] {
+        let o = run(&cmd, &[]);
+        assert_eq!(code(&o), 2, "{cmd:?}: {}", err(&o));
+        assert!(err(&o).contains("only decrypts"), "{}", err(&o));
+    }
+
+    // SSE-C with no local key: the per-object key is an HMAC computed by KMS.
+    let hmac = c.rt.block_on(async {
+        let k = kms
+            .create_key()
+            .key_spec(aws_sdk_kms::types::KeySpec::Hmac256)
+            .key_usage(aws_sdk_kms::types::KeyUsageType::GenerateVerifyMac)
+            .send()
+            .await
+            .unwrap();
+        k.key_metadata().unwrap().arn().unwrap().to_owned()
+    });
+    c.server.start_recording();
+    let src = c.p("in");
+    let o = run(
+        &[
+            "put",
+            "--kms-key",
+            &a,
+            "--sse-c-kms-key",
+            &hmac,
+            src.to_str().unwrap(),
+            "s3://cli/ssec",
+        ],
+        &[],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let o = run(
+        &["get", "--kms-key", &a, "--sse-c", "s3://cli/ssec", "-"],
+        &[("S3CRYPT_SSE_C_KMS_KEY", &hmac)],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(o.stdout == pt);
+    let mut m = b"s3crypt/sse-c/v1".to_vec();
+    for part in ["cli", "ssec"] {
+        m.extend_from_slice(&(part.len() as u16).to_be_bytes());
+        m.extend_from_slice(part.as_bytes());
+    }
+    let want = c.rt.block_on(async {
+        let mac = kms
+            .generate_mac()
+            .key_id(&hmac)
+            .mac_algorithm(aws_sdk_kms::types::MacAlgorithmSpec::HmacSha256)
+            .message(aws_sdk_kms::primitives::Blob::new(m))
+            .send()
+            .await
+            .unwrap();
+        base64::engine::general_purpose::STANDARD.encode(mac.mac().unwrap().as_ref())
+    });
+    let requests: Vec<_> = c
+        .server
+        .recorded()
+        .into_iter()
+        .filter(|(_, url, _)| url.split('?').next().unwrap().ends_with("/cli/ssec"))
+        .collect();
+    assert!(requests.len() >= 3, "{requests:?}");
+    for (method, url, h) in &requests {
+        assert_eq!(
+            h.get("x-amz-server-side-encryption-customer-key"),
+            Some(&want),
+            "{method} {url}"
+        );
+    }
+    // --sse-c with neither a keyring nor an HMAC key: a usage error that says what to pass.
+    let o = run(
+        &[
+            "put",
+            "--kms-key",
+            &a,
+            "--sse-c",
+            src.to_str().unwrap(),
+            "s3://cli/ssec2",
+        ],
+        &[],
+    );
+    assert_eq!(code(&o), 2, "{}", err(&o));
+    assert!(err(&o).contains("--sse-c-kms-key"), "{}", err(&o));
 }
 
 #[test]
@@ -711,11 +834,17 @@ fn data_key_caching_saves_kms_calls_counted_at_the_server() {
     let o = put("cached", &["--cache-data-keys", "1000", "--json"]);
     let cached = generated(&c);
     assert!(cached <= 10, "{cached} GenerateDataKey calls with caching");
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("\"reused\":"),
-        "{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
+    // The summary's counts agree with the server's.
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("\"kms_calls\""))
+        .unwrap();
+    let summary: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(summary["kms_calls"]["generate_data_key"], cached as u64);
+    assert_eq!(summary["data_key_cache"]["new_data_keys"], cached as u64);
+    assert_eq!(summary["data_key_cache"]["reused"], (n - cached) as u64);
+    assert_eq!(summary["kms_calls"]["saved"], (n - cached) as u64);
     put("uncached", &[]);
     assert_eq!(
         generated(&c) - cached,

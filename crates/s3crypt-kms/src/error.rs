@@ -58,7 +58,10 @@ fn hint(code: &str) -> Option<&'static str> {
             "KMS kept throttling after the configured retries; lower the concurrency or ask for a higher KMS request quota"
         }
         "InvalidGrantTokenException" => "a configured grant token is not valid",
-        "InvalidKeyUsageException" => "the key is not a symmetric ENCRYPT_DECRYPT key",
+        "InvalidKeyUsageException" => {
+            "the key's spec or usage does not allow this operation: keyrings need a symmetric \
+             ENCRYPT_DECRYPT key, SSE-C key derivation an HMAC_256 GENERATE_VERIFY_MAC key"
+        }
         "UnrecognizedClientException" | "InvalidSignatureException" | "ExpiredTokenException" => {
             "the AWS credentials are not valid for KMS"
         }

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use aws_sdk_kms::Client;
@@ -147,6 +148,46 @@ pub struct KmsKeyring {
     mode: Mode,
     grant_tokens: Vec<String>,
     clients: Arc<RegionalClients>,
+    calls: Arc<KmsCallCounter>,
+}
+
+/// Counts the KMS requests keyrings send (one per operation, whatever its outcome; the SDK's
+/// retries of one operation count once). Share one counter among several keyrings with
+/// [`KmsKeyring::with_call_counter`] to total them.
+#[derive(Debug, Default)]
+pub struct KmsCallCounter {
+    generate_data_key: AtomicU64,
+    encrypt: AtomicU64,
+    decrypt: AtomicU64,
+}
+
+/// A snapshot of a [`KmsCallCounter`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KmsCalls {
+    /// `GenerateDataKey` requests.
+    pub generate_data_key: u64,
+    /// `Encrypt` requests.
+    pub encrypt: u64,
+    /// `Decrypt` requests.
+    pub decrypt: u64,
+}
+
+impl KmsCalls {
+    /// All requests.
+    pub fn total(&self) -> u64 {
+        self.generate_data_key + self.encrypt + self.decrypt
+    }
+}
+
+impl KmsCallCounter {
+    /// The counts so far.
+    pub fn snapshot(&self) -> KmsCalls {
+        KmsCalls {
+            generate_data_key: self.generate_data_key.load(Ordering::Relaxed),
+            encrypt: self.encrypt.load(Ordering::Relaxed),
+            decrypt: self.decrypt.load(Ordering::Relaxed),
+        }
+    }
 }
 
 impl fmt::Debug for KmsKeyring {
@@ -184,6 +225,7 @@ impl KmsKeyring {
             mode: Mode::Strict(id),
             grant_tokens: Vec::new(),
             clients: Arc::new(RegionalClients::new(&client)),
+            calls: Arc::default(),
         })
     }
 
@@ -194,6 +236,7 @@ impl KmsKeyring {
             mode: Mode::Discovery(filter),
             grant_tokens: Vec::new(),
             clients: Arc::new(RegionalClients::new(&client)),
+            calls: Arc::default(),
         }
     }
 
@@ -226,6 +269,18 @@ impl KmsKeyring {
     {
         self.grant_tokens = tokens.into_iter().map(Into::into).collect();
         self
+    }
+
+    /// Counts this keyring's KMS requests in `counter` (instead of a counter of its own).
+    #[must_use]
+    pub fn with_call_counter(mut self, counter: Arc<KmsCallCounter>) -> Self {
+        self.calls = counter;
+        self
+    }
+
+    /// The counter of this keyring's KMS requests.
+    pub fn call_counter(&self) -> &Arc<KmsCallCounter> {
+        &self.calls
     }
 
     /// The configured key identifier (`None` for a discovery keyring).
@@ -276,6 +331,7 @@ impl KmsKeyring {
             .number_of_bytes(DATA_KEY_LEN as i32)
             .set_encryption_context(context)
             .set_grant_tokens(self.grant_tokens());
+        self.calls.generate_data_key.fetch_add(1, Ordering::Relaxed);
         let reply = runtime::block_on(async move {
             request.send().await.map(|mut out| Wrapped {
                 plaintext: out.plaintext.take().map(|b| Zeroizing::new(b.into_inner())),
@@ -316,6 +372,7 @@ impl KmsKeyring {
             ))
             .set_encryption_context(context)
             .set_grant_tokens(self.grant_tokens());
+        self.calls.encrypt.fetch_add(1, Ordering::Relaxed);
         let reply = runtime::block_on(async move {
             request.send().await.map(|mut out| Wrapped {
                 plaintext: None,
@@ -356,6 +413,7 @@ impl KmsKeyring {
             .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(edk.ciphertext.clone()))
             .set_encryption_context(context)
             .set_grant_tokens(self.grant_tokens());
+        self.calls.decrypt.fetch_add(1, Ordering::Relaxed);
         let reply = runtime::block_on(async move {
             request.send().await.map(|mut out| Wrapped {
                 plaintext: out.plaintext.take().map(|b| Zeroizing::new(b.into_inner())),

@@ -10,6 +10,8 @@
 //!   `framework/aws-kms/aws-kms-keyring.md`).
 //! * [`KmsKeyring::discovery`]: a *discovery* keyring that decrypts with whatever key a message
 //!   names, optionally limited by a [`DiscoveryFilter`] (spec `aws-kms-discovery-keyring.md`).
+//! * [`KmsHmacKey`]: HMAC-SHA-256 under a KMS HMAC key (`GenerateMac`), from which the `s3crypt`
+//!   crate derives per-object SSE-C keys for users who hold no local key.
 //! * Several KMS keys (in several regions, even), or KMS plus local keys: put the keyrings in a
 //!   `MultiKeyring`; the first one generates the data key (`GenerateDataKey`), the others wrap it
 //!   (`Encrypt`), and on decryption any one of them may unwrap it, one child's failure (say
@@ -104,6 +106,7 @@ pub mod arn;
 mod clients;
 mod error;
 mod keyring;
+mod mac;
 mod runtime;
 
 use std::time::Duration;
@@ -115,7 +118,8 @@ use aws_sdk_kms::Client;
 use s3crypt_core::Result;
 
 pub use arn::{InvalidIdentifier, KeyIdentifier, KmsArn};
-pub use keyring::{DiscoveryFilter, KmsKeyring, PROVIDER_ID};
+pub use keyring::{DiscoveryFilter, KmsCallCounter, KmsCalls, KmsKeyring, PROVIDER_ID};
+pub use mac::{KmsHmacKey, MAX_MAC_MESSAGE_LEN};
 
 /// Attempts per KMS request (first try included) in [`recommended_retry_config`].
 pub const RECOMMENDED_MAX_ATTEMPTS: u32 = 6;

@@ -328,17 +328,7 @@ impl CopyObject {
         .map_err(|e| Error::Io(std::io::Error::other(e)))??;
 
         let dst_sse = if self.destination_sse_c {
-            let source = self.client.inner.sse_c.as_ref().ok_or_else(|| {
-                Error::InvalidArgument(
-                    "SSE-C requested but the client has no SSE-C key source".into(),
-                )
-            })?;
-            let k = source
-                .keys(&db, &dk)
-                .into_iter()
-                .next()
-                .ok_or_else(|| Error::InvalidArgument("no SSE-C key".into()))?;
-            Some(Arc::new(k))
+            Some(crate::sse_c::write_key(self.client.inner.sse_c.as_ref(), &db, &dk).await?)
         } else {
             None
         };

@@ -268,7 +268,8 @@ pub(crate) async fn head_sse_c(
             Error::InvalidArgument("SSE-C requested but the client has no SSE-C key source".into())
         })?;
         let mut last = None;
-        for k in source.keys(bucket, key) {
+        for i in 0..source.candidates() {
+            let k = source.key(i, bucket, key).await?;
             match client.head_with(bucket, key, version_id, Some(&k)).await {
                 Ok(info) => return Ok((info, Some(Arc::new(k)))),
                 // A wrong SSE-C key is refused with 400 or 403: try the next one.

@@ -10,7 +10,16 @@
 //!                         info = u16 len || bucket || u16 len || object key, L = 32)
 //! ```
 //! New objects use the primary key of the first keyring; readers try every key of every keyring
-//! in order (so objects written before a key rotation stay readable). Each request for the object
+//! in order (so objects written before a key rotation stay readable).
+//!
+//! Users with no local key can have AWS KMS compute the key instead ([`KmsSseC`], feature `kms`):
+//!
+//! ```text
+//! SSE-C key = HMAC-SHA256 in KMS (GenerateMac, a key of spec HMAC_256),
+//!             message = "s3crypt/sse-c/v1" || u16 len || bucket || u16 len || object key
+//! ```
+//!
+//! Each request for the object
 //! carries `x-amz-server-side-encryption-customer-algorithm: AES256`, the base64 key, and the
 //! base64 MD5 of the key (the MD5 only guards the header against corruption). The keys travel in
 //! request headers: s3crypt refuses SSE-C over plain HTTP except to a loopback address.
@@ -25,6 +34,18 @@ use crate::error::{Error, Result};
 
 const SALT: &[u8] = b"s3crypt/sse-c/v1";
 
+/// `u16 len || bucket || u16 len || object key` (S3 bucket names and keys are at most 1024
+/// bytes, far below `u16::MAX`; longer strings are cut so that the prefix stays exact).
+fn location_info(bucket: &str, key: &str) -> Vec<u8> {
+    let mut info = Vec::with_capacity(4 + bucket.len() + key.len());
+    for part in [bucket.as_bytes(), key.as_bytes()] {
+        let part = &part[..part.len().min(usize::from(u16::MAX))];
+        info.extend_from_slice(&(part.len() as u16).to_be_bytes());
+        info.extend_from_slice(part);
+    }
+    info
+}
+
 /// One object's SSE-C key. Wiped on drop; no `Debug` contents.
 pub struct SseCKey(Zeroizing<[u8; 32]>);
 
@@ -37,12 +58,7 @@ impl std::fmt::Debug for SseCKey {
 impl SseCKey {
     /// Derives the SSE-C key of `bucket`/`key` from a 32-byte keyring secret (see module docs).
     pub fn derive(secret: &[u8; 32], bucket: &str, key: &str) -> Self {
-        let mut info = Vec::with_capacity(4 + bucket.len() + key.len());
-        for part in [bucket.as_bytes(), key.as_bytes()] {
-            // S3 bucket names and keys are at most 1024 bytes, far below u16::MAX.
-            info.extend_from_slice(&(part.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
-            info.extend_from_slice(part);
-        }
+        let info = location_info(bucket, key);
         let mut out = Zeroizing::new([0u8; 32]);
         #[allow(clippy::expect_used)]
         Hkdf::<Sha256>::new(Some(SALT), secret)
@@ -62,10 +78,27 @@ impl SseCKey {
     }
 }
 
-/// Where SSE-C keys come from.
+/// A boxed future yielding one SSE-C key.
+pub type KeyFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<SseCKey>> + Send + 'a>>;
+
+/// Where SSE-C keys come from: an ordered list of candidate derivations. Candidate 0 writes new
+/// objects; readers try the candidates in order until S3 accepts one (so objects written before a
+/// rotation stay readable). A key is derived only when it is needed.
 pub trait SseCSource: Send + Sync + std::fmt::Debug {
-    /// The candidate keys for an object; the first is used to write it.
-    fn keys(&self, bucket: &str, key: &str) -> Vec<SseCKey>;
+    /// How many candidate keys there are (at least 1).
+    fn candidates(&self) -> usize;
+
+    /// Candidate `index`'s key for the object `bucket`/`key`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if `index` is not below [`SseCSource::candidates`]; whatever
+    /// deriving the key fails with (a key service refusing, say).
+    fn key<'a>(&'a self, index: usize, bucket: &'a str, key: &'a str) -> KeyFuture<'a>;
+}
+
+fn no_candidate(index: usize) -> Error {
+    Error::InvalidArgument(format!("no SSE-C key number {index}"))
 }
 
 /// SSE-C keys derived from local keyring keys.
@@ -98,12 +131,86 @@ impl LocalSseC {
 }
 
 impl SseCSource for LocalSseC {
-    fn keys(&self, bucket: &str, key: &str) -> Vec<SseCKey> {
-        self.secrets
-            .iter()
-            .map(|s| SseCKey::derive(s, bucket, key))
-            .collect()
+    fn candidates(&self) -> usize {
+        self.secrets.len()
     }
+
+    fn key<'a>(&'a self, index: usize, bucket: &'a str, key: &'a str) -> KeyFuture<'a> {
+        let k = self
+            .secrets
+            .get(index)
+            .map(|s| SseCKey::derive(s, bucket, key))
+            .ok_or_else(|| no_candidate(index));
+        Box::pin(std::future::ready(k))
+    }
+}
+
+/// The `GenerateMac` message that names an object: the same domain-separation string and
+/// length-prefixed location as the local derivation.
+#[cfg(feature = "kms")]
+fn mac_message(bucket: &str, key: &str) -> Vec<u8> {
+    let mut m = SALT.to_vec();
+    m.extend_from_slice(&location_info(bucket, key));
+    m
+}
+
+/// SSE-C keys computed by AWS KMS, for users who hold no local key: the key of an object is the
+/// HMAC-SHA-256, under a KMS key of spec `HMAC_256` (usage `GENERATE_VERIFY_MAC`), of
+///
+/// ```text
+/// "s3crypt/sse-c/v1" || u16 len || bucket || u16 len || object key
+/// ```
+///
+/// (`GenerateMac`, one KMS request per object and operation). Anyone allowed `kms:GenerateMac` on
+/// the key can read the object; the key material never leaves KMS.
+#[cfg(feature = "kms")]
+#[derive(Debug)]
+pub struct KmsSseC {
+    keys: Vec<s3crypt_kms::KmsHmacKey>,
+}
+
+#[cfg(feature = "kms")]
+impl KmsSseC {
+    /// From KMS HMAC keys, the one that derives keys for new objects first.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if there is no key.
+    pub fn new(keys: impl IntoIterator<Item = s3crypt_kms::KmsHmacKey>) -> Result<Self> {
+        let keys: Vec<_> = keys.into_iter().collect();
+        if keys.is_empty() {
+            return Err(Error::InvalidArgument(
+                "SSE-C with KMS needs at least one HMAC key".into(),
+            ));
+        }
+        Ok(Self { keys })
+    }
+}
+
+#[cfg(feature = "kms")]
+impl SseCSource for KmsSseC {
+    fn candidates(&self) -> usize {
+        self.keys.len()
+    }
+
+    fn key<'a>(&'a self, index: usize, bucket: &'a str, key: &'a str) -> KeyFuture<'a> {
+        Box::pin(async move {
+            let mac_key = self.keys.get(index).ok_or_else(|| no_candidate(index))?;
+            let mac = mac_key.hmac_sha256(&mac_message(bucket, key)).await?;
+            Ok(SseCKey(mac))
+        })
+    }
+}
+
+/// The first candidate's key: the one new objects are written with.
+pub(crate) async fn write_key(
+    source: Option<&std::sync::Arc<dyn SseCSource>>,
+    bucket: &str,
+    key: &str,
+) -> Result<std::sync::Arc<SseCKey>> {
+    let source = source.ok_or_else(|| {
+        Error::InvalidArgument("SSE-C requested but the client has no SSE-C key source".into())
+    })?;
+    Ok(std::sync::Arc::new(source.key(0, bucket, key).await?))
 }
 
 /// Whether a request URI may carry SSE-C keys: `https`, or `http` to a loopback address; any

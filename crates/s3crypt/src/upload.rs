@@ -189,17 +189,7 @@ impl PutObject {
             .ok_or_else(|| Error::InvalidArgument("no body".into()))?;
         metadata::check_user_metadata(&self.metadata)?;
         let sse_key = if self.sse_c {
-            let source = self.client.inner.sse_c.as_ref().ok_or_else(|| {
-                Error::InvalidArgument(
-                    "SSE-C requested but the client has no SSE-C key source".into(),
-                )
-            })?;
-            let k = source
-                .keys(&bucket, &key)
-                .into_iter()
-                .next()
-                .ok_or_else(|| Error::InvalidArgument("no SSE-C key".into()))?;
-            Some(std::sync::Arc::new(k))
+            Some(crate::sse_c::write_key(self.client.inner.sse_c.as_ref(), &bucket, &key).await?)
         } else {
             None
         };

@@ -18,7 +18,10 @@ fn arc(k: KmsKeyring) -> Arc<dyn Keyring> {
 fn one_key_round_trip_sends_what_the_spec_says() {
     let Some(kms) = Kms::start() else { return };
     let a = kms.create_key(HOME);
-    let k = kms.strict(&a);
+    // One counter shared by every keyring of the test: it must agree with what moto received.
+    let counter = std::sync::Arc::new(s3crypt_kms::KmsCallCounter::default());
+    let strict = |id: &str| kms.strict(id).with_call_counter(counter.clone());
+    let k = strict(&a);
     kms.record();
     let opts = opts_with_context(&[("tenant", "acme"), ("purpose", "kms test")]);
     for (pt, ct) in [0usize, 1, 200_000].map(|n| {
@@ -31,10 +34,10 @@ fn one_key_round_trip_sends_what_the_spec_says() {
         assert_eq!(h.encrypted_data_keys[0].provider_id, "aws-kms");
         assert_eq!(kms_edks(&ct), [a.as_str()], "provider info is the key ARN");
         assert_eq!(
-            decrypt(arc(kms.strict(&a)), &DecryptOptions::default(), &ct).unwrap(),
+            decrypt(arc(strict(&a)), &DecryptOptions::default(), &ct).unwrap(),
             pt
         );
-        assert_eq!(decrypt_pipeline(&kms.strict(&a), &ct).unwrap(), pt);
+        assert_eq!(decrypt_pipeline(&strict(&a), &ct).unwrap(), pt);
     }
 
     let gens = kms.calls_to("GenerateDataKey");
@@ -50,6 +53,12 @@ fn one_key_round_trip_sends_what_the_spec_says() {
     assert_eq!(decs[0].body["KeyId"], a, "Decrypt names the EDK's key ARN");
     assert_eq!(decs[0].body["EncryptionContext"]["tenant"], "acme");
     assert!(kms.calls_to("Encrypt").is_empty());
+    let counted = counter.snapshot();
+    assert_eq!(
+        (counted.generate_data_key, counted.encrypt, counted.decrypt),
+        (3, 0, 6)
+    );
+    assert_eq!(counted.total(), kms.calls().len() as u64);
 }
 
 #[test]

@@ -80,6 +80,21 @@ impl Kms {
         out.key_metadata.unwrap().arn.unwrap()
     }
 
+    /// A new HMAC_256 key (usage GENERATE_VERIFY_MAC) in `region`; its ARN.
+    pub fn create_hmac_key(&self, region: &str) -> String {
+        use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+        let out = rt()
+            .block_on(
+                self.client(region)
+                    .create_key()
+                    .key_spec(KeySpec::Hmac256)
+                    .key_usage(KeyUsageType::GenerateVerifyMac)
+                    .send(),
+            )
+            .unwrap();
+        out.key_metadata.unwrap().arn.unwrap()
+    }
+
     /// `alias/NAME` pointing at `key_arn`.
     pub fn create_alias(&self, region: &str, alias: &str, key_arn: &str) {
         rt().block_on(

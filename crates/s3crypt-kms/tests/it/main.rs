@@ -9,6 +9,7 @@ mod fault;
 mod interop;
 mod keyring;
 mod kms;
+mod mac;
 mod runtimes;
 // The S3 tests' server helper, shared rather than copied (it also builds S3 clients we don't use).
 #[allow(dead_code)]

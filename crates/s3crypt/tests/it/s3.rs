@@ -433,6 +433,194 @@ async fn python_esdk_decrypts_objects_downloaded_raw() {
     }
 }
 
+/// The SSE-C headers of every recorded S3 request for an object of `bucket`, checked against
+/// `want(key)`; returns how many requests of each (object key, method) carried them.
+fn check_sse_c_headers(
+    server: &Server,
+    bucket: &str,
+    want: impl Fn(&str) -> (String, String),
+) -> std::collections::BTreeMap<(String, String), usize> {
+    let mut seen = std::collections::BTreeMap::new();
+    for (method, url, h) in server.recorded() {
+        let path = url
+            .split("://")
+            .nth(1)
+            .and_then(|r| r.split_once('/'))
+            .map(|(_, p)| p)
+            .unwrap_or_default();
+        let path = path.split('?').next().unwrap();
+        let Some(key) = path.strip_prefix(&format!("{bucket}/")) else {
+            continue;
+        };
+        let (key_b64, md5_b64) = want(key);
+        assert_eq!(
+            h.get("x-amz-server-side-encryption-customer-algorithm")
+                .map(String::as_str),
+            Some("AES256"),
+            "{method} {url}"
+        );
+        assert_eq!(
+            h.get("x-amz-server-side-encryption-customer-key"),
+            Some(&key_b64),
+            "{method} {url}"
+        );
+        assert_eq!(
+            h.get("x-amz-server-side-encryption-customer-key-md5"),
+            Some(&md5_b64),
+            "{method} {url}"
+        );
+        *seen.entry((key.to_owned(), method)).or_insert(0) += 1;
+    }
+    seen
+}
+
+async fn get_sse_c(c: &Client, bucket: &str, key: &str, range: Option<ByteRange>) -> Vec<u8> {
+    let mut req = c.get_object().bucket(bucket).key(key).sse_c(true);
+    if let Some(r) = range {
+        req = req.range(r);
+    }
+    let out = req.send().await.unwrap();
+    let mut v = Vec::new();
+    out.body.write_to(&mut v).await.unwrap();
+    v
+}
+
+#[cfg(feature = "kms")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_c_keys_from_a_kms_hmac_key() {
+    use aws_sdk_kms::primitives::Blob;
+    use aws_sdk_kms::types::{KeySpec, KeyUsageType, MacAlgorithmSpec};
+    use base64::Engine as _;
+    use md5::Digest as _;
+    use s3crypt::sse_c::KmsSseC;
+    use s3crypt_kms::KmsHmacKey;
+    // moto serves S3 and KMS on one endpoint; its recorder shows the headers S3 requests carried.
+    let Some(server) = start(Kind::Moto) else {
+        return;
+    };
+    bucket(&server, "ssekms").await;
+    let kms = aws_sdk_kms::Client::from_conf(
+        aws_sdk_kms::Config::builder()
+            .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+            .endpoint_url(&server.endpoint)
+            .region(aws_sdk_kms::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_kms::config::Credentials::new(
+                "testing", "testing", None, None, "tests",
+            ))
+            .build(),
+    );
+    let hmac_key = kms
+        .create_key()
+        .key_spec(KeySpec::Hmac256)
+        .key_usage(KeyUsageType::GenerateVerifyMac)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .arn
+        .unwrap();
+    let source =
+        |arn: &str| Arc::new(KmsSseC::new([KmsHmacKey::new(kms.clone(), arn).unwrap()]).unwrap());
+    let c = Client::builder(server.s3(), keyring())
+        .transfer(Transfer {
+            part_size: 5 * MIB,
+            multipart_threshold: 5 * MIB,
+            concurrency: 4,
+        })
+        .sse_c(source(&hmac_key))
+        .build()
+        .unwrap();
+    server.start_recording();
+    let small = pattern(1000);
+    let big = pattern(5 * MIB + 1);
+    for (key, pt) in [("small", &small), ("dir/big", &big)] {
+        c.put_object()
+            .bucket("ssekms")
+            .key(key)
+            .sse_c(true)
+            .body(std::io::Cursor::new(pt.clone()))
+            .send()
+            .await
+            .unwrap();
+        assert!(&get_sse_c(&c, "ssekms", key, None).await == pt);
+        assert_eq!(
+            get_sse_c(&c, "ssekms", key, Some(ByteRange::Suffix(10))).await[..],
+            pt[pt.len() - 10..]
+        );
+    }
+    // The documented derivation, computed here with KMS directly: HMAC-SHA-256 under the key of
+    // "s3crypt/sse-c/v1" || u16 len || bucket || u16 len || object key.
+    let mut expected = std::collections::HashMap::new();
+    for key in ["small", "dir/big"] {
+        let mut m = b"s3crypt/sse-c/v1".to_vec();
+        for part in ["ssekms", key] {
+            m.extend_from_slice(&(part.len() as u16).to_be_bytes());
+            m.extend_from_slice(part.as_bytes());
+        }
+        let mac = kms
+            .generate_mac()
+            .key_id(&hmac_key)
+            .mac_algorithm(MacAlgorithmSpec::HmacSha256)
+            .message(Blob::new(m))
+            .send()
+            .await
+            .unwrap()
+            .mac
+            .unwrap()
+            .into_inner();
+        assert_eq!(mac.len(), 32);
+        let b64 = base64::engine::general_purpose::STANDARD;
+        expected.insert(key, (b64.encode(&mac), b64.encode(md5::Md5::digest(&mac))));
+    }
+    assert_ne!(expected["small"], expected["dir/big"], "a key per object");
+    let seen = check_sse_c_headers(&server, "ssekms", |k| expected[k].clone());
+    for key in ["small", "dir/big"] {
+        assert!(
+            seen.get(&(key.into(), "HEAD".into())).copied().unwrap_or(0) >= 2
+                && seen.get(&(key.into(), "GET".into())).copied().unwrap_or(0) >= 2,
+            "{seen:?}"
+        );
+    }
+    assert_eq!(
+        seen.get(&("small".into(), "PUT".into())),
+        Some(&1),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.get(&("dir/big".into(), "PUT".into())),
+        Some(&2),
+        "{seen:?}"
+    );
+
+    // A key that cannot make MACs: a keyring-class error naming the key, nothing uploaded.
+    let symmetric = kms.create_key().send().await.unwrap();
+    let symmetric = symmetric.key_metadata.unwrap().arn.unwrap();
+    let bad = Client::builder(server.s3(), keyring())
+        .sse_c(source(&symmetric))
+        .build()
+        .unwrap();
+    let e = bad
+        .put_object()
+        .bucket("ssekms")
+        .key("never")
+        .sse_c(true)
+        .body(std::io::Cursor::new(b"x".to_vec()))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.class(), "keyring", "{e}");
+    assert!(format!("{e}").contains(&symmetric), "{e}");
+    assert!(server
+        .s3()
+        .head_object()
+        .bucket("ssekms")
+        .key("never")
+        .send()
+        .await
+        .is_err());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_c_headers_on_every_request_with_a_key_per_object() {
     use s3crypt::sse_c::{LocalSseC, SseCKey};
@@ -475,62 +663,16 @@ async fn sse_c_headers_on_every_request_with_a_key_per_object() {
         .unwrap();
     assert_eq!(put.parts, 2);
     for (key, pt) in [("small", &small), ("big", &big)] {
-        let out = c
-            .get_object()
-            .bucket("sse")
-            .key(key)
-            .sse_c(true)
-            .send()
-            .await
-            .unwrap();
-        let mut v = Vec::new();
-        out.body.write_to(&mut v).await.unwrap();
-        assert!(&v == pt);
-        let out = c
-            .get_object()
-            .bucket("sse")
-            .key(key)
-            .sse_c(true)
-            .range(ByteRange::Suffix(10))
-            .send()
-            .await
-            .unwrap();
-        let mut v = Vec::new();
-        out.body.write_to(&mut v).await.unwrap();
-        assert_eq!(v[..], pt[pt.len() - 10..]);
+        assert!(&get_sse_c(&c, "sse", key, None).await == pt);
+        assert_eq!(
+            get_sse_c(&c, "sse", key, Some(ByteRange::Suffix(10))).await[..],
+            pt[pt.len() - 10..]
+        );
     }
-    let mut seen = std::collections::BTreeMap::new();
-    for (method, url, h) in server.recorded() {
-        let path = url
-            .split("://")
-            .nth(1)
-            .and_then(|r| r.split_once('/'))
-            .map(|(_, p)| p)
-            .unwrap_or_default();
-        let path = path.split('?').next().unwrap();
-        let Some(key) = path.strip_prefix("sse/") else {
-            continue;
-        };
+    let seen = check_sse_c_headers(&server, "sse", |key| {
         let want = SseCKey::derive(&secret, "sse", key);
-        assert_eq!(
-            h.get("x-amz-server-side-encryption-customer-algorithm")
-                .map(String::as_str),
-            Some("AES256"),
-            "{method} {url}"
-        );
-        assert_eq!(
-            h.get("x-amz-server-side-encryption-customer-key")
-                .map(String::as_str),
-            Some(want.key_base64().as_str()),
-            "{method} {url}"
-        );
-        assert_eq!(
-            h.get("x-amz-server-side-encryption-customer-key-md5"),
-            Some(&want.md5_base64()),
-            "{method} {url}"
-        );
-        *seen.entry((key.to_owned(), method)).or_insert(0) += 1;
-    }
+        (want.key_base64().to_string(), want.md5_base64())
+    });
     // PUT, HEAD and GETs for the small object; create, 2 parts, complete, HEAD, GETs for the big one.
     assert!(
         seen.get(&("small".into(), "PUT".into())) == Some(&1),
