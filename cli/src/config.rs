@@ -129,7 +129,8 @@ pub fn resolve_keys(a: &crate::args::KeyArgs, cfg: &ConfigFile) -> Result<Keys, 
             keys.discovery = discovery;
             Ok(keys)
         }
-        Err(_) if discovery.is_some() => Ok(Keys {
+        // Only "no key configured" can fail here; discovery alone is a key.
+        Err(Failure::Usage(_)) if discovery.is_some() => Ok(Keys {
             discovery,
             ..Keys::default()
         }),
@@ -151,14 +152,7 @@ fn resolve_key_lists(a: &crate::args::KeyArgs, cfg: &ConfigFile) -> Result<Keys,
             .filter(|p| !p.as_os_str().is_empty())
             .collect();
     }
-    if let Ok(v) = std::env::var("S3CRYPT_KMS_KEY") {
-        env.kms = v
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect();
-    }
+    env.kms = env_list("S3CRYPT_KMS_KEY");
     if !env.paths.is_empty() || !env.kms.is_empty() {
         return Ok(env);
     }
@@ -242,25 +236,39 @@ pub fn load_sse_c(paths: &[PathBuf]) -> Result<s3crypt::sse_c::LocalSseC, Failur
     Ok(s3crypt::sse_c::LocalSseC::new(secrets)?)
 }
 
-/// The KMS HMAC keys that compute SSE-C keys: `--sse-c-kms-key` flags, else
+/// The KMS HMAC keys that compute SSE-C keys: `--sse-c-kms-key` flags; else none if keyring
+/// files are given on the command line (`-k`: the command line beats the environment); else
 /// `S3CRYPT_SSE_C_KMS_KEY` (comma-separated), else `sse_c_kms_keys` in the config file. Empty:
 /// SSE-C keys are derived from the keyring files.
-pub fn resolve_sse_c_kms_keys(a: &crate::args::SseCArgs, cfg: &ConfigFile) -> Vec<String> {
+pub fn resolve_sse_c_kms_keys(
+    a: &crate::args::SseCArgs,
+    keys: &crate::args::KeyArgs,
+    cfg: &ConfigFile,
+) -> Vec<String> {
     if !a.sse_c_kms_keys.is_empty() {
         return a.sse_c_kms_keys.clone();
     }
-    if let Ok(v) = std::env::var("S3CRYPT_SSE_C_KMS_KEY") {
-        let env: Vec<String> = v
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect();
-        if !env.is_empty() {
-            return env;
-        }
+    if !keys.keyrings.is_empty() {
+        return Vec::new();
+    }
+    let env = env_list("S3CRYPT_SSE_C_KMS_KEY");
+    if !env.is_empty() {
+        return env;
     }
     cfg.sse_c_kms_keys.clone()
+}
+
+/// A comma-separated list from the environment (empty items dropped).
+fn env_list(name: &str) -> Vec<String> {
+    std::env::var(name)
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The SSE-C key source of AWS KMS HMAC keys (the first one computes keys for new objects).

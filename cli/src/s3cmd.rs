@@ -238,6 +238,7 @@ async fn client_with(
     cache: Option<&Arc<s3crypt_core::keyring::caching::CachingKeyring>>,
 ) -> Result<Client, Failure> {
     let cfg = config::load_config()?;
+    let keys_args = keys;
     let keys = config::resolve_keys(keys, &cfg)?;
     let keyring: Arc<dyn s3crypt_core::Keyring> = match cache {
         Some(c) => c.clone(),
@@ -251,7 +252,7 @@ async fn client_with(
         .location_binding(binding(s3)?)
         .encryption(enc);
     if sse_c.on() {
-        let kms_keys = config::resolve_sse_c_kms_keys(sse_c, &cfg);
+        let kms_keys = config::resolve_sse_c_kms_keys(sse_c, keys_args, &cfg);
         let source: Arc<dyn s3crypt::sse_c::SseCSource> = if kms_keys.is_empty() {
             Arc::new(config::load_sse_c(&keys.paths)?)
         } else {
@@ -423,11 +424,11 @@ async fn put(a: PutArgs) -> Result<(), Failure> {
             cache.as_ref(),
         )
         .await?;
+        // Each cache reuse spares one request per KMS key (GenerateDataKey or Encrypt).
+        let kms_keys = config::resolve_keys(&a.keys, &cfg)?.kms.len() as u64;
         let r = put_recursive(&a, c).await;
         if let Some(cache) = cache {
             let st = cache.stats();
-            // Each reuse spares one request per KMS key (GenerateDataKey or Encrypt).
-            let kms_keys = config::resolve_keys(&a.keys, &cfg)?.kms.len() as u64;
             let calls = config::kms_calls().snapshot();
             let saved = st.hits * kms_keys;
             let msg = json!({
@@ -444,7 +445,7 @@ async fn put(a: PutArgs) -> Result<(), Failure> {
                 );
                 if kms_keys > 0 {
                     eprintln!(
-                        "s3crypt: AWS KMS: {} requests made, {saved} saved by the cache",
+                        "s3crypt: AWS KMS data-key requests: {} made, {saved} saved by the cache",
                         calls.total()
                     );
                 }
@@ -526,10 +527,6 @@ async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
             .map_err(|e| Failure::Io(format!("cannot open {}", root.display()), e))?,
     );
     let required = config::parse_context(&a.context)?;
-    // On a file system that ignores case (or Unicode normalization), two keys can name one file:
-    // the first one listed (keys list in a stable order) gets it, the others are refused.
-    let folding = dest.name_folding();
-    let mut taken: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     let mut refused = 0;
     let mut items = Vec::new();
     let mut token = None;
@@ -563,27 +560,6 @@ async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
                     continue;
                 }
             };
-            if folding.folds() {
-                match taken.entry(folding.key(&rel)) {
-                    std::collections::hash_map::Entry::Occupied(first) => {
-                        eprintln!(
-                            "s3crypt: refusing s3://{bucket}/{}: it names the same file as s3://{bucket}/{} on this file system, which does not distinguish {}",
-                            key.escape_debug(),
-                            first.get().escape_debug(),
-                            match (folding.case, folding.unicode) {
-                                (true, true) => "case or Unicode normalization",
-                                (true, false) => "case",
-                                _ => "Unicode normalization",
-                            }
-                        );
-                        refused += 1;
-                        continue;
-                    }
-                    std::collections::hash_map::Entry::Vacant(v) => {
-                        v.insert(key.to_owned());
-                    }
-                }
-            }
             let (c, bucket, key, dest, required, allow_moved, json) = (
                 c.clone(),
                 bucket.clone(),
@@ -598,7 +574,7 @@ async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
                 let out = c.get_object().bucket(&bucket).key(&key).required_context(required).allow_moved(allow_moved).sse_c(sse_c).send().await?;
                 // Created (through directory handles, never following symlinks) only once the
                 // download started; renamed into place only after everything verified.
-                let mut output = dest.create(&rel).map_err(Failure::Usage)?;
+                let mut output = dest.create(&rel, &format!("s3://{bucket}/{key}")).map_err(Failure::Usage)?;
                 let mut body = out.body;
                 let mut n = 0u64;
                 while let Some(chunk) = body.next().await {
@@ -606,7 +582,13 @@ async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
                     output.writer().write_all(&chunk).map_err(|e| Failure::Io("cannot write output".into(), e))?;
                     n += chunk.len() as u64;
                 }
-                output.commit().map_err(|e| Failure::Io("cannot rename the output into place".into(), e))?;
+                output.commit().map_err(|e| {
+                    let what = match e.kind() {
+                        std::io::ErrorKind::AlreadyExists => "refusing to write the output",
+                        _ => "cannot rename the output into place",
+                    };
+                    Failure::Io(what.into(), e)
+                })?;
                 if json {
                     eprintln!("{}", json!({"operation": "get", "bucket": bucket, "key": key, "plaintext_bytes": n}));
                 }

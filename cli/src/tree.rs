@@ -37,47 +37,19 @@ pub fn relative_path(key: &str, prefix: &str) -> Result<Option<PathBuf>, &'stati
     Ok(Some(out))
 }
 
-/// How a file system compares names: whether it ignores case, and whether it ignores Unicode
-/// normalization (`é` as one code point or as `e` plus a combining accent), as macOS's APFS,
-/// Windows file systems and case-folding Linux directories do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NameFolding {
-    /// Names differing only in case are the same file.
-    pub case: bool,
-    /// Names differing only in Unicode normalization are the same file.
-    pub unicode: bool,
-}
-
-impl NameFolding {
-    /// Whether two different keys can name the same file.
-    pub fn folds(self) -> bool {
-        self.case || self.unicode
-    }
-
-    /// A form of `rel` that two paths share when this file system takes them for the same file
-    /// (an approximation of the file systems' own folding: NFC, then lower case).
-    pub fn key(self, rel: &Path) -> String {
-        use unicode_normalization::UnicodeNormalization as _;
-        let s = rel.to_string_lossy();
-        let s: String = if self.unicode {
-            s.nfc().collect()
-        } else {
-            s.into_owned()
-        };
-        if self.case {
-            s.to_lowercase()
-        } else {
-            s
-        }
-    }
-}
-
 /// The destination directory of a recursive get, used through directory handles only: every
 /// component below it is opened with `O_NOFOLLOW` and files are created and renamed relative to
 /// their parent's handle, so a symlink placed (or swapped in) anywhere below the root is never
 /// followed, whatever happens between the check and the write.
+///
+/// It also remembers the files it wrote (device and inode) and which key each came from: on a file
+/// system that ignores case or Unicode normalization (macOS, Windows, case-folding Linux
+/// directories) two keys such as `Report.pdf` and `report.pdf` name one file, and the second
+/// rename would silently replace the first object's plaintext. [`DirFile::commit`] refuses a
+/// rename whose target already is a file of this run, whatever the file system's folding rules.
 pub struct DestDir {
     root: std::os::fd::OwnedFd,
+    written: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(u64, u64), String>>>,
 }
 
 /// A file being written under a temporary name in its parent directory; renamed into place by
@@ -88,6 +60,8 @@ pub struct DirFile {
     name: std::ffi::OsString,
     file: std::fs::File,
     committed: bool,
+    label: String,
+    written: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(u64, u64), String>>>,
 }
 
 fn dir_flags() -> rustix::fs::OFlags {
@@ -107,39 +81,15 @@ impl DestDir {
                 | rustix::fs::OFlags::CLOEXEC,
             rustix::fs::Mode::empty(),
         )?;
-        Ok(Self { root: fd })
+        Ok(Self {
+            root: fd,
+            written: Default::default(),
+        })
     }
 
-    /// Probes how the file system of the root compares names, with a temporary file of a random
-    /// name: does it answer to the name in upper case, or with its `é` decomposed? If the probe
-    /// cannot be made, both are assumed (more keys refused as collisions, none overwritten).
-    pub fn name_folding(&self) -> NameFolding {
-        use rustix::fs::{AtFlags, Mode, OFlags};
-        let seed = std::hash::BuildHasher::hash_one(
-            &std::collections::hash_map::RandomState::new(),
-            std::time::SystemTime::now(),
-        );
-        let name = format!(".s3crypt-probe-{seed:016x}-a\u{e9}");
-        let flags =
-            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        if rustix::fs::openat(&self.root, &name, flags, Mode::from_raw_mode(0o600)).is_err() {
-            return NameFolding {
-                case: true,
-                unicode: true,
-            };
-        }
-        let answers =
-            |other: &str| rustix::fs::statat(&self.root, other, AtFlags::SYMLINK_NOFOLLOW).is_ok();
-        let folding = NameFolding {
-            case: answers(&name.to_uppercase()),
-            unicode: answers(&name.replace('\u{e9}', "e\u{301}")),
-        };
-        let _ = rustix::fs::unlinkat(&self.root, &name, AtFlags::empty());
-        folding
-    }
-
-    /// Creates `rel` (a path from [`relative_path`]) under a temporary name.
-    pub fn create(&self, rel: &Path) -> Result<DirFile, String> {
+    /// Creates `rel` (a path from [`relative_path`]) under a temporary name; `label` names what
+    /// it holds (the object) in a collision message.
+    pub fn create(&self, rel: &Path, label: &str) -> Result<DirFile, String> {
         use rustix::fs::{Mode, OFlags};
         let mut dir = self.root.try_clone().map_err(|e| e.to_string())?;
         let mut shown = PathBuf::new();
@@ -183,6 +133,8 @@ impl DestDir {
                         name,
                         file: std::fs::File::from(fd),
                         committed: false,
+                        label: label.to_owned(),
+                        written: std::sync::Arc::clone(&self.written),
                     })
                 }
                 Err(rustix::io::Errno::EXIST) => continue,
@@ -207,11 +159,37 @@ impl DirFile {
     }
 
     /// Flushes to disk and renames into place (replacing whatever was there, a symlink included,
-    /// without following it).
+    /// without following it), unless the name already is a file this run wrote for another key
+    /// (the file system folded the two names together): then [`std::io::ErrorKind::AlreadyExists`]
+    /// naming that key, and the temporary file is removed.
     pub fn commit(mut self) -> std::io::Result<()> {
         self.file.sync_all()?;
+        // The field types differ between platforms (u64 here, i32/u64 on macOS).
+        #[allow(clippy::unnecessary_cast)]
+        let id = |st: &rustix::fs::Stat| (st.st_dev as u64, st.st_ino as u64);
+        let mine = id(&rustix::fs::fstat(&self.file)?);
+        // Check and rename under one lock, so that two colliding objects finishing at the same
+        // time cannot both pass the check.
+        let mut written = self
+            .written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Ok(st) =
+            rustix::fs::statat(&self.dir, &self.name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+        {
+            if let Some(first) = written.get(&id(&st)) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!(
+                        "it names the same file as {first}, already written: this file system \
+                         does not distinguish the two names (case or Unicode normalization)"
+                    ),
+                ));
+            }
+        }
         rustix::fs::renameat(&self.dir, &self.tmp, &self.dir, &self.name)?;
         self.committed = true;
+        written.insert(mine, std::mem::take(&mut self.label));
         Ok(())
     }
 }
@@ -293,34 +271,34 @@ mod tests {
     }
 
     #[test]
-    fn name_folding_keys_and_probe() {
-        let exact = NameFolding {
-            case: false,
-            unicode: false,
-        };
-        let both = NameFolding {
-            case: true,
-            unicode: true,
-        };
-        let (a, b, c) = (
-            Path::new("Dir/R\u{e9}port.PDF"),
-            Path::new("dir/re\u{301}port.pdf"),
-            Path::new("dir/report.pdf"),
-        );
-        assert_ne!(exact.key(a), exact.key(b));
-        assert_eq!(both.key(a), both.key(b));
-        assert_ne!(both.key(a), both.key(c));
-        let case_only = NameFolding {
-            case: true,
-            unicode: false,
-        };
-        assert_ne!(case_only.key(a), case_only.key(b));
-        assert!(!exact.folds() && both.folds());
-        // This test runs on a case-sensitive Linux file system; the probe leaves nothing behind.
+    fn a_name_written_for_one_key_is_not_replaced_by_another() {
+        use std::io::Write;
+        // On a case-insensitive file system "R.txt" and "r.txt" resolve to one file; here (a
+        // case-sensitive Linux file system) the same name twice stands in for that.
         let root = tempfile::tempdir().unwrap();
         let d = DestDir::open(root.path()).unwrap();
-        assert_eq!(d.name_folding(), exact);
-        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+        let mut first = d.create(Path::new("dir/R.txt"), "s3://b/R.txt").unwrap();
+        let mut second = d.create(Path::new("dir/R.txt"), "s3://b/r.txt").unwrap();
+        first.writer().write_all(b"first").unwrap();
+        second.writer().write_all(b"second").unwrap();
+        first.commit().unwrap();
+        let e = second.commit().unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+        assert!(e.to_string().contains("s3://b/R.txt"), "{e}");
+        assert_eq!(
+            std::fs::read(root.path().join("dir/R.txt")).unwrap(),
+            b"first"
+        );
+        assert_eq!(
+            std::fs::read_dir(root.path().join("dir")).unwrap().count(),
+            1
+        );
+        // A file that was there before the run is replaced as usual.
+        std::fs::write(root.path().join("old"), b"old").unwrap();
+        let mut f = d.create(Path::new("old"), "s3://b/old").unwrap();
+        f.writer().write_all(b"new").unwrap();
+        f.commit().unwrap();
+        assert_eq!(std::fs::read(root.path().join("old")).unwrap(), b"new");
     }
 
     #[test]
@@ -332,11 +310,11 @@ mod tests {
         std::os::unix::fs::symlink(outside.path().join("f"), root.path().join("file-link"))
             .unwrap();
         let d = DestDir::open(root.path()).unwrap();
-        assert!(d.create(Path::new("link/x")).is_err());
+        assert!(d.create(Path::new("link/x"), "l").is_err());
         // Two writers creating the same new directory at once both succeed.
-        let a = d.create(Path::new("real/deeper/x")).unwrap();
-        let b = d.create(Path::new("real/deeper/y")).unwrap();
-        let mut f = d.create(Path::new("file-link")).unwrap();
+        let a = d.create(Path::new("real/deeper/x"), "x").unwrap();
+        let b = d.create(Path::new("real/deeper/y"), "y").unwrap();
+        let mut f = d.create(Path::new("file-link"), "f").unwrap();
         f.writer().write_all(b"data").unwrap();
         f.commit().unwrap();
         // The symlink was replaced, not written through.

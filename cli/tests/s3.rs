@@ -51,6 +51,8 @@ impl Ctx {
             .env("AWS_CONFIG_FILE", "/nonexistent")
             .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
             .env("S3CRYPT_KEYRING", self.p("k"))
+            .env_remove("S3CRYPT_KMS_KEY")
+            .env_remove("S3CRYPT_SSE_C_KMS_KEY")
             .env_remove("S3CRYPT_CONFIG")
             .env("XDG_CONFIG_HOME", "/nonexistent");
         c

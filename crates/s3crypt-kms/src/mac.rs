@@ -82,10 +82,12 @@ impl KmsHmacKey {
             .mac_algorithm(MacAlgorithmSpec::HmacSha256)
             .message(aws_sdk_kms::primitives::Blob::new(message.to_vec()));
         let reply = runtime::spawn(async move {
-            request
-                .send()
-                .await
-                .map(|mut out| (out.mac.take().map(|b| b.into_inner()), out.mac_algorithm))
+            request.send().await.map(|mut out| {
+                // Into a wiped buffer as soon as it arrives, whatever happens next.
+                let mac =
+                    Zeroizing::new(out.mac.take().map(|b| b.into_inner()).unwrap_or_default());
+                (mac, out.mac_algorithm)
+            })
         })
         .await?;
         let fail = |why: String| {
@@ -98,7 +100,6 @@ impl KmsHmacKey {
         if algorithm.is_some_and(|a| a != MacAlgorithmSpec::HmacSha256) {
             return Err(fail("the response names another MAC algorithm".to_owned()));
         }
-        let mac = Zeroizing::new(mac.unwrap_or_default());
         let mut out = Zeroizing::new([0u8; 32]);
         if mac.len() != out.len() {
             return Err(fail(format!(

@@ -264,12 +264,18 @@ pub(crate) async fn head_sse_c(
     version_id: Option<&str>,
 ) -> Result<(ObjectInfo, Option<Arc<crate::sse_c::SseCKey>>)> {
     {
-        let source = client.inner.sse_c.as_ref().ok_or_else(|| {
-            Error::InvalidArgument("SSE-C requested but the client has no SSE-C key source".into())
-        })?;
+        let source = crate::sse_c::source(client.inner.sse_c.as_ref())?;
         let mut last = None;
         for i in 0..source.candidates() {
-            let k = source.key(i, bucket, key).await?;
+            // A candidate that cannot be derived (say, a KMS key the caller may not use) must
+            // not hide an older one that works: remember the failure and go on.
+            let k = match source.key(i, bucket, key).await {
+                Ok(k) => k,
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
+            };
             match client.head_with(bucket, key, version_id, Some(&k)).await {
                 Ok(info) => return Ok((info, Some(Arc::new(k)))),
                 // A wrong SSE-C key is refused with 400 or 403: try the next one.

@@ -201,16 +201,24 @@ impl SseCSource for KmsSseC {
     }
 }
 
+/// The client's SSE-C key source, or the error for a client that has none.
+pub(crate) fn source(
+    source: Option<&std::sync::Arc<dyn SseCSource>>,
+) -> Result<&std::sync::Arc<dyn SseCSource>> {
+    source.ok_or_else(|| {
+        Error::InvalidArgument("SSE-C requested but the client has no SSE-C key source".into())
+    })
+}
+
 /// The first candidate's key: the one new objects are written with.
 pub(crate) async fn write_key(
     source: Option<&std::sync::Arc<dyn SseCSource>>,
     bucket: &str,
     key: &str,
 ) -> Result<std::sync::Arc<SseCKey>> {
-    let source = source.ok_or_else(|| {
-        Error::InvalidArgument("SSE-C requested but the client has no SSE-C key source".into())
-    })?;
-    Ok(std::sync::Arc::new(source.key(0, bucket, key).await?))
+    Ok(std::sync::Arc::new(
+        self::source(source)?.key(0, bucket, key).await?,
+    ))
 }
 
 /// Whether a request URI may carry SSE-C keys: `https`, or `http` to a loopback address; any

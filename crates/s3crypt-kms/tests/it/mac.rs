@@ -51,7 +51,6 @@ fn generate_mac_is_a_deterministic_hmac_that_kms_verifies() {
     assert_ne!(*a, *c);
     let last = kms.calls_to("GenerateMac").pop().unwrap();
     assert_eq!(last.region, "eu-west-1");
-    assert!(!format!("{key:?}").contains(&base64::engine::general_purpose::STANDARD.encode(*a)));
 }
 
 #[test]
