@@ -238,25 +238,35 @@ async fn client_with(
     cache: Option<&Arc<s3crypt_core::keyring::caching::CachingKeyring>>,
 ) -> Result<Client, Failure> {
     let cfg = config::load_config()?;
-    let keys_args = keys;
+    let sse_c_kms_keys = match sse_c.on() {
+        true => config::resolve_sse_c_kms_keys(sse_c, keys, &cfg),
+        false => Vec::new(),
+    };
     let keys = config::resolve_keys(keys, &cfg)?;
+    // One KMS client (one configuration load) for the keyrings and the SSE-C keys alike.
+    // (A caching keyring was built with its own.)
+    let keyring_kms = match cache {
+        None => kms_client_for(s3, &keys).await,
+        Some(_) => None,
+    };
+    let kms = match keyring_kms {
+        None if !sse_c_kms_keys.is_empty() => Some(kms_client(s3).await),
+        kms => kms,
+    };
     let keyring: Arc<dyn s3crypt_core::Keyring> = match cache {
         Some(c) => c.clone(),
-        None => Arc::new(config::load_keys_with(
-            &keys,
-            kms_client_for(s3, &keys).await,
-        )?),
+        None => Arc::new(config::load_keys_with(&keys, kms.clone())?),
     };
     let mut b = Client::builder(s3_client(s3).await, keyring)
         .transfer(transfer(s3)?)
         .location_binding(binding(s3)?)
         .encryption(enc);
     if sse_c.on() {
-        let kms_keys = config::resolve_sse_c_kms_keys(sse_c, keys_args, &cfg);
-        let source: Arc<dyn s3crypt::sse_c::SseCSource> = if kms_keys.is_empty() {
-            Arc::new(config::load_sse_c(&keys.paths)?)
-        } else {
-            Arc::new(config::load_kms_sse_c(&kms_keys, kms_client(s3).await)?)
+        let source: Arc<dyn s3crypt::sse_c::SseCSource> = match kms {
+            Some(kms) if !sse_c_kms_keys.is_empty() => {
+                Arc::new(config::load_kms_sse_c(&sse_c_kms_keys, kms)?)
+            }
+            _ => Arc::new(config::load_sse_c(&keys.paths)?),
         };
         b = b.sse_c(source);
     }
@@ -529,76 +539,71 @@ async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
     let required = config::parse_context(&a.context)?;
     let mut refused = 0;
     let mut items = Vec::new();
-    let mut token = None;
-    loop {
-        let page = c
-            .s3()
-            .list_objects_v2()
-            .bucket(&bucket)
-            .prefix(&prefix)
-            .set_continuation_token(token.take())
-            .send()
-            .await
-            .map_err(|e| {
-                Failure::S3(s3crypt::Error::Service {
-                    operation: "ListObjectsV2",
-                    status: None,
-                    message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
-                })
+    for key in list_keys(&c, &bucket, &prefix).await? {
+        let key = key.as_str();
+        let rel = match crate::tree::relative_path(key, &prefix) {
+            Ok(Some(rel)) => rel,
+            Ok(None) => continue,
+            Err(why) => {
+                eprintln!(
+                    "s3crypt: refusing s3://{bucket}/{}: {why} (it would not stay inside {})",
+                    key.escape_debug(),
+                    root.display()
+                );
+                refused += 1;
+                continue;
+            }
+        };
+        let (c, bucket, key, dest, required, allow_moved, json) = (
+            c.clone(),
+            bucket.clone(),
+            key.to_owned(),
+            Arc::clone(&dest),
+            required.clone(),
+            a.allow_moved,
+            a.json,
+        );
+        let sse_c = a.sse_c.on();
+        items.push((format!("s3://{bucket}/{key}"), async move {
+            let out = c
+                .get_object()
+                .bucket(&bucket)
+                .key(&key)
+                .required_context(required)
+                .allow_moved(allow_moved)
+                .sse_c(sse_c)
+                .send()
+                .await?;
+            // Created (through directory handles, never following symlinks) only once the
+            // download started; renamed into place only after everything verified.
+            let mut output = dest
+                .create(&rel, &format!("s3://{bucket}/{key}"))
+                .map_err(Failure::Usage)?;
+            let mut body = out.body;
+            let mut n = 0u64;
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk?;
+                output
+                    .writer()
+                    .write_all(&chunk)
+                    .map_err(|e| Failure::Io("cannot write output".into(), e))?;
+                n += chunk.len() as u64;
+            }
+            output.commit().map_err(|e| {
+                let what = match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => "refusing to write the output",
+                    _ => "cannot rename the output into place",
+                };
+                Failure::Io(what.into(), e)
             })?;
-        for key in page.contents().iter().filter_map(|o| o.key()) {
-            let rel = match crate::tree::relative_path(key, &prefix) {
-                Ok(Some(rel)) => rel,
-                Ok(None) => continue,
-                Err(why) => {
-                    eprintln!(
-                        "s3crypt: refusing s3://{bucket}/{}: {why} (it would not stay inside {})",
-                        key.escape_debug(),
-                        root.display()
-                    );
-                    refused += 1;
-                    continue;
-                }
-            };
-            let (c, bucket, key, dest, required, allow_moved, json) = (
-                c.clone(),
-                bucket.clone(),
-                key.to_owned(),
-                Arc::clone(&dest),
-                required.clone(),
-                a.allow_moved,
-                a.json,
-            );
-            let sse_c = a.sse_c.on();
-            items.push((format!("s3://{bucket}/{key}"), async move {
-                let out = c.get_object().bucket(&bucket).key(&key).required_context(required).allow_moved(allow_moved).sse_c(sse_c).send().await?;
-                // Created (through directory handles, never following symlinks) only once the
-                // download started; renamed into place only after everything verified.
-                let mut output = dest.create(&rel, &format!("s3://{bucket}/{key}")).map_err(Failure::Usage)?;
-                let mut body = out.body;
-                let mut n = 0u64;
-                while let Some(chunk) = body.next().await {
-                    let chunk = chunk?;
-                    output.writer().write_all(&chunk).map_err(|e| Failure::Io("cannot write output".into(), e))?;
-                    n += chunk.len() as u64;
-                }
-                output.commit().map_err(|e| {
-                    let what = match e.kind() {
-                        std::io::ErrorKind::AlreadyExists => "refusing to write the output",
-                        _ => "cannot rename the output into place",
-                    };
-                    Failure::Io(what.into(), e)
-                })?;
-                if json {
-                    eprintln!("{}", json!({"operation": "get", "bucket": bucket, "key": key, "plaintext_bytes": n}));
-                }
-                Ok(())
-            }));
-        }
-        match page.next_continuation_token() {
-            Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
-            _ => break,
-        }
+            if json {
+                eprintln!(
+                    "{}",
+                    json!({"operation": "get", "bucket": bucket, "key": key, "plaintext_bytes": n})
+                );
+            }
+            Ok(())
+        }));
     }
     let failed = tokio::select! {
         n = run_all(a.jobs, items) => n,

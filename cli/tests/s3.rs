@@ -542,17 +542,7 @@ fn kms_keys_wherever_keyrings_are_accepted() {
     let Some(c) = Ctx::new(Kind::Moto) else {
         return;
     };
-    let kms = {
-        let conf = aws_sdk_kms::Config::builder()
-            .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
-            .endpoint_url(&c.server.endpoint)
-            .region(aws_sdk_kms::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_kms::config::Credentials::new(
-                "testing", "testing", None, None, "tests",
-            ))
-            .build();
-        aws_sdk_kms::Client::from_conf(conf)
-    };
+    let kms = c.server.kms();
     let (a, b) = c.rt.block_on(async {
         let mut arns = Vec::new();
         for _ in 0..2 {
@@ -768,17 +758,7 @@ fn data_key_caching_saves_kms_calls_counted_at_the_server() {
     let Some(c) = Ctx::new(Kind::Moto) else {
         return;
     };
-    let kms = {
-        let conf = aws_sdk_kms::Config::builder()
-            .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
-            .endpoint_url(&c.server.endpoint)
-            .region(aws_sdk_kms::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_kms::config::Credentials::new(
-                "testing", "testing", None, None, "tests",
-            ))
-            .build();
-        aws_sdk_kms::Client::from_conf(conf)
-    };
+    let kms = c.server.kms();
     let arn = c.rt.block_on(async {
         let k = kms.create_key().send().await.unwrap();
         k.key_metadata().unwrap().arn().unwrap().to_owned()

@@ -499,16 +499,7 @@ async fn sse_c_keys_from_a_kms_hmac_key() {
         return;
     };
     bucket(&server, "ssekms").await;
-    let kms = aws_sdk_kms::Client::from_conf(
-        aws_sdk_kms::Config::builder()
-            .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
-            .endpoint_url(&server.endpoint)
-            .region(aws_sdk_kms::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_kms::config::Credentials::new(
-                "testing", "testing", None, None, "tests",
-            ))
-            .build(),
-    );
+    let kms = server.kms();
     let hmac_key = kms
         .create_key()
         .key_spec(KeySpec::Hmac256)

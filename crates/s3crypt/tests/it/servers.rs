@@ -163,6 +163,21 @@ impl Server {
             .collect()
     }
 
+    /// A KMS client for the server (moto serves KMS on the same endpoint), in us-east-1.
+    // Unused by the S3 tests built without the `kms` feature.
+    #[allow(dead_code)]
+    pub fn kms(&self) -> aws_sdk_kms::Client {
+        let conf = aws_sdk_kms::Config::builder()
+            .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(aws_sdk_kms::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_kms::config::Credentials::new(
+                "testing", "testing", None, None, "tests",
+            ))
+            .build();
+        aws_sdk_kms::Client::from_conf(conf)
+    }
+
     pub fn s3(&self) -> aws_sdk_s3::Client {
         let conf = aws_sdk_s3::Config::builder()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
