@@ -172,9 +172,10 @@ pub struct S3Args {
     /// Path-style addressing (bucket in the path, not the host name).
     #[arg(long)]
     pub path_style: bool,
-    /// Parts or ranges in flight at once.
-    #[arg(long, value_name = "N", default_value_t = 8)]
-    pub concurrency: usize,
+    /// Parts (uploads) or ranged GETs (downloads) in flight at once [default: 8 parts, 16
+    /// ranges].
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
     /// Plaintext bytes per multipart part and per ranged GET (at least 5 MiB).
     #[arg(long, value_name = "N", default_value = "16MiB")]
     pub part_size: String,
@@ -269,9 +270,13 @@ pub struct GetArgs {
     /// copied or moved). Without this, such objects are refused: see SECURITY.md.
     #[arg(long)]
     pub allow_moved: bool,
-    /// Recursive: SRC is a directory and the destination a prefix (objects in parallel).
+    /// Recursive: SRC is a prefix and DST a directory (objects in parallel).
     #[arg(short = 'r', long)]
     pub recursive: bool,
+    /// Flush each output file to disk before renaming it into place (and its directory after),
+    /// so that it survives a power failure. Slower when the disk is slower than the network.
+    #[arg(long)]
+    pub fsync: bool,
     /// Objects transferred at once with -r.
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub jobs: usize,
@@ -408,6 +413,10 @@ pub struct IoArgs {
     /// and renamed into place only when complete.
     #[arg(short = 'o', long = "output", value_name = "OUT")]
     pub output: Option<PathBuf>,
+    /// Flush the output file to disk before renaming it into place (and its directory after),
+    /// so that it survives a power failure. Slower when the disk is slower than the data.
+    #[arg(long)]
+    pub fsync: bool,
     /// Worker threads (default: all cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,

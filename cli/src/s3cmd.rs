@@ -16,7 +16,7 @@ use crate::args::{
 };
 use crate::config::{self, parse_size};
 use crate::exit::Failure;
-use crate::streams::{progress, Output};
+use crate::streams::{drain, progress, Output};
 
 pub enum Op {
     Put(PutArgs),
@@ -81,9 +81,10 @@ async fn s3_client(a: &S3Args) -> aws_sdk_s3::Client {
 }
 
 fn transfer(a: &S3Args) -> Result<Transfer, Failure> {
-    if a.concurrency == 0 {
+    if a.concurrency == Some(0) {
         return Err(Failure::Usage("--concurrency must be at least 1".into()));
     }
+    let defaults = Transfer::default();
     let part = usize::try_from(parse_size(&a.part_size)?)
         .map_err(|_| Failure::Usage("--part-size is too large".into()))?;
     if part > (5 << 30) - (16 << 20) {
@@ -99,7 +100,8 @@ fn transfer(a: &S3Args) -> Result<Transfer, Failure> {
     Ok(Transfer {
         part_size: part,
         multipart_threshold: part,
-        concurrency: a.concurrency,
+        concurrency: a.concurrency.unwrap_or(defaults.concurrency),
+        download_concurrency: a.concurrency.unwrap_or(defaults.download_concurrency),
     })
 }
 
@@ -533,7 +535,7 @@ async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
     let prefix = prefix_of(&prefix);
     let root = a.dst.clone();
     let dest = Arc::new(
-        crate::tree::DestDir::open(&root)
+        crate::tree::DestDir::open(&root, a.fsync)
             .map_err(|e| Failure::Io(format!("cannot open {}", root.display()), e))?,
     );
     let required = config::parse_context(&a.context)?;
@@ -576,26 +578,19 @@ async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
                 .await?;
             // Created (through directory handles, never following symlinks) only once the
             // download started; renamed into place only after everything verified.
-            let mut output = dest
+            let output = dest
                 .create(&rel, &format!("s3://{bucket}/{key}"))
                 .map_err(Failure::Usage)?;
-            let mut body = out.body;
-            let mut n = 0u64;
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk?;
-                output
-                    .writer()
-                    .write_all(&chunk)
-                    .map_err(|e| Failure::Io("cannot write output".into(), e))?;
-                n += chunk.len() as u64;
-            }
-            output.commit().map_err(|e| {
-                let what = match e.kind() {
-                    std::io::ErrorKind::AlreadyExists => "refusing to write the output",
-                    _ => "cannot rename the output into place",
-                };
-                Failure::Io(what.into(), e)
-            })?;
+            let finish = |output: crate::tree::DirFile| {
+                output.commit().map_err(|e| {
+                    let what = match e.kind() {
+                        std::io::ErrorKind::AlreadyExists => "refusing to write the output",
+                        _ => "cannot rename the output into place",
+                    };
+                    Failure::Io(what.into(), e)
+                })
+            };
+            let ((), n) = drain(out.body, output, finish, |_| {}).await?;
             if json {
                 eprintln!(
                     "{}",
@@ -637,28 +632,14 @@ async fn get(a: GetArgs) -> Result<(), Failure> {
     let dst = (a.dst != Path::new("-")).then(|| a.dst.clone());
     let work = async {
         let out = req.send().await?;
-        let mut output = Output::open(&dst, false)?;
+        let output = Output::open(&dst, false, a.fsync)?;
         let total = out
             .range
             .as_ref()
             .map(|r| r.end - r.start)
             .or(out.info.plaintext_length);
         let bar = progress(total, a.quiet);
-        let mut body = out.body;
-        let mut n = 0u64;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk?;
-            output
-                .writer()
-                .write_all(&chunk)
-                .map_err(|e| match e.kind() {
-                    std::io::ErrorKind::BrokenPipe => Failure::BrokenPipe,
-                    _ => Failure::Io("cannot write output".into(), e),
-                })?;
-            n += chunk.len() as u64;
-            bar.inc(chunk.len() as u64);
-        }
-        output.commit()?;
+        let ((), n) = drain(out.body, output, Output::commit, |len| bar.inc(len)).await?;
         bar.finish_and_clear();
         if a.json {
             eprintln!(

@@ -58,20 +58,25 @@ pub fn open_input(path: &Option<PathBuf>) -> Result<Input, Failure> {
 /// Where output goes. A regular-file target is written under a temporary name in the same
 /// directory and renamed into place by [`Output::commit`]; dropping an uncommitted output removes
 /// the temporary file, so a failure never leaves output under the target name.
+///
+/// Like `cp`, `rsync` and `aws s3 cp`, the file is not flushed to disk unless asked (`--fsync`):
+/// the rename protects against s3crypt failing or being killed, not against the machine losing
+/// power, after which the file system may show an empty or short file under the name.
 pub enum Output {
     Stdout(File),
     Direct(File),
     Atomic {
         tmp: tempfile::NamedTempFile,
         target: PathBuf,
-        written: Writeback,
+        /// `Some` when the file is to be flushed to disk before the rename.
+        fsync: Option<Writeback>,
     },
 }
 
-/// Early writeback for files that are fsynced before they are renamed into place: every
-/// [`Writeback::STEP`] bytes, the kernel is asked to start writing out what came before
-/// (`posix_fadvise(DONTNEED)` starts writeback without waiting, and drops pages already on disk),
-/// so the disk works while the download goes on and the final fsync has little left to do.
+/// Early writeback for files that are flushed to disk before they are renamed into place: every
+/// [`Writeback::STEP`] bytes, the kernel is asked to start writing out what was written so far
+/// (`posix_fadvise(DONTNEED)` starts writeback without waiting), so the disk works while the
+/// transfer goes on and the final fsync has little left to do.
 #[derive(Debug, Default)]
 pub struct Writeback {
     written: u64,
@@ -79,12 +84,12 @@ pub struct Writeback {
 }
 
 impl Writeback {
-    const STEP: u64 = 32 << 20;
+    const STEP: u64 = 8 << 20;
 
     fn wrote(&mut self, file: &File, n: usize) {
         self.written += n as u64;
-        if self.written - self.advised >= 2 * Self::STEP {
-            let upto = self.written - Self::STEP;
+        if self.written - self.advised >= Self::STEP {
+            let upto = self.written;
             // Advice only: a failure changes nothing but speed.
             let _ = rustix::fs::fadvise(
                 file,
@@ -118,8 +123,9 @@ impl Write for OutputWriter<'_> {
 }
 
 impl Output {
-    /// Opens the output. `binary` refuses to write to a terminal.
-    pub fn open(path: &Option<PathBuf>, binary: bool) -> Result<Self, Failure> {
+    /// Opens the output. `binary` refuses to write to a terminal; `fsync` flushes a file to disk
+    /// before [`Output::commit`] renames it into place (and its directory after).
+    pub fn open(path: &Option<PathBuf>, binary: bool, fsync: bool) -> Result<Self, Failure> {
         if is_stdio(path) {
             if binary && std::io::stdout().is_terminal() {
                 return Err(Failure::Usage(
@@ -166,7 +172,7 @@ impl Output {
         Ok(Output::Atomic {
             tmp,
             target,
-            written: Writeback::default(),
+            fsync: fsync.then(Writeback::default),
         })
     }
 
@@ -176,32 +182,134 @@ impl Output {
                 file: f,
                 writeback: None,
             },
-            Output::Atomic { tmp, written, .. } => OutputWriter {
+            Output::Atomic { tmp, fsync, .. } => OutputWriter {
                 file: tmp.as_file_mut(),
-                writeback: Some(written),
+                writeback: fsync.as_mut(),
             },
         }
     }
 
-    /// Makes the output visible under its name (fsync, then rename).
+    /// Makes the output visible under its name: rename (with `fsync`: flush the file first and
+    /// the directory after).
     pub fn commit(self) -> Result<(), Failure> {
         match self {
             Output::Stdout(mut f) | Output::Direct(mut f) => f
                 .flush()
                 .map_err(|e| Failure::Io("cannot write output".into(), e)),
-            Output::Atomic { tmp, target, .. } => {
-                tmp.as_file()
-                    .sync_all()
-                    .map_err(|e| Failure::Io(format!("cannot write {}", target.display()), e))?;
+            Output::Atomic { tmp, target, fsync } => {
+                let cannot = |e| Failure::Io(format!("cannot write {}", target.display()), e);
+                if fsync.is_some() {
+                    tmp.as_file().sync_all().map_err(cannot)?;
+                }
                 tmp.persist(&target).map_err(|e| {
                     Failure::Io(
                         format!("cannot rename output into place at {}", target.display()),
                         e.error,
                     )
                 })?;
+                if fsync.is_some() {
+                    let dir = match target.parent() {
+                        Some(d) if !d.as_os_str().is_empty() => d,
+                        _ => Path::new("."),
+                    };
+                    File::open(dir).and_then(|d| d.sync_all()).map_err(cannot)?;
+                }
                 Ok(())
             }
         }
+    }
+}
+
+impl Write for Output {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.writer().write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.writer().flush()
+    }
+}
+
+/// A write error as the CLI reports it (a closed pipe ends quietly, see [`Failure::BrokenPipe`]).
+pub fn write_failure(e: std::io::Error) -> Failure {
+    match e.kind() {
+        std::io::ErrorKind::BrokenPipe => Failure::BrokenPipe,
+        _ => Failure::Io("cannot write output".into(), e),
+    }
+}
+
+/// Writes a download's plaintext into `sink` on a blocking thread, then runs `finish` (fsync and
+/// rename, say) there too: file-system writes, which can stall for a long time when the disk
+/// falls behind, never hold up the async threads that drive the network. Returns what `finish`
+/// returned and the byte count; `progress` sees each chunk as it is handed over.
+///
+/// On a download error the sink is dropped without `finish` (an atomic output then removes its
+/// temporary file) and the error is returned; a write error stops the download.
+pub async fn drain<S, T>(
+    mut body: s3crypt::PlaintextStream,
+    sink: S,
+    finish: impl FnOnce(S) -> Result<T, Failure> + Send + 'static,
+    mut progress: impl FnMut(u64),
+) -> Result<(T, u64), Failure>
+where
+    S: Write + Send + 'static,
+    T: Send + 'static,
+{
+    // A few chunks of slack let the network run ahead of a momentarily slow disk.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(2);
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut sink = sink;
+        let mut complete = false;
+        while let Some(chunk) = rx.blocking_recv() {
+            if chunk.is_empty() {
+                // The end marker: everything arrived and verified.
+                complete = true;
+                break;
+            }
+            sink.write_all(&chunk).map_err(write_failure)?;
+        }
+        if complete {
+            finish(sink).map(Some)
+        } else {
+            Ok(None)
+        }
+    });
+    let mut n = 0u64;
+    let mut failed = None;
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(chunk) if chunk.is_empty() => {}
+            Ok(chunk) => {
+                let len = chunk.len() as u64;
+                if tx.send(chunk).await.is_err() {
+                    // The writer stopped: its error is reported below.
+                    break;
+                }
+                n += len;
+                progress(len);
+            }
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    if failed.is_none() {
+        let _ = tx.send(bytes::Bytes::new()).await;
+    }
+    drop(tx);
+    let written = writer
+        .await
+        .map_err(|e| Failure::Io("the writer stopped".into(), std::io::Error::other(e)))?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    match written? {
+        Some(t) => Ok((t, n)),
+        None => Err(Failure::Io(
+            "cannot write output".into(),
+            std::io::Error::other("the writer stopped early"),
+        )),
     }
 }
 

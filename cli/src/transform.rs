@@ -42,7 +42,7 @@ pub fn encrypt(a: EncryptArgs) -> Result<(), Failure> {
         plaintext_length: input.len,
     };
     options.validate()?;
-    let mut output = Output::open(&a.io.output, true)?;
+    let mut output = Output::open(&a.io.output, true, a.io.fsync)?;
     let enc = Encryptor::new(&keyring, &options)?;
     let bar = progress(input.len, a.io.quiet);
     let summary = if input.len.is_some() {
@@ -89,7 +89,7 @@ pub fn decrypt(a: DecryptArgs) -> Result<(), Failure> {
     if let Some(r) = &a.range {
         return decrypt_range(&a, r, input, &keyring, &options);
     }
-    let mut output = Output::open(&a.io.output, false)?;
+    let mut output = Output::open(&a.io.output, false, a.io.fsync)?;
     let bar = progress(input.len, a.io.quiet);
     let summary = if input.len.is_some() {
         pipeline::decrypt_file(
@@ -150,7 +150,7 @@ fn decrypt_range(
         .map_err(|e| Failure::Io(format!("cannot read {}", input.name), e))?;
     let mut pt = Vec::with_capacity((plan.plaintext.end - plan.plaintext.start) as usize);
     rd.decrypt(&plan, &mut ct, &mut pt)?;
-    let mut output = Output::open(&a.io.output, false)?;
+    let mut output = Output::open(&a.io.output, false, a.io.fsync)?;
     std::io::Write::write_all(&mut output.writer(), &pt).map_err(|e| match e.kind() {
         std::io::ErrorKind::BrokenPipe => Failure::BrokenPipe,
         _ => Failure::Io("cannot write output".into(), e),

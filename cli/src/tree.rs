@@ -50,6 +50,7 @@ pub fn relative_path(key: &str, prefix: &str) -> Result<Option<PathBuf>, &'stati
 pub struct DestDir {
     root: std::os::fd::OwnedFd,
     written: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(u64, u64), String>>>,
+    fsync: bool,
 }
 
 /// A file being written under a temporary name in its parent directory; renamed into place by
@@ -62,6 +63,7 @@ pub struct DirFile {
     committed: bool,
     label: String,
     written: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(u64, u64), String>>>,
+    fsync: bool,
 }
 
 fn dir_flags() -> rustix::fs::OFlags {
@@ -71,8 +73,9 @@ fn dir_flags() -> rustix::fs::OFlags {
 
 impl DestDir {
     /// Opens (creating it if needed) the destination root. The root itself is the caller's choice
-    /// and may be a symlink.
-    pub fn open(root: &Path) -> std::io::Result<Self> {
+    /// and may be a symlink. With `fsync`, every file is flushed to disk before it is renamed
+    /// into place, and its directory after.
+    pub fn open(root: &Path, fsync: bool) -> std::io::Result<Self> {
         std::fs::create_dir_all(root)?;
         let fd = rustix::fs::open(
             root,
@@ -84,6 +87,7 @@ impl DestDir {
         Ok(Self {
             root: fd,
             written: Default::default(),
+            fsync,
         })
     }
 
@@ -135,6 +139,7 @@ impl DestDir {
                         committed: false,
                         label: label.to_owned(),
                         written: std::sync::Arc::clone(&self.written),
+                        fsync: self.fsync,
                     })
                 }
                 Err(rustix::io::Errno::EXIST) => continue,
@@ -153,17 +158,26 @@ impl DestDir {
     }
 }
 
-impl DirFile {
-    pub fn writer(&mut self) -> &mut std::fs::File {
-        &mut self.file
+impl std::io::Write for DirFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.write(buf)
     }
 
-    /// Flushes to disk and renames into place (replacing whatever was there, a symlink included,
-    /// without following it), unless the name already is a file this run wrote for another key
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl DirFile {
+    /// Renames into place (replacing whatever was there, a symlink included, without following
+    /// it; flushed to disk first, and the directory after, when the destination asked for it),
+    /// unless the name already is a file this run wrote for another key
     /// (the file system folded the two names together): then [`std::io::ErrorKind::AlreadyExists`]
     /// naming that key, and the temporary file is removed.
     pub fn commit(mut self) -> std::io::Result<()> {
-        self.file.sync_all()?;
+        if self.fsync {
+            self.file.sync_all()?;
+        }
         // The field types differ between platforms (u64 here, i32/u64 on macOS).
         #[allow(clippy::unnecessary_cast)]
         let id = |st: &rustix::fs::Stat| (st.st_dev as u64, st.st_ino as u64);
@@ -190,6 +204,10 @@ impl DirFile {
         rustix::fs::renameat(&self.dir, &self.tmp, &self.dir, &self.name)?;
         self.committed = true;
         written.insert(mine, std::mem::take(&mut self.label));
+        drop(written);
+        if self.fsync {
+            rustix::fs::fsync(&self.dir)?;
+        }
         Ok(())
     }
 }
@@ -276,11 +294,11 @@ mod tests {
         // On a case-insensitive file system "R.txt" and "r.txt" resolve to one file; here (a
         // case-sensitive Linux file system) the same name twice stands in for that.
         let root = tempfile::tempdir().unwrap();
-        let d = DestDir::open(root.path()).unwrap();
+        let d = DestDir::open(root.path(), false).unwrap();
         let mut first = d.create(Path::new("dir/R.txt"), "s3://b/R.txt").unwrap();
         let mut second = d.create(Path::new("dir/R.txt"), "s3://b/r.txt").unwrap();
-        first.writer().write_all(b"first").unwrap();
-        second.writer().write_all(b"second").unwrap();
+        first.write_all(b"first").unwrap();
+        second.write_all(b"second").unwrap();
         first.commit().unwrap();
         let e = second.commit().unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
@@ -296,7 +314,7 @@ mod tests {
         // A file that was there before the run is replaced as usual.
         std::fs::write(root.path().join("old"), b"old").unwrap();
         let mut f = d.create(Path::new("old"), "s3://b/old").unwrap();
-        f.writer().write_all(b"new").unwrap();
+        f.write_all(b"new").unwrap();
         f.commit().unwrap();
         assert_eq!(std::fs::read(root.path().join("old")).unwrap(), b"new");
     }
@@ -309,13 +327,13 @@ mod tests {
         std::os::unix::fs::symlink(outside.path(), root.path().join("link")).unwrap();
         std::os::unix::fs::symlink(outside.path().join("f"), root.path().join("file-link"))
             .unwrap();
-        let d = DestDir::open(root.path()).unwrap();
+        let d = DestDir::open(root.path(), false).unwrap();
         assert!(d.create(Path::new("link/x"), "l").is_err());
         // Two writers creating the same new directory at once both succeed.
         let a = d.create(Path::new("real/deeper/x"), "x").unwrap();
         let b = d.create(Path::new("real/deeper/y"), "y").unwrap();
         let mut f = d.create(Path::new("file-link"), "f").unwrap();
-        f.writer().write_all(b"data").unwrap();
+        f.write_all(b"data").unwrap();
         f.commit().unwrap();
         // The symlink was replaced, not written through.
         assert!(!outside.path().join("f").exists());

@@ -176,6 +176,7 @@ fn exit_codes_and_no_partial_output() {
     let (k1, k2) = (e.s("k1"), e.s("k2"));
     let cases: Vec<(&str, Vec<&str>, i32)> = vec![
         ("flipped", vec!["-k", &k1], 5),
+        ("flipped", vec!["-k", &k1, "--fsync"], 5),
         ("truncated", vec!["-k", &k1], 4),
         ("ct", vec!["-k", &k2], 6),
         ("ct", vec!["-k", &k1, "-c", "a=c"], 7),
@@ -204,6 +205,10 @@ fn exit_codes_and_no_partial_output() {
     let o = run(&["decrypt", "-k", &e.s("k1"), &e.s("flipped")], None);
     assert_eq!(code(&o), 5);
     assert!(pt.starts_with(&o.stdout) && o.stdout.len() < pt.len());
+    // --fsync: the same output, flushed before the rename.
+    let (c, err) = decrypt(&e.s("ct"), &["-k", &k1, "--fsync"]);
+    assert_eq!(c, 0, "{err}");
+    assert_eq!(std::fs::read(&out).unwrap(), pt);
 }
 
 #[cfg(unix)]

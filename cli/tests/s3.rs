@@ -119,6 +119,17 @@ fn put_get_ls_inspect_rm() {
         );
         assert_eq!(code(&o), 0, "{}", err(&o));
         assert!(std::fs::read(c.p("out")).unwrap() == pt);
+        let o = c.run(
+            &[
+                "get",
+                "--fsync",
+                "s3://cli/dir/file",
+                c.p("out-fsync").to_str().unwrap(),
+            ],
+            None,
+        );
+        assert_eq!(code(&o), 0, "{}", err(&o));
+        assert!(std::fs::read(c.p("out-fsync")).unwrap() == pt);
         let o = c.run(&["get", "s3://cli/dir/small", "-"], None);
         assert_eq!(o.stdout, b"hello");
         let o = c.run(&["get", "--range", "-3", "s3://cli/dir/small", "-"], None);
@@ -307,8 +318,15 @@ fn recursive_put_and_get_with_hostile_keys() {
             std::os::unix::fs::symlink(c.p("outside"), dst.join("link")).unwrap();
             std::fs::create_dir_all(c.p("outside")).unwrap();
         }
+        // (--fsync: every file flushed before its rename, the directory after.)
         let o = c.run(
-            &["get", "-r", "s3://cli/tree/", dst.to_str().unwrap()],
+            &[
+                "get",
+                "-r",
+                "--fsync",
+                "s3://cli/tree/",
+                dst.to_str().unwrap(),
+            ],
             None,
         );
         let stderr = err(&o);

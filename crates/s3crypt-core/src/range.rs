@@ -232,14 +232,30 @@ impl RangeDecryptor {
     /// unless every frame authenticates.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] if `ciphertext` is not the planned length; [`Error::Malformed`]
-    /// or [`Error::Authentication`] if a frame does not verify.
+    /// As [`RangeDecryptor::decrypt_in_place`].
     pub fn decrypt(
         &self,
         plan: &RangePlan,
         ciphertext: &mut [u8],
         out: &mut Vec<u8>,
     ) -> Result<()> {
+        let n = self.decrypt_in_place(plan, ciphertext)?;
+        out.extend_from_slice(&ciphertext[..n]);
+        Ok(())
+    }
+
+    /// Decrypts `ciphertext` (exactly the bytes `plan.ciphertext` of the message) in place,
+    /// authenticating every frame, and moves the plaintext of `plan.plaintext` to the front of
+    /// the buffer: returns its length `n`, so the plaintext is `ciphertext[..n]`. No copy leaves
+    /// the buffer, which is what a download that hands whole buffers on wants.
+    ///
+    /// On error the buffer holds unauthenticated bytes and must be discarded.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if `ciphertext` is not the planned length or the plan belongs
+    /// to another message; [`Error::Malformed`] or [`Error::Authentication`] if a frame does not
+    /// verify.
+    pub fn decrypt_in_place(&self, plan: &RangePlan, ciphertext: &mut [u8]) -> Result<usize> {
         // The plan's fields are public: re-derive it rather than trust offsets from the caller.
         if self.layout.plan(plan.plaintext.clone()).ok().as_ref() != Some(plan) {
             return Err(Error::InvalidArgument(
@@ -255,6 +271,8 @@ impl RangeDecryptor {
         }
         let l = &self.layout;
         let f = u64::from(l.frame_length);
+        // Every frame is authenticated before any plaintext moves: a failure leaves nothing
+        // that looks like output.
         let mut pieces = Vec::new();
         let mut i = plan.first_frame;
         let mut off = 0usize;
@@ -280,10 +298,15 @@ impl RangeDecryptor {
             off += n;
             i += 1;
         }
+        // Pieces are in order and each starts past the bytes already moved: copy_within only
+        // ever moves data towards the front.
+        let mut n = 0;
         for p in pieces {
-            out.extend_from_slice(&ciphertext[p]);
+            let len = p.len();
+            ciphertext.copy_within(p, n);
+            n += len;
         }
-        Ok(())
+        Ok(n)
     }
 }
 

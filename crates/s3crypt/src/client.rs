@@ -17,10 +17,15 @@ pub struct Transfer {
     pub part_size: usize,
     /// Objects whose plaintext is at most this long are sent with one PUT (default 16 MiB).
     pub multipart_threshold: usize,
-    /// Parts (upload) or ranges (download) in flight at once (default 8). Memory is about
-    /// `(concurrency + 1) × part_size` per upload and `concurrency × min(part_size, 8 MiB)` per
-    /// download; buffers are recycled within a transfer.
+    /// Parts in flight at once per upload (default 8). Memory is about
+    /// `(concurrency + 1) × part_size` per upload; part buffers are recycled.
     pub concurrency: usize,
+    /// Ranged GETs in flight at once per download (default 16). Ranges are at most 8 MiB (less
+    /// when `part_size` is smaller), so memory is about
+    /// `(download_concurrency + 4) × min(part_size, 8 MiB)` per download, about what an upload
+    /// holds; buffers are recycled. More ranges than parts because a GET's throughput is bound
+    /// by the server's per-stream rate, and its buffers are half an upload part's size.
+    pub download_concurrency: usize,
 }
 
 impl Default for Transfer {
@@ -29,6 +34,7 @@ impl Default for Transfer {
             part_size: 16 << 20,
             multipart_threshold: 16 << 20,
             concurrency: 8,
+            download_concurrency: 16,
         }
     }
 }
@@ -126,7 +132,7 @@ impl ClientBuilder {
             ..Default::default()
         };
         opts.validate()?;
-        if self.transfer.concurrency == 0 {
+        if self.transfer.concurrency == 0 || self.transfer.download_concurrency == 0 {
             return Err(Error::InvalidArgument(
                 "concurrency must be at least 1".into(),
             ));

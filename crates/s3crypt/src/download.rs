@@ -3,9 +3,14 @@
 //!
 //! Plaintext is released only after the frames holding it authenticated; for signed suites the
 //! final frame waits for the signature. The stream ends with an explicit end marker, so a reader
-//! cannot mistake an interrupted transfer for a complete one. Memory: about
-//! `concurrency × min(part size, 8 MiB)` of ciphertext in flight (recycled buffers) and two
-//! decrypted chunks waiting for the reader.
+//! cannot mistake an interrupted transfer for a complete one.
+//!
+//! Unsigned messages larger than one ranged GET are planned from their authenticated header and
+//! the object's size: frame-aligned pieces are fetched `concurrency` at a time and each is
+//! decrypted in place on the blocking pool as soon as it arrives, so decryption runs in parallel
+//! and plaintext is never copied out of the buffer the network filled. Memory: about
+//! `concurrency × min(part size, 8 MiB)` in flight plus two pieces waiting for the reader; buffers
+//! return to the download's pool when the reader drops them.
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -336,9 +341,9 @@ enum BodyError {
 
 /// A fetch task that is cancelled when its handle is dropped (a failed or abandoned download
 /// must not leave ranged GETs running).
-struct AbortOnDrop(JoinHandle<Result<Bytes>>);
+struct AbortOnDrop<T>(JoinHandle<Result<T>>);
 
-impl Drop for AbortOnDrop {
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
@@ -384,6 +389,26 @@ impl Pool {
     }
 }
 
+/// A buffer handed to the reader as [`Bytes`] that returns to its download's [`Pool`] when the
+/// reader drops it, so a download reuses a few buffers instead of faulting in fresh memory for
+/// every range.
+struct Recycled {
+    buf: bytes::BytesMut,
+    pool: Pool,
+}
+
+impl AsRef<[u8]> for Recycled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Recycled {
+    fn drop(&mut self) {
+        self.pool.put(std::mem::take(&mut self.buf));
+    }
+}
+
 impl Fetch {
     /// Ciphertext bytes `[start, end)` of the object seen by HEAD (pinned by ETag and version).
     ///
@@ -392,8 +417,13 @@ impl Fetch {
     /// resumed from the first byte not yet received, up to [`BODY_ATTEMPTS`] times with
     /// exponential backoff. A changed object (412) or any 4xx is never retried.
     pub(crate) async fn bytes(&self, r: Range<u64>) -> Result<Bytes> {
+        self.bytes_mut(r).await.map(bytes::BytesMut::freeze)
+    }
+
+    /// As [`Fetch::bytes`], in a buffer the caller may decrypt in place.
+    async fn bytes_mut(&self, r: Range<u64>) -> Result<bytes::BytesMut> {
         if r.start >= r.end {
-            return Ok(Bytes::new());
+            return Ok(bytes::BytesMut::new());
         }
         let want = usize::try_from(r.end - r.start)
             .map_err(|_| Error::InvalidArgument("range too large for memory".into()))?;
@@ -405,10 +435,10 @@ impl Fetch {
                 .get_into(r.start + buf.len() as u64, r.end, &mut buf)
                 .await
             {
-                Ok(()) => return Ok(buf.freeze()),
+                Ok(()) => return Ok(buf),
                 Err(BodyError::Request(e)) => return Err(e),
                 // Everything arrived before the connection broke: nothing to resume.
-                Err(BodyError::Body(_)) if buf.len() == want => return Ok(buf.freeze()),
+                Err(BodyError::Body(_)) if buf.len() == want => return Ok(buf),
                 Err(BodyError::Body(message)) => {
                     // Attempts count failures in a row without real progress; a body that
                     // delivered at least 1 MiB since the last failure starts a fresh count.
@@ -481,76 +511,147 @@ impl Fetch {
         }
     }
 
-    fn whole(self, info: &ObjectInfo, options: DecryptOptions) -> PlaintextStream {
-        let inner = &self.client.inner;
-        let chunk = inner.transfer.part_size.clamp(1 << 20, DOWNLOAD_RANGE) as u64;
-        let concurrency = inner.transfer.concurrency;
-        let size = info.size;
-        let keyring = inner.keyring.clone();
+    /// Ciphertext bytes per ranged GET (at most).
+    fn chunk(&self) -> u64 {
+        self.client
+            .inner
+            .transfer
+            .part_size
+            .clamp(1 << 20, DOWNLOAD_RANGE) as u64
+    }
+
+    /// Runs `work` on its own task, feeding a [`PlaintextStream`]: an error ends the stream with
+    /// that error, and a reader that goes away stops the work.
+    fn stream<F>(work: impl FnOnce(mpsc::Sender<Msg>) -> F) -> PlaintextStream
+    where
+        F: std::future::Future<Output = Result<()>> + Send + 'static,
+    {
         // Two decrypted chunks wait for the reader at most; fetching runs `concurrency` ahead.
         let (tx, rx) = mpsc::channel(2);
+        let fut = work(tx.clone());
         tokio::spawn(async move {
-            let result = async {
-                let mut dec = Some(Decryptor::new(keyring, options));
-                let mut pending: VecDeque<AbortOnDrop> = VecDeque::new();
-                let mut next = 0u64;
-                loop {
-                    while pending.len() < concurrency && next < size {
-                        let r = next..(next + chunk).min(size);
-                        next = r.end;
-                        let f = self.clone();
-                        pending
-                            .push_back(AbortOnDrop(tokio::spawn(async move { f.bytes(r).await })));
-                    }
-                    let Some(mut h) = pending.pop_front() else {
-                        break;
-                    };
-                    let data = (&mut h.0)
-                        .await
-                        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
-                    let mut d = dec
-                        .take()
-                        .ok_or_else(|| Error::InvalidArgument("decryptor lost".into()))?;
-                    let pool = self.pool.clone();
-                    let (d, out) = tokio::task::spawn_blocking(move || {
-                        let mut out = Vec::with_capacity(data.len());
-                        let r = d.update(&data, &mut out);
-                        if let Ok(b) = data.try_into_mut() {
-                            pool.put(b);
-                        }
-                        r.map(|()| (d, out))
-                    })
-                    .await
-                    .map_err(|e| Error::Io(std::io::Error::other(e)))??;
-                    dec = Some(d);
-                    if !out.is_empty() && tx.send(Msg::Data(Bytes::from(out))).await.is_err() {
-                        return Ok(());
-                    }
+            match fut.await {
+                Ok(()) => {
+                    let _ = tx.send(Msg::Done).await;
                 }
-                let d = dec
-                    .take()
-                    .ok_or_else(|| Error::InvalidArgument("decryptor lost".into()))?;
-                let out = tokio::task::spawn_blocking(move || {
-                    let mut out = Vec::new();
-                    d.finish(&mut out).map(|_| out)
-                })
-                .await
-                .map_err(|e| Error::Io(std::io::Error::other(e)))??;
-                if !out.is_empty() {
-                    let _ = tx.send(Msg::Data(Bytes::from(out))).await;
+                Err(e) => {
+                    let _ = tx.send(Msg::Err(e)).await;
                 }
-                let _ = tx.send(Msg::Done).await;
-                Ok::<(), Error>(())
-            }
-            .await;
-            if let Err(e) = result {
-                let _ = tx.send(Msg::Err(e)).await;
             }
         });
         PlaintextStream {
             rx,
             finished: false,
         }
+    }
+
+    fn whole(self, info: &ObjectInfo, options: DecryptOptions) -> PlaintextStream {
+        let info = info.clone();
+        Self::stream(move |tx| async move { self.whole_into(&info, options, &tx).await })
+    }
+
+    /// The whole message. An unsigned message larger than one ranged GET is planned from its
+    /// header: frame-aligned pieces are fetched and decrypted in parallel, in place (see
+    /// [`Fetch::pieces`]); the layout comes from the object's size and the authenticated header,
+    /// so a complete, untruncated message is still required. Signed messages are read in order
+    /// through one [`Decryptor`] (the signature covers everything), as are small ones.
+    async fn whole_into(
+        &self,
+        info: &ObjectInfo,
+        options: DecryptOptions,
+        tx: &mpsc::Sender<Msg>,
+    ) -> Result<()> {
+        if !info.suite.is_signed() && info.size > self.chunk() {
+            let header_bytes = self.bytes(0..info.header_length).await?;
+            let parsed = Header::read(&header_bytes, &options.limits)?;
+            // The metadata is not authenticated: the header decides.
+            if !parsed.header.suite.is_signed() {
+                let rd = self.open(parsed, options.clone(), info.size).await?;
+                let len = rd.layout().plaintext_len();
+                // (A large message with no plaintext can only be a crafted one: the streaming
+                // decryptor below reads it like any other.)
+                if len > 0 {
+                    return self.pieces(&rd, 0..len, tx).await;
+                }
+            }
+        }
+        self.streamed(info.size, options, tx).await
+    }
+
+    /// The whole message in order through one [`Decryptor`], fetched `concurrency` ranges ahead.
+    async fn streamed(
+        &self,
+        size: u64,
+        options: DecryptOptions,
+        tx: &mpsc::Sender<Msg>,
+    ) -> Result<()> {
+        let chunk = self.chunk();
+        let concurrency = self.client.inner.transfer.download_concurrency;
+        let mut dec = Some(Decryptor::new(self.client.inner.keyring.clone(), options));
+        let mut pending: VecDeque<AbortOnDrop<Bytes>> = VecDeque::new();
+        let mut next = 0u64;
+        loop {
+            while pending.len() < concurrency && next < size {
+                let r = next..(next + chunk).min(size);
+                next = r.end;
+                let f = self.clone();
+                pending.push_back(AbortOnDrop(tokio::spawn(async move { f.bytes(r).await })));
+            }
+            let Some(mut h) = pending.pop_front() else {
+                break;
+            };
+            let data = (&mut h.0)
+                .await
+                .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+            let mut d = dec
+                .take()
+                .ok_or_else(|| Error::InvalidArgument("decryptor lost".into()))?;
+            let pool = self.pool.clone();
+            let (d, out) = tokio::task::spawn_blocking(move || {
+                let mut out = Vec::with_capacity(data.len());
+                let r = d.update(&data, &mut out);
+                if let Ok(b) = data.try_into_mut() {
+                    pool.put(b);
+                }
+                r.map(|()| (d, out))
+            })
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+            dec = Some(d);
+            if !out.is_empty() && tx.send(Msg::Data(Bytes::from(out))).await.is_err() {
+                return Ok(());
+            }
+        }
+        let d = dec
+            .take()
+            .ok_or_else(|| Error::InvalidArgument("decryptor lost".into()))?;
+        let out = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            d.finish(&mut out).map(|_| out)
+        })
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+        if !out.is_empty() {
+            let _ = tx.send(Msg::Data(Bytes::from(out))).await;
+        }
+        Ok(())
+    }
+
+    /// Opens a parsed header for range decryption (unwrapping the data key off the async
+    /// threads: a keyring may block).
+    async fn open(
+        &self,
+        parsed: s3crypt_core::ParsedHeader,
+        options: DecryptOptions,
+        size: u64,
+    ) -> Result<Arc<RangeDecryptor>> {
+        let keyring = self.client.inner.keyring.clone();
+        let rd = tokio::task::spawn_blocking(move || {
+            RangeDecryptor::new(parsed, keyring.as_ref(), &options, size)
+        })
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+        Ok(Arc::new(rd))
     }
 
     async fn range(
@@ -561,74 +662,63 @@ impl Fetch {
     ) -> Result<(Range<u64>, PlaintextStream)> {
         let header_bytes = self.bytes(0..info.header_length).await?;
         let parsed = Header::read(&header_bytes, &options.limits)?;
-        let keyring = self.client.inner.keyring.clone();
-        let size = info.size;
-        let rd = tokio::task::spawn_blocking(move || {
-            RangeDecryptor::new(parsed, keyring.as_ref(), &options, size)
-        })
-        .await
-        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
-        let rd = Arc::new(rd);
+        let rd = self.open(parsed, options, info.size).await?;
         let want = r.resolve(rd.layout().plaintext_len());
         // Fail early (416-style) before anything is fetched.
-        let served = rd.plan(want.clone())?.plaintext;
-        // Fetched and authenticated in frame-aligned pieces of about one download range each,
-        // `concurrency` ahead, released in order: memory stays bounded whatever the range.
+        let served = rd.plan(want)?.plaintext;
+        let fetch = self.clone();
+        let range = served.clone();
+        let body = Self::stream(move |tx| async move { fetch.pieces(&rd, range, &tx).await });
+        Ok((served, body))
+    }
+
+    /// Plaintext `served` (a non-empty range of an unsigned message) fetched and authenticated in
+    /// frame-aligned pieces of about one download range each, `concurrency` ahead, each decrypted
+    /// in place on a blocking thread (pieces in parallel), released in order: memory stays
+    /// bounded whatever the range, and plaintext is never copied out of the buffer it arrived in.
+    async fn pieces(
+        &self,
+        rd: &Arc<RangeDecryptor>,
+        served: Range<u64>,
+        tx: &mpsc::Sender<Msg>,
+    ) -> Result<()> {
         let inner = &self.client.inner;
         let slot =
             u64::from(rd.header().header.frame_length) + s3crypt_core::key::REGULAR_OVERHEAD as u64;
-        let frames = (inner.transfer.part_size.clamp(1 << 20, DOWNLOAD_RANGE) as u64 / slot).max(1);
+        let frames = (self.chunk() / slot).max(1);
         let span = frames * u64::from(rd.header().header.frame_length);
-        let concurrency = inner.transfer.concurrency;
-        let (tx, rx) = mpsc::channel(2);
-        let fetch = self.clone();
+        let concurrency = inner.transfer.download_concurrency;
+        let mut pending: VecDeque<AbortOnDrop<Bytes>> = VecDeque::new();
         let (mut next, end) = (served.start, served.end);
-        tokio::spawn(async move {
-            let result = async {
-                let mut pending: VecDeque<AbortOnDrop> = VecDeque::new();
-                loop {
-                    while pending.len() < concurrency && next < end {
-                        let piece = next..((next / span + 1) * span).min(end);
-                        next = piece.end;
-                        let plan = rd.plan(piece)?;
-                        let (f, rd) = (fetch.clone(), rd.clone());
-                        pending.push_back(AbortOnDrop(tokio::spawn(async move {
-                            let ct = f.bytes(plan.ciphertext.clone()).await?;
-                            tokio::task::spawn_blocking(move || {
-                                let mut ct = bytes::BytesMut::from(ct);
-                                let mut out = Vec::new();
-                                rd.decrypt(&plan, &mut ct, &mut out)?;
-                                f.pool.put(ct);
-                                Ok(Bytes::from(out))
-                            })
-                            .await
-                            .map_err(|e| Error::Io(std::io::Error::other(e)))?
-                        })));
-                    }
-                    let Some(mut h) = pending.pop_front() else {
-                        break;
-                    };
-                    let out = (&mut h.0)
-                        .await
-                        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
-                    if tx.send(Msg::Data(out)).await.is_err() {
-                        return Ok(());
-                    }
-                }
-                let _ = tx.send(Msg::Done).await;
-                Ok::<(), Error>(())
+        loop {
+            while pending.len() < concurrency && next < end {
+                let piece = next..((next / span + 1) * span).min(end);
+                next = piece.end;
+                let plan = rd.plan(piece)?;
+                let (f, rd) = (self.clone(), rd.clone());
+                pending.push_back(AbortOnDrop(tokio::spawn(async move {
+                    let mut ct = f.bytes_mut(plan.ciphertext.clone()).await?;
+                    tokio::task::spawn_blocking(move || {
+                        let n = rd.decrypt_in_place(&plan, &mut ct)?;
+                        ct.truncate(n);
+                        Ok(Bytes::from_owner(Recycled {
+                            buf: ct,
+                            pool: f.pool.clone(),
+                        }))
+                    })
+                    .await
+                    .map_err(|e| Error::Io(std::io::Error::other(e)))?
+                })));
             }
-            .await;
-            if let Err(e) = result {
-                let _ = tx.send(Msg::Err(e)).await;
+            let Some(mut h) = pending.pop_front() else {
+                return Ok(());
+            };
+            let out = (&mut h.0)
+                .await
+                .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+            if tx.send(Msg::Data(out)).await.is_err() {
+                return Ok(());
             }
-        });
-        Ok((
-            served,
-            PlaintextStream {
-                rx,
-                finished: false,
-            },
-        ))
+        }
     }
 }

@@ -25,6 +25,7 @@ fn client(server: &Server, keyring: Arc<dyn Keyring>) -> Client {
             part_size: 5 * MIB,
             multipart_threshold: 5 * MIB,
             concurrency: 4,
+            download_concurrency: 4,
         })
         .build()
         .unwrap()

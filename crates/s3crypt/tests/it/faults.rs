@@ -60,6 +60,7 @@ fn client(endpoint: &str) -> Client {
             part_size: 5 * MIB,
             multipart_threshold: 5 * MIB,
             concurrency: 2,
+            download_concurrency: 2,
         })
         .build()
         .unwrap()

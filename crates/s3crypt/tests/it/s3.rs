@@ -27,6 +27,7 @@ fn client(server: &Server, suite: Suite, frame: u32) -> Client {
             part_size: 5 * MIB,
             multipart_threshold: 5 * MIB,
             concurrency: 4,
+            download_concurrency: 4,
         })
         .encryption(Encryption {
             suite,
@@ -258,38 +259,112 @@ async fn a_tampered_object_fails_authentication() {
     for server in servers() {
         bucket(&server, "tamper").await;
         let c = client(&server, Suite::DEFAULT, 4096);
-        let pt = pattern(200_000);
-        c.put_object()
-            .bucket("tamper")
-            .key("t")
-            .body(std::io::Cursor::new(pt.clone()))
-            .send()
-            .await
-            .unwrap();
-        let raw = server
-            .s3()
-            .get_object()
-            .bucket("tamper")
-            .key("t")
-            .send()
-            .await
-            .unwrap();
-        let meta = raw.metadata().cloned();
-        let mut bytes = raw.body.collect().await.unwrap().into_bytes().to_vec();
-        let i = bytes.len() / 2;
-        bytes[i] ^= 0x01;
-        server
-            .s3()
-            .put_object()
-            .bucket("tamper")
-            .key("t")
-            .set_metadata(meta)
-            .body(ByteStream::from(bytes))
-            .send()
-            .await
-            .unwrap();
-        let e = get_all(&c, "tamper", "t").await.unwrap_err();
-        assert_eq!(e.class(), "authentication", "{e}");
+        // Small objects are read through one streaming decryptor; objects larger than one
+        // ranged GET (5 MiB here) in pieces decrypted in parallel: both must refuse every change.
+        for n in [200_000, 12 * MIB + 1234] {
+            let pt = pattern(n);
+            c.put_object()
+                .bucket("tamper")
+                .key("t")
+                .body(std::io::Cursor::new(pt.clone()))
+                .send()
+                .await
+                .unwrap();
+            // (s3s-fs answers a whole-object GET of a multipart upload with a checksum that is
+            // not the object's: the raw read skips the SDK's check, the edits are checked below.)
+            let raw = server
+                .s3()
+                .get_object()
+                .bucket("tamper")
+                .key("t")
+                .customize()
+                .config_override(
+                    aws_sdk_s3::config::Builder::default().response_checksum_validation(
+                        aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+                    ),
+                )
+                .send()
+                .await
+                .unwrap();
+            let meta = raw.metadata().cloned();
+            let good = raw.body.collect().await.unwrap().into_bytes().to_vec();
+            let h = c
+                .head_object("tamper", "t", None)
+                .await
+                .unwrap()
+                .header_length as usize;
+            let slot = 4096 + 28;
+            type Edit = Box<dyn Fn(&mut Vec<u8>)>;
+            let edits: [(&str, Edit); 6] = [
+                (
+                    "a flipped body byte",
+                    Box::new(|b| {
+                        let i = b.len() / 2;
+                        b[i] ^= 0x01;
+                    }),
+                ),
+                (
+                    "a flipped final tag byte",
+                    Box::new(|b| {
+                        let i = b.len() - 1;
+                        b[i] ^= 0x80;
+                    }),
+                ),
+                (
+                    "the last byte cut off",
+                    Box::new(|b| {
+                        b.pop();
+                    }),
+                ),
+                ("a byte appended", Box::new(|b| b.push(0))),
+                (
+                    "a whole frame removed",
+                    Box::new(move |b| {
+                        b.drain(h + 3 * slot..h + 4 * slot);
+                    }),
+                ),
+                (
+                    "two frames swapped",
+                    Box::new(move |b| {
+                        let second = b[h + slot..h + 2 * slot].to_vec();
+                        b.copy_within(h..h + slot, h + slot);
+                        b[h..h + slot].copy_from_slice(&second);
+                    }),
+                ),
+            ];
+            for (what, edit) in edits {
+                let mut bytes = good.clone();
+                edit(&mut bytes);
+                server
+                    .s3()
+                    .put_object()
+                    .bucket("tamper")
+                    .key("t")
+                    .set_metadata(meta.clone())
+                    .body(ByteStream::from(bytes))
+                    .send()
+                    .await
+                    .unwrap();
+                let e = get_all(&c, "tamper", "t").await.unwrap_err();
+                assert!(
+                    matches!(e.class(), "authentication" | "malformed" | "truncated"),
+                    "{:?}, {n} bytes, {what}: {e}",
+                    server.kind
+                );
+            }
+            // The untouched bytes still decrypt: the failures above were the edits'.
+            server
+                .s3()
+                .put_object()
+                .bucket("tamper")
+                .key("t")
+                .set_metadata(meta)
+                .body(ByteStream::from(good))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(get_all(&c, "tamper", "t").await.unwrap(), pt);
+        }
     }
 }
 
@@ -518,6 +593,7 @@ async fn sse_c_keys_from_a_kms_hmac_key() {
             part_size: 5 * MIB,
             multipart_threshold: 5 * MIB,
             concurrency: 4,
+            download_concurrency: 4,
         })
         .sse_c(source(&hmac_key))
         .build()
@@ -626,6 +702,7 @@ async fn sse_c_headers_on_every_request_with_a_key_per_object() {
             part_size: 5 * MIB,
             multipart_threshold: 5 * MIB,
             concurrency: 4,
+            download_concurrency: 4,
         })
         .sse_c(Arc::new(
             LocalSseC::new([secret, [0x11; 32]].map(zeroize::Zeroizing::new)).unwrap(),
