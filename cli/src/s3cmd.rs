@@ -174,7 +174,7 @@ pub fn run(op: Op) -> Result<(), Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::Io("cannot start the async runtime".into(), e))?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
         match op {
             Op::Put(a) => put(a).await,
             Op::Get(a) => get(a).await,
@@ -184,7 +184,12 @@ pub fn run(op: Op) -> Result<(), Failure> {
             Op::Copy(a, delete) => copy(a, delete).await,
             Op::Rewrap(a) => rewrap(a).await,
         }
-    })
+    });
+    // After Ctrl-C, file writers on the blocking pool see their input end and remove their
+    // temporary files within moments; one stuck on a stalled pipe or disk must not keep the
+    // process alive.
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    result
 }
 
 async fn client(
@@ -585,7 +590,7 @@ async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
                 output.commit().map_err(|e| {
                     let what = match e.kind() {
                         std::io::ErrorKind::AlreadyExists => "refusing to write the output",
-                        _ => "cannot rename the output into place",
+                        _ => "cannot finish the output",
                     };
                     Failure::Io(what.into(), e)
                 })

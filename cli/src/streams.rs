@@ -4,6 +4,8 @@ use std::fs::File;
 use std::io::{IsTerminal, Write};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -212,7 +214,15 @@ impl Output {
                         Some(d) if !d.as_os_str().is_empty() => d,
                         _ => Path::new("."),
                     };
-                    File::open(dir).and_then(|d| d.sync_all()).map_err(cannot)?;
+                    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| {
+                        Failure::Io(
+                            format!(
+                                "{} is in place, but flushing its directory to disk failed",
+                                target.display()
+                            ),
+                            e,
+                        )
+                    })?;
                 }
                 Ok(())
             }
@@ -257,6 +267,13 @@ where
 {
     // A few chunks of slack let the network run ahead of a momentarily slow disk.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(2);
+    // Set when this future is dropped before the end (Ctrl-C): the writer then drops the sink
+    // (removing a temporary file) instead of finishing it, even if the end marker was queued.
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let mut guard = CancelOnDrop {
+        flag: Arc::clone(&cancelled),
+        armed: true,
+    };
     let writer = tokio::task::spawn_blocking(move || {
         let mut sink = sink;
         let mut complete = false;
@@ -268,7 +285,7 @@ where
             }
             sink.write_all(&chunk).map_err(write_failure)?;
         }
-        if complete {
+        if complete && !cancelled.load(Ordering::SeqCst) {
             finish(sink).map(Some)
         } else {
             Ok(None)
@@ -301,6 +318,7 @@ where
     let written = writer
         .await
         .map_err(|e| Failure::Io("the writer stopped".into(), std::io::Error::other(e)))?;
+    guard.armed = false;
     if let Some(e) = failed {
         return Err(e.into());
     }
@@ -310,6 +328,20 @@ where
             "cannot write output".into(),
             std::io::Error::other("the writer stopped early"),
         )),
+    }
+}
+
+/// Sets its flag when dropped while armed (see [`drain`]).
+struct CancelOnDrop {
+    flag: Arc<AtomicBool>,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            self.flag.store(true, Ordering::SeqCst);
+        }
     }
 }
 

@@ -102,6 +102,9 @@ impl DestDir {
                 let name = c.as_os_str();
                 shown.push(name);
                 match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o755)) {
+                    // A new directory's entry must be on disk too for --fsync to hold.
+                    Ok(()) if self.fsync => rustix::fs::fsync(&dir)
+                        .map_err(|e| format!("cannot flush {}: {e}", shown.display()))?,
                     Ok(()) | Err(rustix::io::Errno::EXIST) => {}
                     Err(e) => return Err(format!("cannot create {}: {e}", shown.display())),
                 }
@@ -175,8 +178,12 @@ impl DirFile {
     /// (the file system folded the two names together): then [`std::io::ErrorKind::AlreadyExists`]
     /// naming that key, and the temporary file is removed.
     pub fn commit(mut self) -> std::io::Result<()> {
+        let say =
+            |what: &str, e: std::io::Error| std::io::Error::new(e.kind(), format!("{what}: {e}"));
         if self.fsync {
-            self.file.sync_all()?;
+            self.file
+                .sync_all()
+                .map_err(|e| say("cannot flush it to disk", e))?;
         }
         // The field types differ between platforms (u64 here, i32/u64 on macOS).
         #[allow(clippy::unnecessary_cast)]
@@ -201,12 +208,18 @@ impl DirFile {
                 ));
             }
         }
-        rustix::fs::renameat(&self.dir, &self.tmp, &self.dir, &self.name)?;
+        rustix::fs::renameat(&self.dir, &self.tmp, &self.dir, &self.name)
+            .map_err(|e| say("cannot rename it into place", e.into()))?;
         self.committed = true;
         written.insert(mine, std::mem::take(&mut self.label));
         drop(written);
         if self.fsync {
-            rustix::fs::fsync(&self.dir)?;
+            rustix::fs::fsync(&self.dir).map_err(|e| {
+                say(
+                    "it is in place, but flushing its directory failed",
+                    e.into(),
+                )
+            })?;
         }
         Ok(())
     }

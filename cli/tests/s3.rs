@@ -226,6 +226,44 @@ fn tampered_and_moved_objects_and_exit_codes() {
             None,
         );
         assert_eq!(code(&o), 6, "{}", err(&o));
+        // A large object (decrypted range by range in parallel) with one bit flipped near its
+        // end: earlier ranges reach the temporary file first, nothing reaches the name.
+        std::fs::write(c.p("large"), pattern(12 << 20)).unwrap();
+        let o = c.run(
+            &["put", c.p("large").to_str().unwrap(), "s3://cli/large"],
+            None,
+        );
+        assert_eq!(code(&o), 0, "{}", err(&o));
+        c.rt.block_on(async {
+            let raw = s3
+                .get_object()
+                .bucket("cli")
+                .key("large")
+                .send()
+                .await
+                .unwrap();
+            let meta = raw.metadata().cloned();
+            let mut bytes = raw.body.collect().await.unwrap().into_bytes().to_vec();
+            let n = bytes.len();
+            bytes[n - 100_000] ^= 1;
+            s3.put_object()
+                .bucket("cli")
+                .key("large")
+                .set_metadata(meta)
+                .body(bytes.into())
+                .send()
+                .await
+                .unwrap();
+        });
+        let o = c.run(&["get", "s3://cli/large", t], None);
+        assert_eq!(code(&o), 5, "{}", err(&o));
+        assert!(!target.exists());
+        let leftovers: Vec<_> = std::fs::read_dir(target.parent().unwrap())
+            .unwrap()
+            .filter_map(|d| d.ok())
+            .filter(|d| d.file_name().to_string_lossy().ends_with(".partial"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 }
 

@@ -8,9 +8,10 @@
 //! whether it is final, and its length, so a frame cannot be moved, or passed off as final, without
 //! failing authentication.
 //!
-//! Not covered: a range that does not touch the final frame does not prove that the message was
-//! not truncated after it; signed messages (0x0578) cannot be verified from a range at all and are
-//! refused.
+//! A range that reaches the end of the plaintext always includes the final frame (even an empty
+//! one), so a message cut short and padded out to another valid length fails. Not covered: a range
+//! that ends earlier does not prove that the message was not truncated after it; signed messages
+//! (0x0578) cannot be verified from a range at all and are refused.
 
 use std::ops::Range;
 
@@ -146,7 +147,8 @@ impl MessageLayout {
     }
 
     /// Plans the plaintext range `range` (end exclusive; an end past the plaintext is clamped, as
-    /// HTTP does).
+    /// HTTP does). A range that reaches the end of the plaintext includes the final frame, even
+    /// when it holds no plaintext, so that decrypting it proves the message ends there.
     ///
     /// # Errors
     /// [`Error::RangeNotSatisfiable`] if the range starts at or after the end of the plaintext;
@@ -165,7 +167,11 @@ impl MessageLayout {
         let end = range.end.min(len);
         let f = u64::from(self.frame_length);
         let first = (range.start / f).min(self.regular_frames);
-        let last = ((end - 1) / f).min(self.regular_frames);
+        let last = if end == len {
+            self.regular_frames
+        } else {
+            ((end - 1) / f).min(self.regular_frames)
+        };
         Ok(RangePlan {
             plaintext: range.start..end,
             ciphertext: self.frame_span(first).start..self.frame_span(last).end,
@@ -271,15 +277,16 @@ impl RangeDecryptor {
         }
         let l = &self.layout;
         let f = u64::from(l.frame_length);
-        // Every frame is authenticated before any plaintext moves: a failure leaves nothing
-        // that looks like output.
-        let mut pieces = Vec::new();
+        // Plaintext is moved to the front frame by frame, right after its frame authenticated:
+        // the destination never passes the frame being read, and on error the caller discards
+        // the whole buffer.
+        let mut n = 0usize;
         let mut i = plan.first_frame;
         let mut off = 0usize;
         while off < ciphertext.len() {
             let span = l.frame_span(i);
-            let n = (span.end - span.start) as usize;
-            let frame = &mut ciphertext[off..off + n];
+            let len = (span.end - span.start) as usize;
+            let frame = &mut ciphertext[off..off + len];
             let seq = u32::try_from(i + 1).map_err(|_| Malformed::Field("frame count"))?;
             let (pt_start, pt_len) = if i < l.regular_frames {
                 self.opened.key.open_regular(seq, frame)?;
@@ -293,18 +300,12 @@ impl RangeDecryptor {
             let hi = plan.plaintext.end.min(i * f + pt_len);
             if lo < hi {
                 let a = off + pt_start + (lo - i * f) as usize;
-                pieces.push(a..a + (hi - lo) as usize);
+                let piece = (hi - lo) as usize;
+                ciphertext.copy_within(a..a + piece, n);
+                n += piece;
             }
-            off += n;
+            off += len;
             i += 1;
-        }
-        // Pieces are in order and each starts past the bytes already moved: copy_within only
-        // ever moves data towards the front.
-        let mut n = 0;
-        for p in pieces {
-            let len = p.len();
-            ciphertext.copy_within(p, n);
-            n += len;
         }
         Ok(n)
     }
@@ -387,5 +388,20 @@ mod tests {
             Err(Error::RangeNotSatisfiable { plaintext_len: 37 })
         ));
         assert!(matches!(l.plan(5..5), Err(Error::InvalidArgument(_))));
+    }
+
+    #[test]
+    fn a_range_to_the_end_includes_an_empty_final_frame() {
+        // 3 full frames + an empty final frame: the end must be proven by that final frame.
+        let l = MessageLayout::new(10, 16, 10 + 3 * 48 + 40).unwrap();
+        assert_eq!(l.plaintext_len(), 48);
+        for start in [0, 20, 47] {
+            let p = l.plan(start..48).unwrap();
+            assert_eq!(p.ciphertext.end, l.ciphertext_len(), "{start}");
+            let p = l.plan(start..1000).unwrap();
+            assert_eq!(p.ciphertext.end, l.ciphertext_len(), "{start}");
+        }
+        // A range ending earlier needs only its own frames.
+        assert_eq!(l.plan(0..47).unwrap().ciphertext, 10..10 + 3 * 48);
     }
 }

@@ -134,7 +134,7 @@ impl ClientBuilder {
         opts.validate()?;
         if self.transfer.concurrency == 0 || self.transfer.download_concurrency == 0 {
             return Err(Error::InvalidArgument(
-                "concurrency must be at least 1".into(),
+                "concurrency and download_concurrency must be at least 1".into(),
             ));
         }
         Ok(Client {

@@ -6,10 +6,11 @@
 //! cannot mistake an interrupted transfer for a complete one.
 //!
 //! Unsigned messages larger than one ranged GET are planned from their authenticated header and
-//! the object's size: frame-aligned pieces are fetched `concurrency` at a time and each is
+//! the object's size: frame-aligned pieces are fetched `download_concurrency` at a time and each is
 //! decrypted in place on the blocking pool as soon as it arrives, so decryption runs in parallel
 //! and plaintext is never copied out of the buffer the network filled. Memory: about
-//! `concurrency × min(part size, 8 MiB)` in flight plus two pieces waiting for the reader; buffers
+//! `download_concurrency × min(part size, 8 MiB)` in flight (frames longer than that make fewer
+//! pieces run at once) plus two pieces waiting for the reader; buffers
 //! return to the download's pool when the reader drops them.
 
 use std::collections::VecDeque;
@@ -361,13 +362,17 @@ pub(crate) struct Fetch {
 }
 
 /// Ciphertext bytes per ranged GET of a whole-object download (at most; smaller when the part
-/// size is). Memory is about `concurrency × DOWNLOAD_RANGE` of ciphertext in flight.
+/// size is). Memory is about `download_concurrency × DOWNLOAD_RANGE` of ciphertext in flight.
 pub const DOWNLOAD_RANGE: usize = 8 << 20;
 
 /// Recycles ciphertext buffers across a download's ranged GETs (bounded count, no page faults
 /// or allocator growth per range).
 #[derive(Clone, Default)]
 pub(crate) struct Pool(Arc<std::sync::Mutex<Vec<bytes::BytesMut>>>);
+
+/// Buffers a pool keeps at most; more are freed (a download has at most `download_concurrency`
+/// ranges in flight and a few waiting for the reader).
+const POOL_MAX: usize = 32;
 
 impl Pool {
     fn get(&self, cap: usize) -> bytes::BytesMut {
@@ -384,17 +389,20 @@ impl Pool {
 
     fn put(&self, b: bytes::BytesMut) {
         if let Ok(mut p) = self.0.lock() {
-            p.push(b);
+            if p.len() < POOL_MAX {
+                p.push(b);
+            }
         }
     }
 }
 
 /// A buffer handed to the reader as [`Bytes`] that returns to its download's [`Pool`] when the
 /// reader drops it, so a download reuses a few buffers instead of faulting in fresh memory for
-/// every range.
+/// every range. The pool is held weakly: once the download is over, buffers are simply freed (a
+/// reader keeping one chunk does not keep the pool's other buffers alive).
 struct Recycled {
     buf: bytes::BytesMut,
-    pool: Pool,
+    pool: std::sync::Weak<std::sync::Mutex<Vec<bytes::BytesMut>>>,
 }
 
 impl AsRef<[u8]> for Recycled {
@@ -405,7 +413,9 @@ impl AsRef<[u8]> for Recycled {
 
 impl Drop for Recycled {
     fn drop(&mut self) {
-        self.pool.put(std::mem::take(&mut self.buf));
+        if let Some(pool) = self.pool.upgrade() {
+            Pool(pool).put(std::mem::take(&mut self.buf));
+        }
     }
 }
 
@@ -563,9 +573,13 @@ impl Fetch {
     ) -> Result<()> {
         if !info.suite.is_signed() && info.size > self.chunk() {
             let header_bytes = self.bytes(0..info.header_length).await?;
-            let parsed = Header::read(&header_bytes, &options.limits)?;
-            // The metadata is not authenticated: the header decides.
-            if !parsed.header.suite.is_signed() {
+            // The metadata is not authenticated: the header decides. A header that does not
+            // parse from the bytes the metadata points at (or a signed one) is left to the
+            // streaming decryptor, which needs no metadata and reports what is wrong.
+            let parsed = Header::read(&header_bytes, &options.limits)
+                .ok()
+                .filter(|p| !p.header.suite.is_signed());
+            if let Some(parsed) = parsed {
                 let rd = self.open(parsed, options.clone(), info.size).await?;
                 let len = rd.layout().plaintext_len();
                 // (A large message with no plaintext can only be a crafted one: the streaming
@@ -600,9 +614,11 @@ impl Fetch {
             let Some(mut h) = pending.pop_front() else {
                 break;
             };
-            let data = (&mut h.0)
-                .await
-                .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+            // A reader that went away stops the download now, not at the next send.
+            let data = tokio::select! {
+                r = &mut h.0 => r.map_err(|e| Error::Io(std::io::Error::other(e)))??,
+                () = tx.closed() => return Ok(()),
+            };
             let mut d = dec
                 .take()
                 .ok_or_else(|| Error::InvalidArgument("decryptor lost".into()))?;
@@ -687,7 +703,13 @@ impl Fetch {
             u64::from(rd.header().header.frame_length) + s3crypt_core::key::REGULAR_OVERHEAD as u64;
         let frames = (self.chunk() / slot).max(1);
         let span = frames * u64::from(rd.header().header.frame_length);
-        let concurrency = inner.transfer.download_concurrency;
+        // Frames larger than a download range make pieces larger too: keep the bytes in flight
+        // (not the count of pieces) at `download_concurrency` ranges' worth.
+        let piece = frames * slot;
+        let concurrency = usize::try_from(
+            (inner.transfer.download_concurrency as u64 * self.chunk() / piece).max(1),
+        )
+        .unwrap_or(1);
         let mut pending: VecDeque<AbortOnDrop<Bytes>> = VecDeque::new();
         let (mut next, end) = (served.start, served.end);
         loop {
@@ -703,7 +725,7 @@ impl Fetch {
                         ct.truncate(n);
                         Ok(Bytes::from_owner(Recycled {
                             buf: ct,
-                            pool: f.pool.clone(),
+                            pool: Arc::downgrade(&f.pool.0),
                         }))
                     })
                     .await
@@ -713,9 +735,10 @@ impl Fetch {
             let Some(mut h) = pending.pop_front() else {
                 return Ok(());
             };
-            let out = (&mut h.0)
-                .await
-                .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+            let out = tokio::select! {
+                r = &mut h.0 => r.map_err(|e| Error::Io(std::io::Error::other(e)))??,
+                () = tx.closed() => return Ok(()),
+            };
             if tx.send(Msg::Data(out)).await.is_err() {
                 return Ok(());
             }

@@ -293,9 +293,25 @@ async fn a_tampered_object_fails_authentication() {
                 .await
                 .unwrap()
                 .header_length as usize;
-            let slot = 4096 + 28;
+            let slot = 4096 + s3crypt_core::key::REGULAR_OVERHEAD;
+            // Half the frames, then a well-formed empty final frame (marker, sequence number,
+            // IV, zero length) with a made-up tag: a length that fits the metadata, so only
+            // reading that final frame shows the message was cut.
+            let half = (good.len() - h) / slot / 2;
             type Edit = Box<dyn Fn(&mut Vec<u8>)>;
-            let edits: [(&str, Edit); 6] = [
+            let edits: [(&str, Edit); 7] = [
+                (
+                    "cut after a frame and given an empty final frame",
+                    Box::new(move |b| {
+                        b.truncate(h + half * slot);
+                        let seq = u32::try_from(half + 1).unwrap().to_be_bytes();
+                        b.extend_from_slice(&[0xff; 4]);
+                        b.extend_from_slice(&seq);
+                        b.extend_from_slice(&[0; 8]);
+                        b.extend_from_slice(&seq);
+                        b.extend_from_slice(&[0; 4 + 16]);
+                    }),
+                ),
                 (
                     "a flipped body byte",
                     Box::new(|b| {
@@ -345,7 +361,14 @@ async fn a_tampered_object_fails_authentication() {
                     .send()
                     .await
                     .unwrap();
-                let e = get_all(&c, "tamper", "t").await.unwrap_err();
+                let e = match get_all(&c, "tamper", "t").await {
+                    Ok(v) => panic!(
+                        "{:?}, {n} bytes, {what}: accepted, {} bytes returned",
+                        server.kind,
+                        v.len()
+                    ),
+                    Err(e) => e,
+                };
                 assert!(
                     matches!(e.class(), "authentication" | "malformed" | "truncated"),
                     "{:?}, {n} bytes, {what}: {e}",
@@ -365,6 +388,48 @@ async fn a_tampered_object_fails_authentication() {
                 .unwrap();
             assert_eq!(get_all(&c, "tamper", "t").await.unwrap(), pt);
         }
+        // Metadata that calls a signed message unsigned changes nothing: the header decides,
+        // and the message is read in order, signature included.
+        let signed = client(&server, Suite::Aes256GcmHkdfSha512CommitEcdsaP384, 4096);
+        let pt = pattern(12 * MIB + 1234);
+        signed
+            .put_object()
+            .bucket("tamper")
+            .key("s")
+            .body(std::io::Cursor::new(pt.clone()))
+            .send()
+            .await
+            .unwrap();
+        let raw = server
+            .s3()
+            .get_object()
+            .bucket("tamper")
+            .key("s")
+            .customize()
+            .config_override(
+                aws_sdk_s3::config::Builder::default().response_checksum_validation(
+                    aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+                ),
+            )
+            .send()
+            .await
+            .unwrap();
+        let mut meta = raw.metadata().cloned().unwrap();
+        meta.insert("s3crypt-suite".into(), "0x0478".into());
+        let body = raw.body.collect().await.unwrap().into_bytes();
+        server
+            .s3()
+            .put_object()
+            .bucket("tamper")
+            .key("s")
+            .set_metadata(Some(meta))
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .unwrap();
+        let info = signed.head_object("tamper", "s", None).await.unwrap();
+        assert_eq!(info.suite, Suite::DEFAULT, "the metadata was not rewritten");
+        assert_eq!(get_all(&signed, "tamper", "s").await.unwrap(), pt);
     }
 }
 
