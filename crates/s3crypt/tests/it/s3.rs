@@ -270,24 +270,7 @@ async fn a_tampered_object_fails_authentication() {
                 .send()
                 .await
                 .unwrap();
-            // (s3s-fs answers a whole-object GET of a multipart upload with a checksum that is
-            // not the object's: the raw read skips the SDK's check, the edits are checked below.)
-            let raw = server
-                .s3()
-                .get_object()
-                .bucket("tamper")
-                .key("t")
-                .customize()
-                .config_override(
-                    aws_sdk_s3::config::Builder::default().response_checksum_validation(
-                        aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
-                    ),
-                )
-                .send()
-                .await
-                .unwrap();
-            let meta = raw.metadata().cloned();
-            let good = raw.body.collect().await.unwrap().into_bytes().to_vec();
+            let (meta, good) = raw_get(&server, "tamper", "t").await;
             let h = c
                 .head_object("tamper", "t", None)
                 .await
@@ -351,16 +334,7 @@ async fn a_tampered_object_fails_authentication() {
             for (what, edit) in edits {
                 let mut bytes = good.clone();
                 edit(&mut bytes);
-                server
-                    .s3()
-                    .put_object()
-                    .bucket("tamper")
-                    .key("t")
-                    .set_metadata(meta.clone())
-                    .body(ByteStream::from(bytes))
-                    .send()
-                    .await
-                    .unwrap();
+                raw_put(&server, "tamper", "t", meta.clone(), bytes).await;
                 let e = match get_all(&c, "tamper", "t").await {
                     Ok(v) => panic!(
                         "{:?}, {n} bytes, {what}: accepted, {} bytes returned",
@@ -376,16 +350,7 @@ async fn a_tampered_object_fails_authentication() {
                 );
             }
             // The untouched bytes still decrypt: the failures above were the edits'.
-            server
-                .s3()
-                .put_object()
-                .bucket("tamper")
-                .key("t")
-                .set_metadata(meta)
-                .body(ByteStream::from(good))
-                .send()
-                .await
-                .unwrap();
+            raw_put(&server, "tamper", "t", meta, good).await;
             assert_eq!(get_all(&c, "tamper", "t").await.unwrap(), pt);
         }
         // Metadata that calls a signed message unsigned changes nothing: the header decides,
@@ -400,37 +365,63 @@ async fn a_tampered_object_fails_authentication() {
             .send()
             .await
             .unwrap();
-        let raw = server
-            .s3()
-            .get_object()
-            .bucket("tamper")
-            .key("s")
-            .customize()
-            .config_override(
-                aws_sdk_s3::config::Builder::default().response_checksum_validation(
-                    aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
-                ),
-            )
-            .send()
-            .await
-            .unwrap();
-        let mut meta = raw.metadata().cloned().unwrap();
+        let (meta, body) = raw_get(&server, "tamper", "s").await;
+        let mut meta = meta.unwrap();
         meta.insert("s3crypt-suite".into(), "0x0478".into());
-        let body = raw.body.collect().await.unwrap().into_bytes();
-        server
-            .s3()
-            .put_object()
-            .bucket("tamper")
-            .key("s")
-            .set_metadata(Some(meta))
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .unwrap();
+        raw_put(&server, "tamper", "s", Some(meta), body).await;
         let info = signed.head_object("tamper", "s", None).await.unwrap();
         assert_eq!(info.suite, Suite::DEFAULT, "the metadata was not rewritten");
         assert_eq!(get_all(&signed, "tamper", "s").await.unwrap(), pt);
     }
+}
+
+/// The stored bytes and metadata of an object, as S3 has them. (s3s-fs answers a whole-object
+/// GET of a multipart upload with a checksum that is not the object's: this read skips the SDK's
+/// check; what the bytes are is checked by decrypting them.)
+async fn raw_get(
+    server: &Server,
+    bucket: &str,
+    key: &str,
+) -> (Option<std::collections::HashMap<String, String>>, Vec<u8>) {
+    let raw = server
+        .s3()
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .customize()
+        .config_override(
+            aws_sdk_s3::config::Builder::default().response_checksum_validation(
+                aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    let meta = raw.metadata().cloned();
+    (
+        meta,
+        raw.body.collect().await.unwrap().into_bytes().to_vec(),
+    )
+}
+
+/// Stores `bytes` with `meta` as the object, bypassing s3crypt.
+async fn raw_put(
+    server: &Server,
+    bucket: &str,
+    key: &str,
+    meta: Option<std::collections::HashMap<String, String>>,
+    bytes: Vec<u8>,
+) {
+    server
+        .s3()
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .set_metadata(meta)
+        .body(ByteStream::from(bytes))
+        .send()
+        .await
+        .unwrap();
 }
 
 /// A body that fails after `ok` bytes.
