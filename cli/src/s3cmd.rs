@@ -219,9 +219,10 @@ async fn kms_client(s3: &S3Args) -> aws_sdk_kms::Client {
 
 /// [`kms_client`] if `keys` use KMS.
 async fn kms_client_for(s3: &S3Args, keys: &config::Keys) -> Option<aws_sdk_kms::Client> {
-    match keys.kms.is_empty() && keys.discovery.is_none() {
-        true => None,
-        false => Some(kms_client(s3).await),
+    if keys.kms.is_empty() && keys.discovery.is_none() {
+        None
+    } else {
+        Some(kms_client(s3).await)
     }
 }
 
@@ -245,9 +246,10 @@ async fn client_with(
     cache: Option<&Arc<s3crypt_core::keyring::caching::CachingKeyring>>,
 ) -> Result<Client, Failure> {
     let cfg = config::load_config()?;
-    let sse_c_kms_keys = match sse_c.on() {
-        true => config::resolve_sse_c_kms_keys(sse_c, keys, &cfg),
-        false => Vec::new(),
+    let sse_c_kms_keys = if sse_c.on() {
+        config::resolve_sse_c_kms_keys(sse_c, keys, &cfg)
+    } else {
+        Vec::new()
     };
     let keys = config::resolve_keys(keys, &cfg)?;
     // One KMS client (one configuration load) for the keyrings and the SSE-C keys alike.

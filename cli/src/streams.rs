@@ -104,26 +104,6 @@ impl Writeback {
     }
 }
 
-/// The output's writer (see [`Output::writer`]).
-pub struct OutputWriter<'a> {
-    file: &'a mut File,
-    writeback: Option<&'a mut Writeback>,
-}
-
-impl Write for OutputWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.file.write(buf)?;
-        if let Some(w) = self.writeback.as_deref_mut() {
-            w.wrote(self.file, n);
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
-    }
-}
-
 impl Output {
     /// Opens the output. `binary` refuses to write to a terminal; `fsync` flushes a file to disk
     /// before [`Output::commit`] renames it into place (and its directory after).
@@ -178,19 +158,6 @@ impl Output {
         })
     }
 
-    pub fn writer(&mut self) -> OutputWriter<'_> {
-        match self {
-            Output::Stdout(f) | Output::Direct(f) => OutputWriter {
-                file: f,
-                writeback: None,
-            },
-            Output::Atomic { tmp, fsync, .. } => OutputWriter {
-                file: tmp.as_file_mut(),
-                writeback: fsync.as_mut(),
-            },
-        }
-    }
-
     /// Makes the output visible under its name: rename (with `fsync`: flush the file first and
     /// the directory after).
     pub fn commit(self) -> Result<(), Failure> {
@@ -232,11 +199,23 @@ impl Output {
 
 impl Write for Output {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.writer().write(buf)
+        match self {
+            Output::Stdout(f) | Output::Direct(f) => f.write(buf),
+            Output::Atomic { tmp, fsync, .. } => {
+                let n = tmp.as_file_mut().write(buf)?;
+                if let Some(w) = fsync {
+                    w.wrote(tmp.as_file(), n);
+                }
+                Ok(n)
+            }
+        }
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.writer().flush()
+        match self {
+            Output::Stdout(f) | Output::Direct(f) => f.flush(),
+            Output::Atomic { tmp, .. } => tmp.as_file_mut().flush(),
+        }
     }
 }
 

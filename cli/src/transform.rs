@@ -46,13 +46,9 @@ pub fn encrypt(a: EncryptArgs) -> Result<(), Failure> {
     let enc = Encryptor::new(&keyring, &options)?;
     let bar = progress(input.len, a.io.quiet);
     let summary = if input.len.is_some() {
-        pipeline::encrypt_file(enc, &input.file, &mut output.writer(), &popts, |n| {
-            bar.inc(n)
-        })?
+        pipeline::encrypt_file(enc, &input.file, &mut output, &popts, |n| bar.inc(n))?
     } else {
-        pipeline::encrypt(enc, &input.file, &mut output.writer(), &popts, |n| {
-            bar.inc(n)
-        })?
+        pipeline::encrypt(enc, &input.file, &mut output, &popts, |n| bar.inc(n))?
     };
     output.commit()?;
     bar.finish_and_clear();
@@ -92,23 +88,13 @@ pub fn decrypt(a: DecryptArgs) -> Result<(), Failure> {
     let mut output = Output::open(&a.io.output, false, a.io.fsync)?;
     let bar = progress(input.len, a.io.quiet);
     let summary = if input.len.is_some() {
-        pipeline::decrypt_file(
-            &keyring,
-            &options,
-            &input.file,
-            &mut output.writer(),
-            &popts,
-            |n| bar.inc(n),
-        )?
+        pipeline::decrypt_file(&keyring, &options, &input.file, &mut output, &popts, |n| {
+            bar.inc(n)
+        })?
     } else {
-        pipeline::decrypt(
-            &keyring,
-            &options,
-            &input.file,
-            &mut output.writer(),
-            &popts,
-            |n| bar.inc(n),
-        )?
+        pipeline::decrypt(&keyring, &options, &input.file, &mut output, &popts, |n| {
+            bar.inc(n)
+        })?
     };
     output.commit()?;
     bar.finish_and_clear();
@@ -148,13 +134,9 @@ fn decrypt_range(
         .seek(SeekFrom::Start(plan.ciphertext.start))
         .and_then(|_| input.file.read_exact(&mut ct))
         .map_err(|e| Failure::Io(format!("cannot read {}", input.name), e))?;
-    let mut pt = Vec::with_capacity((plan.plaintext.end - plan.plaintext.start) as usize);
-    rd.decrypt(&plan, &mut ct, &mut pt)?;
+    let n = rd.decrypt_in_place(&plan, &mut ct)?;
     let mut output = Output::open(&a.io.output, false, a.io.fsync)?;
-    std::io::Write::write_all(&mut output.writer(), &pt).map_err(|e| match e.kind() {
-        std::io::ErrorKind::BrokenPipe => Failure::BrokenPipe,
-        _ => Failure::Io("cannot write output".into(), e),
-    })?;
+    std::io::Write::write_all(&mut output, &ct[..n]).map_err(crate::streams::write_failure)?;
     output.commit()?;
     if a.io.json {
         eprintln!(

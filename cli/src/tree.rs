@@ -37,6 +37,9 @@ pub fn relative_path(key: &str, prefix: &str) -> Result<Option<PathBuf>, &'stati
     Ok(Some(out))
 }
 
+/// The files a run wrote, by (device, inode), with the object each holds.
+type Written = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(u64, u64), String>>>;
+
 /// The destination directory of a recursive get, used through directory handles only: every
 /// component below it is opened with `O_NOFOLLOW` and files are created and renamed relative to
 /// their parent's handle, so a symlink placed (or swapped in) anywhere below the root is never
@@ -49,7 +52,7 @@ pub fn relative_path(key: &str, prefix: &str) -> Result<Option<PathBuf>, &'stati
 /// rename whose target already is a file of this run, whatever the file system's folding rules.
 pub struct DestDir {
     root: std::os::fd::OwnedFd,
-    written: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(u64, u64), String>>>,
+    written: Written,
     fsync: bool,
 }
 
@@ -62,7 +65,7 @@ pub struct DirFile {
     file: std::fs::File,
     committed: bool,
     label: String,
-    written: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(u64, u64), String>>>,
+    written: Written,
     fsync: bool,
 }
 

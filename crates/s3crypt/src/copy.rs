@@ -27,7 +27,7 @@ use s3crypt_core::{DecryptOptions, EncryptedDataKey, EncryptionContext, Header, 
 use tokio::task::JoinSet;
 
 use crate::client::{not_found_or, Client};
-use crate::download::{head_sse_c, Fetch};
+use crate::download::{head, Fetch};
 use crate::error::{service, Error, Result};
 use crate::location;
 use crate::metadata::{self, ObjectInfo};
@@ -234,11 +234,7 @@ impl CopyObject {
             ));
         }
         let version = self.source_version_id.as_deref();
-        let (info, src_sse) = if self.source_sse_c {
-            head_sse_c(&self.client, &sb, &sk, version).await?
-        } else {
-            (self.client.head_object(&sb, &sk, version).await?, None)
-        };
+        let (info, src_sse) = head(&self.client, &sb, &sk, version, self.source_sse_c).await?;
         if info.suite.is_signed() {
             return Err(Error::Crypto(s3crypt_core::Error::Unsupported(
                 "signed objects (suite 0x0578) cannot be rewrapped or copied with a new header; download and put them again".into(),

@@ -212,16 +212,14 @@ impl GetObject {
                 }
             }
         }
-        let (info, sse) = if self.sse_c {
-            self.head_sse_c(&bucket, &key).await?
-        } else {
-            (
-                self.client
-                    .head_object(&bucket, &key, self.version_id.as_deref())
-                    .await?,
-                None,
-            )
-        };
+        let (info, sse) = head(
+            &self.client,
+            &bucket,
+            &key,
+            self.version_id.as_deref(),
+            self.sse_c,
+        )
+        .await?;
         let fetch = Fetch {
             client: self.client.clone(),
             bucket,
@@ -252,50 +250,43 @@ impl GetObject {
     }
 }
 
-impl GetObject {
-    async fn head_sse_c(
-        &self,
-        bucket: &str,
-        key: &str,
-    ) -> Result<(ObjectInfo, Option<Arc<crate::sse_c::SseCKey>>)> {
-        head_sse_c(&self.client, bucket, key, self.version_id.as_deref()).await
-    }
-}
-
-/// HEAD with each candidate SSE-C key until S3 accepts one.
-pub(crate) async fn head_sse_c(
+/// HEAD of the object to read; with `sse_c`, tried with each candidate SSE-C key until S3 accepts
+/// one, which is returned for the object's other requests.
+pub(crate) async fn head(
     client: &Client,
     bucket: &str,
     key: &str,
     version_id: Option<&str>,
+    sse_c: bool,
 ) -> Result<(ObjectInfo, Option<Arc<crate::sse_c::SseCKey>>)> {
-    {
-        let source = crate::sse_c::source(client.inner.sse_c.as_ref())?;
-        let mut last = None;
-        for i in 0..source.candidates() {
-            // A candidate that cannot be derived (say, a KMS key the caller may not use) must
-            // not hide an older one that works: remember the failure and go on.
-            let k = match source.key(i, bucket, key).await {
-                Ok(k) => k,
-                Err(e) => {
-                    last = Some(e);
-                    continue;
-                }
-            };
-            match client.head_with(bucket, key, version_id, Some(&k)).await {
-                Ok(info) => return Ok((info, Some(Arc::new(k)))),
-                // A wrong SSE-C key is refused with 400 or 403: try the next one.
-                Err(
-                    e @ Error::Service {
-                        status: Some(400 | 403),
-                        ..
-                    },
-                ) => last = Some(e),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| Error::InvalidArgument("no SSE-C key".into())))
+    if !sse_c {
+        return Ok((client.head_object(bucket, key, version_id).await?, None));
     }
+    let source = crate::sse_c::source(client.inner.sse_c.as_ref())?;
+    let mut last = None;
+    for i in 0..source.candidates() {
+        // A candidate that cannot be derived (say, a KMS key the caller may not use) must
+        // not hide an older one that works: remember the failure and go on.
+        let k = match source.key(i, bucket, key).await {
+            Ok(k) => k,
+            Err(e) => {
+                last = Some(e);
+                continue;
+            }
+        };
+        match client.head_with(bucket, key, version_id, Some(&k)).await {
+            Ok(info) => return Ok((info, Some(Arc::new(k)))),
+            // A wrong SSE-C key is refused with 400 or 403: try the next one.
+            Err(
+                e @ Error::Service {
+                    status: Some(400 | 403),
+                    ..
+                },
+            ) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::InvalidArgument("no SSE-C key".into())))
 }
 
 /// How many times a ranged GET whose body broke off is resumed before giving up.

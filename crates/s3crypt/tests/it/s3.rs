@@ -605,6 +605,21 @@ fn check_sse_c_headers(
     seen
 }
 
+async fn put_sse_c(
+    c: &Client,
+    bucket: &str,
+    key: &str,
+    pt: &[u8],
+) -> Result<s3crypt::PutOutput, s3crypt::Error> {
+    c.put_object()
+        .bucket(bucket)
+        .key(key)
+        .sse_c(true)
+        .body(std::io::Cursor::new(pt.to_vec()))
+        .send()
+        .await
+}
+
 async fn get_sse_c(c: &Client, bucket: &str, key: &str, range: Option<ByteRange>) -> Vec<u8> {
     let mut req = c.get_object().bucket(bucket).key(key).sse_c(true);
     if let Some(r) = range {
@@ -658,14 +673,7 @@ async fn sse_c_keys_from_a_kms_hmac_key() {
     let small = pattern(1000);
     let big = pattern(5 * MIB + 1);
     for (key, pt) in [("small", &small), ("dir/big", &big)] {
-        c.put_object()
-            .bucket("ssekms")
-            .key(key)
-            .sse_c(true)
-            .body(std::io::Cursor::new(pt.clone()))
-            .send()
-            .await
-            .unwrap();
+        put_sse_c(&c, "ssekms", key, pt).await.unwrap();
         assert!(&get_sse_c(&c, "ssekms", key, None).await == pt);
         assert_eq!(
             get_sse_c(&c, "ssekms", key, Some(ByteRange::Suffix(10))).await[..],
@@ -723,15 +731,7 @@ async fn sse_c_keys_from_a_kms_hmac_key() {
         .sse_c(source(&symmetric))
         .build()
         .unwrap();
-    let e = bad
-        .put_object()
-        .bucket("ssekms")
-        .key("never")
-        .sse_c(true)
-        .body(std::io::Cursor::new(b"x".to_vec()))
-        .send()
-        .await
-        .unwrap_err();
+    let e = put_sse_c(&bad, "ssekms", "never", b"x").await.unwrap_err();
     assert_eq!(e.class(), "keyring", "{e}");
     assert!(format!("{e}").contains(&symmetric), "{e}");
     assert!(server
@@ -768,23 +768,8 @@ async fn sse_c_headers_on_every_request_with_a_key_per_object() {
     server.start_recording();
     let small = pattern(1000);
     let big = pattern(6 * MIB + 7);
-    c.put_object()
-        .bucket("sse")
-        .key("small")
-        .sse_c(true)
-        .body(std::io::Cursor::new(small.clone()))
-        .send()
-        .await
-        .unwrap();
-    let put = c
-        .put_object()
-        .bucket("sse")
-        .key("big")
-        .sse_c(true)
-        .body(std::io::Cursor::new(big.clone()))
-        .send()
-        .await
-        .unwrap();
+    put_sse_c(&c, "sse", "small", &small).await.unwrap();
+    let put = put_sse_c(&c, "sse", "big", &big).await.unwrap();
     assert_eq!(put.parts, 2);
     for (key, pt) in [("small", &small), ("big", &big)] {
         assert!(&get_sse_c(&c, "sse", key, None).await == pt);
@@ -840,15 +825,7 @@ async fn sse_c_headers_on_every_request_with_a_key_per_object() {
         ))
         .build()
         .unwrap();
-    let e = c
-        .put_object()
-        .bucket("sse")
-        .key("x")
-        .sse_c(true)
-        .body(std::io::Cursor::new(b"x".to_vec()))
-        .send()
-        .await
-        .unwrap_err();
+    let e = put_sse_c(&c, "sse", "x", b"x").await.unwrap_err();
     assert!(
         format!("{e}").contains("refusing to send SSE-C keys over http"),
         "{e}"
