@@ -47,6 +47,20 @@ async fn bucket(server: &Server, name: &str) {
         .unwrap();
 }
 
+async fn put_all(
+    c: &Client,
+    bucket: &str,
+    key: &str,
+    pt: &[u8],
+) -> Result<s3crypt::PutOutput, s3crypt::Error> {
+    c.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(std::io::Cursor::new(pt.to_vec()))
+        .send()
+        .await
+}
+
 async fn get_all(c: &Client, bucket: &str, key: &str) -> Result<Vec<u8>, s3crypt::Error> {
     let out = c.get_object().bucket(bucket).key(key).send().await?;
     let mut v = Vec::new();
@@ -101,14 +115,7 @@ async fn round_trips_across_sizes_parts_and_suites() {
             for n in sizes {
                 let key = format!("obj-{}-{n}", suite.id());
                 let pt = pattern(n);
-                let put = c
-                    .put_object()
-                    .bucket("roundtrip")
-                    .key(&key)
-                    .body(std::io::Cursor::new(pt.clone()))
-                    .send()
-                    .await
-                    .unwrap();
+                let put = put_all(&c, "roundtrip", &key, &pt).await.unwrap();
                 assert_eq!(put.plaintext_length, n as u64);
                 assert_eq!(
                     put.parts > 1,
@@ -141,13 +148,7 @@ async fn ranged_gets_equal_the_slice() {
         let c = client(&server, Suite::DEFAULT, 4096);
         let n = 12 * MIB + 1234; // several download pieces
         let pt = pattern(n);
-        c.put_object()
-            .bucket("ranges")
-            .key("r")
-            .body(std::io::Cursor::new(pt.clone()))
-            .send()
-            .await
-            .unwrap();
+        put_all(&c, "ranges", "r", &pt).await.unwrap();
         let len = n as u64;
         let mut seed = 0x2545F4914F6CDD1Du64;
         let mut specs = vec![
@@ -202,20 +203,8 @@ async fn moved_or_substituted_objects_are_refused() {
     for server in servers() {
         bucket(&server, "loc").await;
         let c = client(&server, Suite::DEFAULT, 65536);
-        c.put_object()
-            .bucket("loc")
-            .key("a")
-            .body(std::io::Cursor::new(b"for a".to_vec()))
-            .send()
-            .await
-            .unwrap();
-        c.put_object()
-            .bucket("loc")
-            .key("b")
-            .body(std::io::Cursor::new(b"for b".to_vec()))
-            .send()
-            .await
-            .unwrap();
+        put_all(&c, "loc", "a", b"for a").await.unwrap();
+        put_all(&c, "loc", "b", b"for b").await.unwrap();
         // Someone with write access but no key copies a's bytes (and metadata) over b.
         let raw = server
             .s3()
@@ -263,13 +252,7 @@ async fn a_tampered_object_fails_authentication() {
         // ranged GET (5 MiB here) in pieces decrypted in parallel: both must refuse every change.
         for n in [200_000, 12 * MIB + 1234] {
             let pt = pattern(n);
-            c.put_object()
-                .bucket("tamper")
-                .key("t")
-                .body(std::io::Cursor::new(pt.clone()))
-                .send()
-                .await
-                .unwrap();
+            put_all(&c, "tamper", "t", &pt).await.unwrap();
             let (meta, good) = raw_get(&server, "tamper", "t").await;
             let h = c
                 .head_object("tamper", "t", None)
@@ -357,14 +340,7 @@ async fn a_tampered_object_fails_authentication() {
         // and the message is read in order, signature included.
         let signed = client(&server, Suite::Aes256GcmHkdfSha512CommitEcdsaP384, 4096);
         let pt = pattern(12 * MIB + 1234);
-        signed
-            .put_object()
-            .bucket("tamper")
-            .key("s")
-            .body(std::io::Cursor::new(pt.clone()))
-            .send()
-            .await
-            .unwrap();
+        put_all(&signed, "tamper", "s", &pt).await.unwrap();
         let (meta, body) = raw_get(&server, "tamper", "s").await;
         let mut meta = meta.unwrap();
         meta.insert("s3crypt-suite".into(), "0x0478".into());
