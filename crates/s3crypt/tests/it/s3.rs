@@ -53,9 +53,20 @@ async fn put_all(
     key: &str,
     pt: &[u8],
 ) -> Result<s3crypt::PutOutput, s3crypt::Error> {
+    put_with(c, bucket, key, pt, false).await
+}
+
+async fn put_with(
+    c: &Client,
+    bucket: &str,
+    key: &str,
+    pt: &[u8],
+    sse_c: bool,
+) -> Result<s3crypt::PutOutput, s3crypt::Error> {
     c.put_object()
         .bucket(bucket)
         .key(key)
+        .sse_c(sse_c)
         .body(std::io::Cursor::new(pt.to_vec()))
         .send()
         .await
@@ -587,13 +598,7 @@ async fn put_sse_c(
     key: &str,
     pt: &[u8],
 ) -> Result<s3crypt::PutOutput, s3crypt::Error> {
-    c.put_object()
-        .bucket(bucket)
-        .key(key)
-        .sse_c(true)
-        .body(std::io::Cursor::new(pt.to_vec()))
-        .send()
-        .await
+    put_with(c, bucket, key, pt, true).await
 }
 
 async fn get_sse_c(c: &Client, bucket: &str, key: &str, range: Option<ByteRange>) -> Vec<u8> {
