@@ -16,7 +16,7 @@ use crate::args::{
 };
 use crate::config::{self, parse_size};
 use crate::exit::Failure;
-use crate::streams::{drain, progress, Output};
+use crate::streams::{progress, save, Output};
 
 pub enum Op {
     Put(PutArgs),
@@ -597,7 +597,7 @@ async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
                     Failure::Io(what.into(), e)
                 })
             };
-            let ((), n) = drain(out.body, output, finish, |_| {}).await?;
+            let ((), n) = save(out.body, output, finish, |_| {}).await?;
             if json {
                 eprintln!(
                     "{}",
@@ -646,7 +646,7 @@ async fn get(a: GetArgs) -> Result<(), Failure> {
             .map(|r| r.end - r.start)
             .or(out.info.plaintext_length);
         let bar = progress(total, a.quiet);
-        let ((), n) = drain(out.body, output, Output::commit, |len| bar.inc(len)).await?;
+        let ((), n) = save(out.body, output, Output::commit, |len| bar.inc(len)).await?;
         bar.finish_and_clear();
         if a.json {
             eprintln!(

@@ -197,8 +197,14 @@ impl Output {
     }
 }
 
+/// Bytes per write call into an output (see `s3crypt`'s downloads, which write files in pieces
+/// of the same size): larger writes make the page cache allocate large folios, whose fresh
+/// memory is slow to touch on virtual machines that hand free memory back to the host.
+pub const WRITE_CHUNK: usize = 64 << 10;
+
 impl Write for Output {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let buf = &buf[..buf.len().min(WRITE_CHUNK)];
         match self {
             Output::Stdout(f) | Output::Direct(f) => f.write(buf),
             Output::Atomic { tmp, fsync, .. } => {
@@ -225,6 +231,124 @@ pub fn write_failure(e: std::io::Error) -> Failure {
         std::io::ErrorKind::BrokenPipe => Failure::BrokenPipe,
         _ => Failure::Io("cannot write output".into(), e),
     }
+}
+
+/// An output that may take writes at offsets: a regular file under a temporary name. Streams
+/// (stdout, pipes, devices) are written in order.
+pub trait Positional {
+    /// The file to write at offsets, if this output is one.
+    fn positional(&self) -> Option<&File>;
+    /// Whether each piece is to be sent on its way to disk as soon as it is written (the file is
+    /// flushed before it is renamed into place).
+    fn early_writeback(&self) -> bool;
+}
+
+impl Positional for Output {
+    fn positional(&self) -> Option<&File> {
+        match self {
+            Output::Atomic { tmp, .. } => Some(tmp.as_file()),
+            Output::Stdout(_) | Output::Direct(_) => None,
+        }
+    }
+
+    fn early_writeback(&self) -> bool {
+        matches!(self, Output::Atomic { fsync: Some(_), .. })
+    }
+}
+
+/// A positional output shared by the download's writers.
+struct At<S> {
+    sink: S,
+    /// Set once a write failed (to tell write errors from download errors).
+    write_failed: AtomicBool,
+}
+
+impl<S: Positional + Send + Sync + 'static> s3crypt::PositionalSink for At<S> {
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        let file = self
+            .sink
+            .positional()
+            .ok_or_else(|| std::io::Error::other("not a positional output"))?;
+        let r = std::os::unix::fs::FileExt::write_all_at(file, buf, offset);
+        if r.is_err() {
+            self.write_failed.store(true, Ordering::SeqCst);
+        } else if self.sink.early_writeback() {
+            // A write that ends past a multiple of STEP sends the STEP bytes before that multiple
+            // on their way to disk (pieces are written front to back, so they are mostly
+            // written by now). Advice only (see `Writeback`): a failure changes nothing but speed.
+            const STEP: u64 = 1 << 20;
+            let end = offset + buf.len() as u64;
+            if end / STEP > offset / STEP && end >= STEP {
+                let _ = rustix::fs::fadvise(
+                    file,
+                    (end / STEP - 1) * STEP,
+                    std::num::NonZeroU64::new(STEP),
+                    rustix::fs::Advice::DontNeed,
+                );
+            }
+        }
+        r
+    }
+
+    fn allocate(&self, len: u64) -> std::io::Result<()> {
+        let Some((file, len)) = self.sink.positional().zip(std::num::NonZeroU64::new(len)) else {
+            return Ok(());
+        };
+        match rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, len.get()) {
+            Ok(()) => Ok(()),
+            // File systems that cannot reserve space (tmpfs can, NFS may not) just write.
+            Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::NOSYS) => Ok(()),
+            Err(e) => {
+                self.write_failed.store(true, Ordering::SeqCst);
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// Writes a download's plaintext into `sink`, then runs `finish` (fsync and rename, say) on a
+/// blocking thread. A regular file takes the plaintext at its offsets, pieces written in parallel
+/// as they authenticate, in any order ([`s3crypt::PlaintextStream::write_at`]); anything else
+/// is written in order ([`drain`]). Returns what `finish` returned and the byte count;
+/// `progress` sees each piece once it is written.
+///
+/// On a download or write error the sink is dropped without `finish` (an atomic output then
+/// removes its temporary file) and the error is returned; so it is when this future is dropped.
+pub async fn save<S, T>(
+    body: s3crypt::PlaintextStream,
+    sink: S,
+    finish: impl FnOnce(S) -> Result<T, Failure> + Send + 'static,
+    progress: impl FnMut(u64) + Send,
+) -> Result<(T, u64), Failure>
+where
+    S: Write + Positional + Send + Sync + 'static,
+    T: Send + 'static,
+{
+    if sink.positional().is_none() {
+        return drain(body, sink, finish, progress).await;
+    }
+    let at = Arc::new(At {
+        sink,
+        write_failed: AtomicBool::new(false),
+    });
+    let n = match body.write_at(Arc::clone(&at), progress).await {
+        Ok(n) => n,
+        Err(s3crypt::Error::Io(e)) if at.write_failed.load(Ordering::SeqCst) => {
+            return Err(write_failure(e))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    // Every piece was written and its writer is gone: the output is ours again.
+    let at = Arc::try_unwrap(at).map_err(|_| {
+        Failure::Io(
+            "cannot write output".into(),
+            std::io::Error::other("the output is still in use"),
+        )
+    })?;
+    let t = tokio::task::spawn_blocking(move || finish(at.sink))
+        .await
+        .map_err(|e| Failure::Io("the writer stopped".into(), std::io::Error::other(e)))??;
+    Ok((t, n))
 }
 
 /// Writes a download's plaintext into `sink` on a blocking thread, then runs `finish` (fsync and

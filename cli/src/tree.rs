@@ -166,11 +166,22 @@ impl DestDir {
 
 impl std::io::Write for DirFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.file.write(buf)
+        self.file
+            .write(&buf[..buf.len().min(crate::streams::WRITE_CHUNK)])
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.file.flush()
+    }
+}
+
+impl crate::streams::Positional for DirFile {
+    fn positional(&self) -> Option<&std::fs::File> {
+        Some(&self.file)
+    }
+
+    fn early_writeback(&self) -> bool {
+        self.fsync
     }
 }
 

@@ -6,7 +6,8 @@
 //!
 //! * [`Client::put_object`]: one PUT for small objects, parallel multipart (sealed on the blocking
 //!   pool, bounded memory) above the threshold; aborted on failure or cancellation.
-//! * [`Client::get_object`]: parallel ranged GETs decrypted in order, or only the frames a
+//! * [`Client::get_object`]: parallel ranged GETs, streamed in order or written into a file at
+//!   their offsets as they verify ([`PlaintextStream::write_at`]), or only the frames a
 //!   plaintext [`ByteRange`] needs; only authenticated plaintext is released.
 //! * Every object's bucket and key are bound into its authenticated encryption context
 //!   ([`location`]), so objects cannot be swapped by someone without the key (or, if the client
@@ -24,9 +25,15 @@
 //! let client = s3crypt::Client::from_env(keyring).await;
 //! client.put_object().bucket("my-bucket").key("report.pdf")
 //!     .body(tokio::fs::File::open("report.pdf").await?).send().await?;
+//! // A stream, in order (to stdout, a socket, ...):
 //! let out = client.get_object().bucket("my-bucket").key("report.pdf").send().await?;
-//! let mut file = tokio::fs::File::create("report.copy.pdf").await?;
-//! out.body.write_to(&mut file).await?;
+//! out.body.write_to(&mut tokio::io::stdout()).await?;
+//! // Into a file, pieces written at their offsets as they verify (fastest for large objects).
+//! // On error the file holds part of the plaintext: write under a temporary name, rename after.
+//! let out = client.get_object().bucket("my-bucket").key("report.pdf").send().await?;
+//! let file = Arc::new(std::fs::File::create("report.pdf.partial")?);
+//! out.body.write_at(file, |_| {}).await?;
+//! std::fs::rename("report.pdf.partial", "report.copy.pdf")?;
 //! # Ok(()) }
 //! ```
 
@@ -43,7 +50,7 @@ mod upload;
 
 pub use client::{s3_config, Client, ClientBuilder, Encryption, Transfer, DEFAULT_READ_TIMEOUT};
 pub use copy::{names_key, CopyObject, CopyOutput, KeepKeys};
-pub use download::{ByteRange, GetObject, GetOutput, PlaintextStream};
+pub use download::{ByteRange, GetObject, GetOutput, PlaintextStream, PositionalSink};
 pub use error::{Error, Result};
 pub use metadata::ObjectInfo;
 pub use upload::{PutObject, PutOutput, StorageOptions};

@@ -241,6 +241,37 @@ async fn downloads_resume_after_resets_and_stalls() {
         let mut v = Vec::new();
         out.body.write_to(&mut v).await.unwrap();
         assert!(v == data[1_000_000..=7_000_000], "{kind:?}");
+
+        // Into a file at offsets (pieces in any order), the pieces meeting the same trouble.
+        let hits = [
+            proxy.inject(1, Fault::Status(503, "SlowDown"), Request::is_ranged_get),
+            proxy.inject(
+                2,
+                Fault::ResetResponse { after: MIB },
+                Request::is_ranged_get,
+            ),
+        ];
+        let out = c
+            .get_object()
+            .bucket("faults")
+            .key("big")
+            .send()
+            .await
+            .unwrap();
+        let file = Arc::new(tempfile::tempfile().unwrap());
+        let n = out
+            .body
+            .write_at(Arc::clone(&file), |_| {})
+            .await
+            .unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+        assert_eq!(n, data.len() as u64);
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut &*file, &mut v).unwrap();
+        assert!(v == data, "{kind:?}: wrong file after retries");
+        assert!(
+            hits.iter().all(|h| h.load(Ordering::SeqCst) > 0),
+            "{kind:?}"
+        );
         drop(server);
     }
 }

@@ -72,10 +72,52 @@ async fn put_with(
         .await
 }
 
+/// Downloads the whole object twice: as a stream, in order, and into a file at offsets
+/// ([`s3crypt::PlaintextStream::write_at`]). Both must agree: the same plaintext, or failing
+/// with the same class of error.
 async fn get_all(c: &Client, bucket: &str, key: &str) -> Result<Vec<u8>, s3crypt::Error> {
-    let out = c.get_object().bucket(bucket).key(key).send().await?;
+    let streamed = async {
+        let out = c.get_object().bucket(bucket).key(key).send().await?;
+        let mut v = Vec::new();
+        out.body.write_to(&mut v).await?;
+        Ok::<_, s3crypt::Error>(v)
+    }
+    .await;
+    let positional = async {
+        let out = c.get_object().bucket(bucket).key(key).send().await?;
+        read_at(out.body).await
+    }
+    .await;
+    match (streamed, positional) {
+        (Ok(a), Ok(b)) => {
+            assert!(
+                a == b,
+                "s3://{bucket}/{key}: the two ways of reading differ"
+            );
+            Ok(a)
+        }
+        (Err(a), Err(b)) => {
+            assert_eq!(a.class(), b.class(), "s3://{bucket}/{key}: {a} / {b}");
+            Err(a)
+        }
+        (a, b) => panic!(
+            "s3://{bucket}/{key}: streamed {:?}, positional {:?}",
+            a.map(|v| v.len()),
+            b.map(|v| v.len())
+        ),
+    }
+}
+
+/// The plaintext written into a new file by [`s3crypt::PlaintextStream::write_at`], checked
+/// against the count it returns and the progress it reported.
+async fn read_at(body: s3crypt::PlaintextStream) -> Result<Vec<u8>, s3crypt::Error> {
+    let file = Arc::new(tempfile::tempfile().unwrap());
+    let mut seen = 0u64;
+    let n = body.write_at(Arc::clone(&file), |len| seen += len).await?;
+    assert_eq!(seen, n, "progress reported");
     let mut v = Vec::new();
-    out.body.write_to(&mut v).await?;
+    std::io::Read::read_to_end(&mut &*file, &mut v).unwrap();
+    assert_eq!(v.len() as u64, n, "bytes in the file");
     Ok(v)
 }
 
@@ -189,9 +231,20 @@ async fn ranged_gets_equal_the_slice() {
             let served = out.range.clone().unwrap();
             let mut v = Vec::new();
             out.body.write_to(&mut v).await.unwrap();
+            let slice = &pt[served.start as usize..served.end as usize];
+            assert!(v[..] == *slice, "{spec:?}");
+            // The same range into a file, at offsets from the range's start.
+            let out = c
+                .get_object()
+                .bucket("ranges")
+                .key("r")
+                .range(spec)
+                .send()
+                .await
+                .unwrap();
             assert!(
-                v[..] == pt[served.start as usize..served.end as usize],
-                "{spec:?}"
+                read_at(out.body).await.unwrap() == *slice,
+                "{spec:?} at offsets"
             );
             let want = spec.resolve(len);
             assert_eq!(served.start, want.start);
@@ -206,6 +259,136 @@ async fn ranged_gets_equal_the_slice() {
             .await
             .unwrap_err();
         assert_eq!(e.class(), "range", "{e}");
+    }
+}
+
+/// A positional sink that records what it is told and can be made to fail its n-th write.
+struct Recorder {
+    file: std::fs::File,
+    allocated: std::sync::Mutex<Vec<u64>>,
+    writes: std::sync::atomic::AtomicUsize,
+    fail_at: Option<usize>,
+}
+
+impl Recorder {
+    fn new(fail_at: Option<usize>) -> Arc<Self> {
+        Arc::new(Self {
+            file: tempfile::tempfile().unwrap(),
+            allocated: Default::default(),
+            writes: Default::default(),
+            fail_at,
+        })
+    }
+
+    fn contents(&self) -> Vec<u8> {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut &self.file, &mut v).unwrap();
+        v
+    }
+
+    fn allocated(&self) -> Vec<u64> {
+        self.allocated.lock().unwrap().clone()
+    }
+}
+
+impl s3crypt::PositionalSink for Recorder {
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        let i = self
+            .writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if Some(i) == self.fail_at {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "the disk is full",
+            ));
+        }
+        std::os::unix::fs::FileExt::write_all_at(&self.file, buf, offset)
+    }
+
+    fn allocate(&self, len: u64) -> std::io::Result<()> {
+        self.allocated.lock().unwrap().push(len);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_at_offsets_reserve_space_and_stop_at_a_write_error() {
+    for server in servers() {
+        bucket(&server, "offsets").await;
+        let c = client(&server, Suite::DEFAULT, 4096);
+        let pt = pattern(12 * MIB + 1234);
+        put_all(&c, "offsets", "big", &pt).await.unwrap();
+        let get = || c.get_object().bucket("offsets").key("big");
+
+        // In parallel pieces: the authenticated length is reserved first, then every byte lands.
+        let sink = Recorder::new(None);
+        let n = get()
+            .send()
+            .await
+            .unwrap()
+            .body
+            .write_at(Arc::clone(&sink), |_| {})
+            .await
+            .unwrap();
+        assert_eq!(n, pt.len() as u64);
+        assert_eq!(sink.allocated(), [pt.len() as u64]);
+        assert!(sink.contents() == pt, "{:?}", server.kind);
+        let writes = sink.writes.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(writes > 12 * 16, "{writes} writes: at most 64 KiB each");
+
+        // A range: its length, at offsets from its start.
+        let sink = Recorder::new(None);
+        let out = get()
+            .range(ByteRange::From(3 * MIB as u64 + 17, Some(9 * MIB as u64)))
+            .send()
+            .await
+            .unwrap();
+        out.body.write_at(Arc::clone(&sink), |_| {}).await.unwrap();
+        assert_eq!(sink.allocated(), [6 * MIB as u64 - 16]);
+        assert!(sink.contents() == pt[3 * MIB + 17..=9 * MIB]);
+
+        // A failing write stops the download with that error.
+        let sink = Recorder::new(Some(5));
+        let e = get()
+            .send()
+            .await
+            .unwrap()
+            .body
+            .write_at(Arc::clone(&sink), |_| {})
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, s3crypt::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull),
+            "{e}"
+        );
+
+        // A stream already being read is written in order from where the reader stopped, each
+        // byte at its own offset; nothing before that is touched.
+        let mut body = get().send().await.unwrap().body;
+        let first = body.next().await.unwrap().unwrap();
+        assert!(!first.is_empty());
+        let sink = Recorder::new(None);
+        let n = body.write_at(Arc::clone(&sink), |_| {}).await.unwrap();
+        assert_eq!(n + first.len() as u64, pt.len() as u64);
+        assert!(sink.allocated().is_empty());
+        let v = sink.contents();
+        assert!(v[first.len()..] == pt[first.len()..]);
+        assert!(v[..first.len()].iter().all(|&b| b == 0));
+
+        // A signed message is read in order through one decryptor, into the file all the same.
+        let signed = client(&server, Suite::Aes256GcmHkdfSha512CommitEcdsaP384, 4096);
+        put_all(&signed, "offsets", "signed", &pt).await.unwrap();
+        let sink = Recorder::new(None);
+        let out = signed
+            .get_object()
+            .bucket("offsets")
+            .key("signed")
+            .send()
+            .await
+            .unwrap();
+        out.body.write_at(Arc::clone(&sink), |_| {}).await.unwrap();
+        assert!(sink.allocated().is_empty());
+        assert!(sink.contents() == pt);
     }
 }
 
