@@ -17,6 +17,7 @@
 
 use std::collections::VecDeque;
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -78,6 +79,8 @@ enum State {
     Running {
         rx: mpsc::Receiver<Msg>,
         finished: bool,
+        /// Whether the stream ended with an error.
+        failed: bool,
         /// Plaintext bytes handed out so far.
         delivered: u64,
     },
@@ -102,6 +105,8 @@ enum What {
         rd: Arc<RangeDecryptor>,
         served: Range<u64>,
     },
+    /// The whole object of `size` bytes, known to need the streaming decryptor.
+    Streamed { size: u64, options: DecryptOptions },
 }
 
 impl std::fmt::Debug for PlaintextStream {
@@ -131,10 +136,13 @@ pub trait PositionalSink: Send + Sync + 'static {
     /// Any I/O error; the download stops with it.
     fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()>;
 
-    /// Told once, before the first write of a parallel download, how many bytes will be written
-    /// (from the authenticated header and the object's size), so that it may reserve the space
-    /// now: a full disk then fails the download before anything is fetched, and writes go to
-    /// blocks already allocated. Called on a blocking thread. The default does nothing.
+    /// Told once, early in a parallel download, how many bytes will be written, so that it may
+    /// reserve the space: a full disk then fails the download at its start rather than near its
+    /// end, and writes go to blocks already allocated. For a range that reaches the end of the
+    /// object the length is only known (the final frame authenticated) after the piece holding
+    /// it was written; for a shorter range it is the range's, before any write. Called on a
+    /// blocking thread. The default (and `std::fs::File`'s) does nothing; the `s3crypt` CLI
+    /// reserves with `fallocate`.
     ///
     /// # Errors
     /// Any I/O error (no space, say); the download stops with it.
@@ -185,6 +193,17 @@ impl PlaintextStream {
         }
     }
 
+    /// An error if the stream already ended with one (reported by [`PlaintextStream::next`]):
+    /// what is left of it must not pass for a complete transfer.
+    fn not_failed(&self) -> Result<()> {
+        match self.state {
+            State::Running { failed: true, .. } => Err(Error::Io(std::io::Error::other(
+                "the download already failed",
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Starts the transfer, in order, if it has not started yet.
     fn start(&mut self) {
         self.state = match std::mem::replace(&mut self.state, State::Over) {
@@ -199,6 +218,7 @@ impl PlaintextStream {
         let State::Running {
             rx,
             finished,
+            failed,
             delivered,
         } = &mut self.state
         else {
@@ -217,11 +237,11 @@ impl PlaintextStream {
                 None
             }
             Some(Msg::Err(e)) => {
-                *finished = true;
+                (*finished, *failed) = (true, true);
                 Some(Err(e))
             }
             None => {
-                *finished = true;
+                (*finished, *failed) = (true, true);
                 Some(Err(Error::Io(std::io::Error::other(
                     "the download stopped before the object was verified",
                 ))))
@@ -235,6 +255,7 @@ impl PlaintextStream {
     /// Any download or decryption error, or [`Error::Io`] if writing fails. On error, `w` may
     /// hold authenticated plaintext from before the failure: write files under a temporary name.
     pub async fn write_to<W: AsyncWrite + Unpin>(mut self, w: &mut W) -> Result<u64> {
+        self.not_failed()?;
         let mut n = 0;
         while let Some(chunk) = self.next().await {
             let chunk = chunk?;
@@ -258,9 +279,11 @@ impl PlaintextStream {
     /// `sink` should start empty: bytes beyond the plaintext's length are left as they are.
     ///
     /// # Errors
-    /// Any download or decryption error, or [`Error::Io`] if a write fails. On error, `sink` may
-    /// hold authenticated plaintext at scattered offsets: write files under a temporary name and
-    /// remove them on error.
+    /// Any download or decryption error, or [`Error::Io`] if a write fails or the stream already
+    /// failed. On error, `sink` may hold authenticated plaintext at scattered offsets: write
+    /// files under a temporary name and remove them on error. Pieces still on the blocking pool
+    /// when this returns (or is dropped) stop before their next write; a write under way (at
+    /// most half a MiB) may still land in the sink, which they hold until then, just after.
     pub async fn write_at<S: PositionalSink>(
         mut self,
         sink: Arc<S>,
@@ -277,14 +300,20 @@ impl PlaintextStream {
                         Some((rd, served)) => {
                             return fetch.pieces_at(&rd, served, sink, progress).await
                         }
-                        None => What::Whole { info, options },
+                        // (Without asking for the header again.)
+                        None => What::Streamed {
+                            size: info.size,
+                            options,
+                        },
                     },
+                    streamed @ What::Streamed { .. } => streamed,
                 };
                 fetch.ordered(what)
             }
             started => started,
         };
         // In order, one chunk at a time off the async threads.
+        self.not_failed()?;
         let State::Running { delivered, .. } = &self.state else {
             return Ok(0);
         };
@@ -732,6 +761,7 @@ impl Fetch {
             state: State::Running {
                 rx,
                 finished: false,
+                failed: false,
                 delivered: 0,
             },
         }
@@ -745,6 +775,9 @@ impl Fetch {
             }
             What::Range { rd, served } => {
                 Self::stream(move |tx| async move { self.pieces(&rd, served, &tx).await })
+            }
+            What::Streamed { size, options } => {
+                Self::stream(move |tx| async move { self.streamed(size, options, &tx).await })
             }
         };
         body.state
@@ -942,31 +975,54 @@ impl Fetch {
     ) -> Result<u64> {
         let (span, concurrency) = self.piece_shape(rd);
         let len = served.end - served.start;
-        let s = Arc::clone(&sink);
-        tokio::task::spawn_blocking(move || s.allocate(len))
-            .await
-            .map_err(|e| Error::Io(std::io::Error::other(e)))??;
-        // Dropping the set (an error, or the caller giving up) aborts the pieces in flight.
-        let mut tasks: JoinSet<Result<u64>> = JoinSet::new();
-        let (mut next, end) = (served.start, served.end);
+        // The space to reserve is the plaintext's length. For a range that reaches the end of the
+        // message, that length comes from the object's size (which anyone who can write the
+        // object chooses) until the piece holding the final frame verified: that piece goes
+        // first, and the reservation waits for it. A range that stops short has the length the
+        // caller asked for.
+        let mut tail = (served.end == rd.layout().plaintext_len())
+            .then(|| ((served.end - 1) / span * span).max(served.start)..served.end);
+        if tail.is_none() {
+            reserve(&sink, len).await?;
+        }
+        let body_end = tail.as_ref().map_or(served.end, |t| t.start);
+        // Pieces still running on the blocking pool when this ends (an error, or the caller
+        // giving up: dropping the set aborts only the async side) stop before their next write.
+        let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
+        let mut tasks: JoinSet<Result<(u64, bool)>> = JoinSet::new();
+        let mut next = served.start;
         let mut written = 0;
         // One write at a time: a file system locks the file for a buffered write anyway, and a
         // writer waiting for that lock spins on the CPU, while one waiting here sleeps.
         let gate = Arc::new(std::sync::Mutex::new(()));
         loop {
-            while tasks.len() < concurrency && next < end {
-                let piece = next..((next / span + 1) * span).min(end);
-                next = piece.end;
+            while tasks.len() < concurrency {
+                let (piece, is_tail) = match tail.take() {
+                    Some(t) => (t, true),
+                    None if next < body_end => {
+                        let p = next..((next / span + 1) * span).min(body_end);
+                        next = p.end;
+                        (p, false)
+                    }
+                    None => break,
+                };
                 let plan = rd.plan(piece)?;
-                let (f, rd, sink, gate) = (self.clone(), rd.clone(), sink.clone(), gate.clone());
+                let (f, rd, sink) = (self.clone(), rd.clone(), sink.clone());
+                let (gate, stop) = (gate.clone(), stop.0.clone());
                 let base = served.start;
                 tasks.spawn(async move {
                     let mut ct = f.bytes_mut(plan.ciphertext.clone()).await?;
                     let pool = f.pool.clone();
                     tokio::task::spawn_blocking(move || {
-                        let r = write_piece(&rd, &plan, &mut ct, sink.as_ref(), &gate, base);
+                        let out = Turns {
+                            sink: sink.as_ref(),
+                            gate: &gate,
+                            stop: &stop,
+                            base,
+                        };
+                        let r = write_piece(&rd, &plan, &mut ct, &out);
                         pool.put(ct);
-                        r
+                        r.map(|n| (n, is_tail))
                     })
                     .await
                     .map_err(|e| Error::Io(std::io::Error::other(e)))?
@@ -975,7 +1031,11 @@ impl Fetch {
             let Some(done) = tasks.join_next().await else {
                 return Ok(written);
             };
-            let n = done.map_err(|e| Error::Io(std::io::Error::other(e)))??;
+            let (n, was_tail) = done.map_err(|e| Error::Io(std::io::Error::other(e)))??;
+            if was_tail {
+                // The final frame verified: the message is as long as its layout says.
+                reserve(&sink, len).await?;
+            }
             written += n;
             progress(n);
         }
@@ -1027,16 +1087,41 @@ const WRITE_STEP: u64 = 512 << 10;
 /// GiB downloaded against 0.87 s for 32 or 64 KiB writes (the size `cp`-like tools use).
 const WRITE_CHUNK: usize = 64 << 10;
 
+/// Where a piece of [`Fetch::pieces_at`] writes: the sink, at offsets less `base`, one writer at
+/// a time (`gate`), unless the download is over (`stop`).
+struct Turns<'a, S: ?Sized> {
+    sink: &'a S,
+    gate: &'a std::sync::Mutex<()>,
+    stop: &'a AtomicBool,
+    base: u64,
+}
+
+/// Sets its flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Reserves `len` bytes in `sink` (see [`PositionalSink::allocate`]), off the async threads.
+async fn reserve<S: PositionalSink>(sink: &Arc<S>, len: u64) -> Result<()> {
+    let s = Arc::clone(sink);
+    tokio::task::spawn_blocking(move || s.allocate(len))
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+    Ok(())
+}
+
 /// Authenticates and decrypts `ct` (the ciphertext of `plan`) in place, a few frames at a time,
-/// writing each step's plaintext into `sink` at its offset less `base` right after it verified,
-/// holding `gate` while it writes. Returns the bytes written.
+/// writing each step's plaintext at its offset right after it verified. Returns the bytes
+/// written.
 fn write_piece<S: PositionalSink + ?Sized>(
     rd: &RangeDecryptor,
     plan: &s3crypt_core::range::RangePlan,
     ct: &mut [u8],
-    sink: &S,
-    gate: &std::sync::Mutex<()>,
-    base: u64,
+    out: &Turns<'_, S>,
 ) -> Result<u64> {
     let frame = u64::from(rd.header().header.frame_length);
     // Steps end on multiples of `step` (whole frames), so no frame is in two steps even when
@@ -1055,12 +1140,16 @@ fn write_piece<S: PositionalSink + ?Sized>(
             .ok_or_else(|| Error::InvalidArgument("the piece's ciphertext is short".into()))?;
         let n = rd.decrypt_in_place(&sub, buf)?;
         // (A writer that panicked poisons the gate; what it guards is only the turn to write.)
-        let _turn = gate
+        let _turn = out
+            .gate
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut offset = at - base;
+        if out.stop.load(Ordering::SeqCst) {
+            return Err(Error::Cancelled);
+        }
+        let mut offset = at - out.base;
         for w in buf[..n].chunks(WRITE_CHUNK) {
-            sink.write_all_at(w, offset)?;
+            out.sink.write_all_at(w, offset)?;
             offset += w.len() as u64;
         }
         at = end;

@@ -32,8 +32,13 @@
 //! // On error the file holds part of the plaintext: write under a temporary name, rename after.
 //! let out = client.get_object().bucket("my-bucket").key("report.pdf").send().await?;
 //! let file = Arc::new(std::fs::File::create("report.pdf.partial")?);
-//! out.body.write_at(file, |_| {}).await?;
-//! std::fs::rename("report.pdf.partial", "report.copy.pdf")?;
+//! match out.body.write_at(file, |_| {}).await {
+//!     Ok(_) => std::fs::rename("report.pdf.partial", "report.copy.pdf")?,
+//!     Err(e) => {
+//!         let _ = std::fs::remove_file("report.pdf.partial");
+//!         return Err(e);
+//!     }
+//! }
 //! # Ok(()) }
 //! ```
 

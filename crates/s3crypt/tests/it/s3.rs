@@ -362,6 +362,36 @@ async fn writes_at_offsets_reserve_space_and_stop_at_a_write_error() {
             "{e}"
         );
 
+        // An object made longer by someone without the key reserves nothing: the final frame,
+        // read first, does not verify.
+        let (meta, good) = raw_get(&server, "offsets", "big").await;
+        let mut padded = good.clone();
+        padded.resize(good.len() + 64 * MIB, 0);
+        raw_put(&server, "offsets", "big", meta.clone(), padded).await;
+        let sink = Recorder::new(None);
+        let e = get()
+            .send()
+            .await
+            .unwrap()
+            .body
+            .write_at(Arc::clone(&sink), |_| {})
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e.class(), "authentication" | "malformed" | "truncated"),
+            "{e}"
+        );
+        assert!(sink.allocated().is_empty(), "{:?}", sink.allocated());
+        // A stream that failed stays failed: what is left of it is not a complete transfer.
+        let mut body = get().send().await.unwrap().body;
+        while let Some(r) = body.next().await {
+            if r.is_err() {
+                break;
+            }
+        }
+        assert!(body.write_at(Recorder::new(None), |_| {}).await.is_err());
+        raw_put(&server, "offsets", "big", meta, good).await;
+
         // A stream already being read is written in order from where the reader stopped, each
         // byte at its own offset; nothing before that is touched.
         let mut body = get().send().await.unwrap().body;
