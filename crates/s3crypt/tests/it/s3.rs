@@ -311,6 +311,15 @@ impl s3crypt::PositionalSink for Recorder {
     }
 }
 
+/// Sends `req` and writes its body into `sink` at offsets.
+async fn write_into(req: s3crypt::GetObject, sink: &Arc<Recorder>) -> Result<u64, s3crypt::Error> {
+    req.send()
+        .await?
+        .body
+        .write_at(Arc::clone(sink), |_| {})
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_at_offsets_reserve_space_and_stop_at_a_write_error() {
     for server in servers() {
@@ -320,16 +329,10 @@ async fn writes_at_offsets_reserve_space_and_stop_at_a_write_error() {
         put_all(&c, "offsets", "big", &pt).await.unwrap();
         let get = || c.get_object().bucket("offsets").key("big");
 
-        // In parallel pieces: the authenticated length is reserved first, then every byte lands.
+        // In parallel pieces: every byte lands, and the length is reserved (once the final
+        // frame verified).
         let sink = Recorder::new(None);
-        let n = get()
-            .send()
-            .await
-            .unwrap()
-            .body
-            .write_at(Arc::clone(&sink), |_| {})
-            .await
-            .unwrap();
+        let n = write_into(get(), &sink).await.unwrap();
         assert_eq!(n, pt.len() as u64);
         assert_eq!(sink.allocated(), [pt.len() as u64]);
         assert!(sink.contents() == pt, "{:?}", server.kind);
@@ -338,23 +341,13 @@ async fn writes_at_offsets_reserve_space_and_stop_at_a_write_error() {
 
         // A range: its length, at offsets from its start.
         let sink = Recorder::new(None);
-        let out = get()
-            .range(ByteRange::From(3 * MIB as u64 + 17, Some(9 * MIB as u64)))
-            .send()
-            .await
-            .unwrap();
-        out.body.write_at(Arc::clone(&sink), |_| {}).await.unwrap();
+        let range = ByteRange::From(3 * MIB as u64 + 17, Some(9 * MIB as u64));
+        write_into(get().range(range), &sink).await.unwrap();
         assert_eq!(sink.allocated(), [6 * MIB as u64 - 16]);
         assert!(sink.contents() == pt[3 * MIB + 17..=9 * MIB]);
 
         // A failing write stops the download with that error.
-        let sink = Recorder::new(Some(5));
-        let e = get()
-            .send()
-            .await
-            .unwrap()
-            .body
-            .write_at(Arc::clone(&sink), |_| {})
+        let e = write_into(get(), &Recorder::new(Some(5)))
             .await
             .unwrap_err();
         assert!(
@@ -369,14 +362,7 @@ async fn writes_at_offsets_reserve_space_and_stop_at_a_write_error() {
         padded.resize(good.len() + 64 * MIB, 0);
         raw_put(&server, "offsets", "big", meta.clone(), padded).await;
         let sink = Recorder::new(None);
-        let e = get()
-            .send()
-            .await
-            .unwrap()
-            .body
-            .write_at(Arc::clone(&sink), |_| {})
-            .await
-            .unwrap_err();
+        let e = write_into(get(), &sink).await.unwrap_err();
         assert!(
             matches!(e.class(), "authentication" | "malformed" | "truncated"),
             "{e}"
@@ -409,14 +395,8 @@ async fn writes_at_offsets_reserve_space_and_stop_at_a_write_error() {
         let signed = client(&server, Suite::Aes256GcmHkdfSha512CommitEcdsaP384, 4096);
         put_all(&signed, "offsets", "signed", &pt).await.unwrap();
         let sink = Recorder::new(None);
-        let out = signed
-            .get_object()
-            .bucket("offsets")
-            .key("signed")
-            .send()
-            .await
-            .unwrap();
-        out.body.write_at(Arc::clone(&sink), |_| {}).await.unwrap();
+        let req = signed.get_object().bucket("offsets").key("signed");
+        write_into(req, &sink).await.unwrap();
         assert!(sink.allocated().is_empty());
         assert!(sink.contents() == pt);
     }
