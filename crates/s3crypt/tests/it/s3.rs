@@ -220,30 +220,17 @@ async fn ranged_gets_equal_the_slice() {
             specs.push(ByteRange::From(a, Some(b)));
         }
         for spec in specs {
-            let out = c
-                .get_object()
-                .bucket("ranges")
-                .key("r")
-                .range(spec)
-                .send()
-                .await
-                .unwrap();
+            let get = || c.get_object().bucket("ranges").key("r").range(spec);
+            let out = get().send().await.unwrap();
             let served = out.range.clone().unwrap();
             let mut v = Vec::new();
             out.body.write_to(&mut v).await.unwrap();
             let slice = &pt[served.start as usize..served.end as usize];
             assert!(v[..] == *slice, "{spec:?}");
             // The same range into a file, at offsets from the range's start.
-            let out = c
-                .get_object()
-                .bucket("ranges")
-                .key("r")
-                .range(spec)
-                .send()
-                .await
-                .unwrap();
+            let body = get().send().await.unwrap().body;
             assert!(
-                read_at(out.body).await.unwrap() == *slice,
+                read_at(body).await.unwrap() == *slice,
                 "{spec:?} at offsets"
             );
             let want = spec.resolve(len);
