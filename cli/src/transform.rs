@@ -112,6 +112,9 @@ pub fn decrypt(a: DecryptArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Plaintext bytes `decrypt --range` reads, authenticates and writes at a time (whole frames).
+const RANGE_STEP: u64 = 8 << 20;
+
 fn decrypt_range(
     a: &DecryptArgs,
     range: &str,
@@ -128,15 +131,28 @@ fn decrypt_range(
     let (parsed, _) = s3crypt_core::header::read_from(&mut input.file, &options.limits)?;
     let rd = RangeDecryptor::new(parsed, keyring, options, total)?;
     let plan = rd.plan(spec.resolve(rd.layout().plaintext_len()))?;
-    let mut ct = vec![0u8; (plan.ciphertext.end - plan.ciphertext.start) as usize];
-    input
-        .file
-        .seek(SeekFrom::Start(plan.ciphertext.start))
-        .and_then(|_| input.file.read_exact(&mut ct))
-        .map_err(|e| Failure::Io(format!("cannot read {}", input.name), e))?;
-    let n = rd.decrypt_in_place(&plan, &mut ct)?;
     let mut output = Output::open(&a.io.output, false, a.io.fsync)?;
-    std::io::Write::write_all(&mut output, &ct[..n]).map_err(crate::streams::write_failure)?;
+    // Whole frames of about RANGE_STEP bytes at a time, each authenticated before it is written:
+    // memory stays bounded whatever the range (a range that reaches the end includes the final
+    // frame in its last step, so truncation is still detected).
+    let frame = u64::from(rd.header().header.frame_length);
+    let step = (RANGE_STEP / frame).max(1) * frame;
+    let mut ct = Vec::new();
+    let mut at = plan.plaintext.start;
+    while at < plan.plaintext.end {
+        let sub = rd.plan(at..((at / step + 1) * step).min(plan.plaintext.end))?;
+        let len = usize::try_from(sub.ciphertext.end - sub.ciphertext.start)
+            .map_err(|_| Failure::Usage("--range: frames too large for this platform".into()))?;
+        ct.resize(len, 0);
+        input
+            .file
+            .seek(SeekFrom::Start(sub.ciphertext.start))
+            .and_then(|_| input.file.read_exact(&mut ct))
+            .map_err(|e| Failure::Io(format!("cannot read {}", input.name), e))?;
+        let n = rd.decrypt_in_place(&sub, &mut ct)?;
+        std::io::Write::write_all(&mut output, &ct[..n]).map_err(crate::streams::write_failure)?;
+        at = sub.plaintext.end;
+    }
     output.commit()?;
     if a.io.json {
         eprintln!(
