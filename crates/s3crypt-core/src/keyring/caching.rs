@@ -382,15 +382,19 @@ impl Keyring for CachingKeyring {
                 return Ok(());
             }
             // The fill this message waited for failed: report that, rather than have every
-            // waiter repeat the failing call one after the other.
-            if let (Some(g), Some((failed, why))) = (waited_on, guard.failed.get(&id)) {
-                if g == *failed {
-                    return Err(Error::Keyring(why.clone()));
+            // waiter repeat the failing call one after the other. The record goes once the
+            // last of its waiters read it.
+            if let Some(g) = waited_on {
+                if let Some(why) = guard.take_failure(&id, g) {
+                    return Err(Error::Keyring(why));
                 }
             }
-            match guard.filling.get(&id) {
-                Some(&g) if coalesce => {
-                    waited_on = Some(g);
+            match guard.filling.get_mut(&id) {
+                Some(fill) if coalesce => {
+                    if waited_on != Some(fill.generation) {
+                        fill.waiters += 1;
+                        waited_on = Some(fill.generation);
+                    }
                     guard = self
                         .filled
                         .wait(guard)
@@ -398,10 +402,17 @@ impl Keyring for CachingKeyring {
                 }
                 _ => {
                     guard.generation += 1;
-                    let g = guard.generation;
-                    guard.filling.insert(id, g);
+                    let generation = guard.generation;
+                    guard.filling.insert(
+                        id,
+                        Fill {
+                            generation,
+                            waiters: 0,
+                        },
+                    );
+                    // An older failure's remaining waiters wait for this fill instead.
                     guard.failed.remove(&id);
-                    break (now, g);
+                    break (now, generation);
                 }
             }
         };
@@ -418,7 +429,12 @@ impl Keyring for CachingKeyring {
         let mut fresh = EncryptionMaterials::new(materials.suite(), materials.context().clone())
             .with_plaintext_length(Some(self.limits.max_bytes));
         if let Err(e) = self.inner.on_encrypt(&mut fresh) {
-            filling.failure = Some(e.to_string());
+            // Waiters get a keyring error with the same text (not "keyring error: keyring
+            // error: ...").
+            filling.failure = Some(match &e {
+                Error::Keyring(why) => why.clone(),
+                other => other.to_string(),
+            });
             return Err(e);
         }
         let (_, _, data_key, edks) = fresh.into_parts();
@@ -476,11 +492,25 @@ struct Filling<'a> {
 impl Drop for Filling<'_> {
     fn drop(&mut self) {
         let mut cache = self.keyring.lock();
-        if cache.filling.get(&self.id) == Some(&self.generation) {
-            cache.filling.remove(&self.id);
-        }
-        if let Some(why) = self.failure.take() {
-            cache.failed.insert(self.id, (self.generation, why));
+        let waiters = match cache.filling.get(&self.id) {
+            Some(fill) if fill.generation == self.generation => {
+                let n = fill.waiters;
+                cache.filling.remove(&self.id);
+                n
+            }
+            _ => 0,
+        };
+        // A failure is kept only for the messages that waited for this fill (and only until
+        // each read it), so failures for many contexts do not pile up.
+        if let Some(why) = self.failure.take().filter(|_| waiters > 0) {
+            cache.failed.insert(
+                self.id,
+                Failed {
+                    generation: self.generation,
+                    why,
+                    unread: waiters,
+                },
+            );
         }
         drop(cache);
         self.keyring.filled.notify_all();
@@ -508,13 +538,29 @@ struct Cache {
     by_age: BTreeMap<(Instant, u64), CacheId>,
     by_use: BTreeMap<u64, CacheId>,
     tick: u64,
-    /// Contexts whose data key the inner keyring is being asked for right now (with the fill's
-    /// generation number).
-    filling: HashMap<CacheId, u64>,
-    /// The last failed fill of a context (generation, error), for the messages that waited on it.
-    failed: HashMap<CacheId, (u64, String)>,
+    /// Contexts whose data key the inner keyring is being asked for right now.
+    filling: HashMap<CacheId, Fill>,
+    /// The last failed fill of a context, until every message that waited for it read it.
+    failed: HashMap<CacheId, Failed>,
     /// Fills started so far.
     generation: u64,
+}
+
+/// A data key request in progress for one context.
+struct Fill {
+    /// The fill's number (see [`Cache::generation`]).
+    generation: u64,
+    /// Messages waiting for it.
+    waiters: usize,
+}
+
+/// A failed fill, kept for the messages that waited for it.
+struct Failed {
+    generation: u64,
+    /// The inner keyring's error message.
+    why: String,
+    /// Waiters that have not read it yet.
+    unread: usize,
 }
 
 fn expired(now: Instant, created: Instant, limits: &CacheLimits) -> bool {
@@ -522,6 +568,21 @@ fn expired(now: Instant, created: Instant, limits: &CacheLimits) -> bool {
 }
 
 impl Cache {
+    /// The error of fill `generation` of `id` if it failed, for one of its waiters; the record
+    /// goes with its last waiter.
+    fn take_failure(&mut self, id: &CacheId, generation: u64) -> Option<String> {
+        let failed = self.failed.get_mut(id)?;
+        if failed.generation != generation {
+            return None;
+        }
+        failed.unread = failed.unread.saturating_sub(1);
+        let why = failed.why.clone();
+        if failed.unread == 0 {
+            self.failed.remove(id);
+        }
+        Some(why)
+    }
+
     fn next_tick(&mut self) -> u64 {
         self.tick += 1;
         self.tick
@@ -1147,5 +1208,80 @@ mod tests {
         // Another context is filled independently.
         materials_for(&cached, Suite::DEFAULT, ctx(&[("other", "1")]), Some(1));
         assert_eq!(counting.calls(), 5);
+    }
+
+    /// An inner keyring whose calls fail, each once the test lets it go on.
+    #[derive(Debug, Default)]
+    struct Failing {
+        calls: AtomicU64,
+        go: Mutex<bool>,
+        went: std::sync::Condvar,
+    }
+
+    impl Failing {
+        fn release(&self) {
+            *self.go.lock().unwrap() = true;
+            self.went.notify_all();
+        }
+    }
+
+    impl Keyring for Failing {
+        fn on_encrypt(&self, _: &mut EncryptionMaterials) -> Result<()> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let go = self.go.lock().unwrap();
+            drop(self.went.wait_while(go, |go| !*go).unwrap());
+            Err(Error::Keyring("the key service is down".into()))
+        }
+
+        fn on_decrypt(&self, _: &mut DecryptionMaterials, _: &[EncryptedDataKey]) -> Result<()> {
+            unreachable!("not used")
+        }
+    }
+
+    fn fails(k: &dyn Keyring, context: EncryptionContext) -> String {
+        let mut m =
+            EncryptionMaterials::new(Suite::DEFAULT, context).with_plaintext_length(Some(1));
+        match k.on_encrypt(&mut m) {
+            Err(Error::Keyring(why)) => why,
+            other => panic!("expected a keyring error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_failed_fill_fails_its_waiters_once_and_is_not_kept() {
+        let inner = Arc::new(Failing::default());
+        let cached = CachingKeyring::new(inner.clone(), limits(1000, 1 << 40, 4)).unwrap();
+        std::thread::scope(|s| {
+            let threads: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| fails(&cached, ctx(&[("a", "1")]))))
+                .collect();
+            // Let the fill fail only once the seven other messages wait for it.
+            while cached
+                .lock()
+                .filling
+                .values()
+                .map(|f| f.waiters)
+                .sum::<usize>()
+                < 7
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            inner.release();
+            for t in threads {
+                assert_eq!(t.join().unwrap(), "the key service is down");
+            }
+        });
+        assert_eq!(
+            inner.calls.load(Ordering::SeqCst),
+            1,
+            "one request for eight messages"
+        );
+        // Failures for many contexts leave nothing behind (a long-running service sees many).
+        for i in 0..100 {
+            fails(&cached, ctx(&[("n", &i.to_string())]));
+        }
+        assert_eq!(inner.calls.load(Ordering::SeqCst), 101);
+        let cache = cached.lock();
+        assert!(cache.failed.is_empty() && cache.filling.is_empty() && cache.entries.is_empty());
     }
 }
