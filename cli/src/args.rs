@@ -111,7 +111,8 @@ pub struct RewrapArgs {
     #[arg(long = "add-kms-key", value_name = "ID")]
     pub add_kms_keys: Vec<String>,
     /// Drop the wrapped key of NAME (repeatable): NAMESPACE/NAME or NAME for a keyring key, the
-    /// key ARN for KMS (as `s3crypt inspect` shows them).
+    /// key ARN for KMS (as `s3crypt inspect` shows them). A bare NAME that names keys of two
+    /// namespaces in an object is refused for that object.
     #[arg(long = "remove-key", value_name = "NAME")]
     pub remove_keys: Vec<String>,
     /// Require this encryption context pair (repeatable).

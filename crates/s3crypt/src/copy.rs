@@ -45,7 +45,8 @@ pub enum KeepKeys {
     /// when the object changes location).
     None,
     /// All but those these selectors name: a raw AES key as `namespace/name` or `name`, a KMS
-    /// key by its ARN (as stored in the header).
+    /// key by its ARN (as stored in the header). A bare `name` that names keys of more than one
+    /// namespace in an object is refused for that object, rather than removing them all.
     AllBut(Vec<String>),
 }
 
@@ -56,6 +57,31 @@ impl KeepKeys {
             KeepKeys::None => false,
             KeepKeys::AllBut(names) => !names.iter().any(|n| names_key(n, e)),
         }
+    }
+
+    /// Refuses a selector that names keys of more than one namespace among `edks`.
+    fn check(&self, edks: &[EncryptedDataKey]) -> Result<()> {
+        let KeepKeys::AllBut(names) = self else {
+            return Ok(());
+        };
+        for n in names {
+            let mut namespaces: Vec<&str> = edks
+                .iter()
+                .filter(|e| {
+                    s3crypt_core::keyring::raw_aes::key_name_of(e).is_some() && names_key(n, e)
+                })
+                .map(|e| e.provider_id.as_str())
+                .collect();
+            namespaces.sort_unstable();
+            namespaces.dedup();
+            if namespaces.len() > 1 {
+                return Err(Error::InvalidArgument(format!(
+                    "key name {n:?} names keys of namespaces {}: name one as NAMESPACE/NAME",
+                    namespaces.join(", ")
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -300,6 +326,7 @@ impl CopyObject {
         location::bind_with(&mut context, &db, &dk, binding)?;
         let same_context = context == old.header.context;
         let keep = if same_context {
+            self.keep.check(&old.header.encrypted_data_keys)?;
             self.keep.clone()
         } else {
             KeepKeys::None
@@ -623,5 +650,31 @@ mod tests {
     fn copy_source_encodes_the_key_but_slashes() {
         assert_eq!(copy_source("b", "a/b c+ü", None), "b/a/b%20c%2B%C3%BC");
         assert_eq!(copy_source("b", "k", Some("v1+")), "b/k?versionId=v1%2B");
+    }
+
+    #[test]
+    fn a_bare_key_name_of_two_namespaces_is_refused() {
+        use s3crypt_core::keyring::raw_aes::{RawAesKeyring, WrappingKey};
+        use s3crypt_core::keyring::EncryptionMaterials;
+        use s3crypt_core::{Keyring, Suite};
+        let mut m = EncryptionMaterials::new(Suite::DEFAULT, EncryptionContext::new());
+        for (ns, name) in [("team", "k"), ("backup", "k"), ("team", "old")] {
+            RawAesKeyring::new(ns, name, WrappingKey::from_bytes([1; 32]))
+                .unwrap()
+                .on_encrypt(&mut m)
+                .unwrap();
+        }
+        let edks = m.encrypted_data_keys();
+        let remove =
+            |names: &[&str]| KeepKeys::AllBut(names.iter().map(|n| n.to_string()).collect());
+        let e = remove(&["old", "k"]).check(edks).unwrap_err();
+        assert!(e.to_string().contains("backup, team"), "{e}");
+        // Qualified names, and bare names of one namespace, are fine.
+        for names in [&["team/k", "old"][..], &["backup/k"], &["gone"]] {
+            let keep = remove(names);
+            keep.check(edks).unwrap();
+            let kept = edks.iter().filter(|e| keep.keeps(e)).count();
+            assert_eq!(kept, 3 - names.iter().filter(|n| **n != "gone").count());
+        }
     }
 }
