@@ -160,7 +160,7 @@ impl SseCArgs {
 
 /// Where S3 is and how to reach it (the standard AWS environment and profiles apply too).
 #[derive(Debug, Args, Clone)]
-pub struct S3Args {
+pub struct Endpoint {
     /// S3 endpoint for S3-compatible stores (also AWS_ENDPOINT_URL); implies path-style.
     #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
@@ -173,6 +173,13 @@ pub struct S3Args {
     /// Path-style addressing (bucket in the path, not the host name).
     #[arg(long)]
     pub path_style: bool,
+}
+
+/// [`Endpoint`], and how objects are transferred and bound to their location.
+#[derive(Debug, Args, Clone)]
+pub struct S3Args {
+    #[command(flatten)]
+    pub endpoint: Endpoint,
     /// Parts (uploads) or ranged GETs (downloads) in flight at once [default: 8 parts, 16
     /// ranges].
     #[arg(long, value_name = "N")]
@@ -300,7 +307,7 @@ pub struct GetArgs {
 #[derive(Debug, Args)]
 pub struct LsArgs {
     #[command(flatten)]
-    pub s3: S3Args,
+    pub s3: Endpoint,
     /// Machine-readable output (one JSON object per line).
     #[arg(long)]
     pub json: bool,
@@ -312,7 +319,7 @@ pub struct LsArgs {
 #[derive(Debug, Args)]
 pub struct RmArgs {
     #[command(flatten)]
-    pub s3: S3Args,
+    pub s3: Endpoint,
     /// s3://bucket/key.
     #[arg(value_name = "S3URL")]
     pub url: String,
@@ -438,7 +445,7 @@ pub struct InspectArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub s3: S3Args,
+    pub s3: Endpoint,
     /// Message file ("-" or absent: stdin), or s3://bucket/key.
     #[arg(value_name = "IN")]
     pub input: Option<PathBuf>,

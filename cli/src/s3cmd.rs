@@ -12,7 +12,7 @@ use serde_json::json;
 use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::args::{
-    CopyArgs, GetArgs, InspectArgs, LsArgs, PutArgs, RewrapArgs, RmArgs, S3Args, SseCArgs,
+    CopyArgs, Endpoint, GetArgs, InspectArgs, LsArgs, PutArgs, RewrapArgs, RmArgs, S3Args, SseCArgs,
 };
 use crate::config::{self, parse_size};
 use crate::exit::Failure;
@@ -62,7 +62,7 @@ fn object_url(s: &str) -> Result<(String, String), Failure> {
     Ok((b, k))
 }
 
-async fn s3_client(a: &S3Args) -> aws_sdk_s3::Client {
+async fn s3_client(a: &Endpoint) -> aws_sdk_s3::Client {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
     if let Some(p) = &a.profile {
         loader = loader.profile_name(p);
@@ -204,7 +204,7 @@ async fn client(
 /// A KMS client for `--profile` and `--region` (and the standard AWS environment), when KMS keys
 /// are used. `--endpoint-url` is S3's; KMS endpoints come from `AWS_ENDPOINT_URL_KMS` or
 /// `AWS_ENDPOINT_URL`. Keys named by ARN are called in their own region whatever `--region` says.
-async fn kms_client(s3: &S3Args) -> aws_sdk_kms::Client {
+async fn kms_client(s3: &Endpoint) -> aws_sdk_kms::Client {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .retry_config(s3crypt_kms::recommended_retry_config())
         .timeout_config(s3crypt_kms::recommended_timeout_config());
@@ -218,7 +218,7 @@ async fn kms_client(s3: &S3Args) -> aws_sdk_kms::Client {
 }
 
 /// [`kms_client`] if `keys` use KMS.
-async fn kms_client_for(s3: &S3Args, keys: &config::Keys) -> Option<aws_sdk_kms::Client> {
+async fn kms_client_for(s3: &Endpoint, keys: &config::Keys) -> Option<aws_sdk_kms::Client> {
     if keys.kms.is_empty() && keys.discovery.is_none() {
         None
     } else {
@@ -255,18 +255,18 @@ async fn client_with(
     // One KMS client (one configuration load) for the keyrings and the SSE-C keys alike.
     // (A caching keyring was built with its own.)
     let keyring_kms = match cache {
-        None => kms_client_for(s3, &keys).await,
+        None => kms_client_for(&s3.endpoint, &keys).await,
         Some(_) => None,
     };
     let kms = match keyring_kms {
-        None if !sse_c_kms_keys.is_empty() => Some(kms_client(s3).await),
+        None if !sse_c_kms_keys.is_empty() => Some(kms_client(&s3.endpoint).await),
         kms => kms,
     };
     let keyring: Arc<dyn s3crypt_core::Keyring> = match cache {
         Some(c) => c.clone(),
         None => Arc::new(config::load_keys_with(&keys, kms.clone())?),
     };
-    let mut b = Client::builder(s3_client(s3).await, keyring)
+    let mut b = Client::builder(s3_client(&s3.endpoint).await, keyring)
         .transfer(transfer(s3)?)
         .location_binding(binding(s3)?)
         .encryption(enc);
@@ -419,7 +419,8 @@ async fn put(a: PutArgs) -> Result<(), Failure> {
                     ));
                 }
                 let keys = config::resolve_keys(&a.keys, &cfg)?;
-                let keys = config::load_keys_with(&keys, kms_client_for(&a.s3, &keys).await)?;
+                let keys =
+                    config::load_keys_with(&keys, kms_client_for(&a.s3.endpoint, &keys).await)?;
                 let limits = s3crypt_core::keyring::caching::CacheLimits {
                     max_age: std::time::Duration::from_secs(a.cache_max_age.max(1)),
                     max_messages: n,
@@ -928,7 +929,7 @@ async fn rewrap(a: RewrapArgs) -> Result<(), Failure> {
     } else {
         Some(Arc::new(config::load_keys_with(
             &add,
-            kms_client_for(&a.s3, &add).await,
+            kms_client_for(&a.s3.endpoint, &add).await,
         )?))
     };
     let required = config::parse_context(&a.context)?;

@@ -160,6 +160,14 @@ fn exit_codes_and_no_partial_output() {
         None,
     );
     assert_eq!(code(&o), 0);
+    // Transfer options are refused where nothing is transferred (usage error, nothing sent).
+    for args in [
+        &["ls", "--bind", "bucket", "s3://b"][..],
+        &["rm", "--part-size", "8MiB", "s3://b/k"],
+        &["inspect", "--concurrency", "2", &e.s("ct")],
+    ] {
+        assert_eq!(code(&run(args, None)), 2, "{args:?}");
+    }
     let ct = std::fs::read(e.p("ct")).unwrap();
     let out = e.s("out");
     let decrypt = |file: &str, extra: &[&str]| {
