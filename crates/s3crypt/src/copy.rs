@@ -272,7 +272,7 @@ impl CopyObject {
             key: sk.clone(),
             version_id: self.source_version_id.clone().or(info.version_id.clone()),
             etag: info.etag.clone(),
-            sse: src_sse.clone(),
+            sse: src_sse.as_ref().map(|(_, k)| k.clone()),
             pool: Default::default(),
         };
         let header_bytes = fetch.bytes(0..info.header_length).await?;
@@ -350,10 +350,12 @@ impl CopyObject {
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e)))??;
 
-        let dst_sse = if self.destination_sse_c {
-            Some(crate::sse_c::write_key(self.client.inner.sse_c.as_ref(), &db, &dk).await?)
-        } else {
-            None
+        let dst_sse = match &src_sse {
+            _ if !self.destination_sse_c => None,
+            // In place, with the key new objects are written with: the same key (derivation is
+            // deterministic), without asking a key service for it again.
+            Some((0, k)) if (&sb, &sk) == (&db, &dk) => Some(k.clone()),
+            _ => Some(crate::sse_c::write_key(self.client.inner.sse_c.as_ref(), &db, &dk).await?),
         };
         if new.bytes.len() as u64 > metadata::MAX_HEADER_LENGTH {
             return Err(Error::InvalidArgument(format!(

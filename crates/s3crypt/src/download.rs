@@ -446,7 +446,7 @@ impl GetObject {
             key,
             version_id: self.version_id.clone(),
             etag: info.etag.clone(),
-            sse,
+            sse: sse.map(|(_, k)| k),
             pool: Pool::default(),
         };
         match self.range {
@@ -468,14 +468,14 @@ impl GetObject {
 }
 
 /// HEAD of the object to read; with `sse_c`, tried with each candidate SSE-C key until S3 accepts
-/// one, which is returned for the object's other requests.
+/// one, which is returned (with its candidate number) for the object's other requests.
 pub(crate) async fn head(
     client: &Client,
     bucket: &str,
     key: &str,
     version_id: Option<&str>,
     sse_c: bool,
-) -> Result<(ObjectInfo, Option<Arc<crate::sse_c::SseCKey>>)> {
+) -> Result<(ObjectInfo, Option<(usize, Arc<crate::sse_c::SseCKey>)>)> {
     if !sse_c {
         return Ok((client.head_object(bucket, key, version_id).await?, None));
     }
@@ -492,7 +492,7 @@ pub(crate) async fn head(
             }
         };
         match client.head_with(bucket, key, version_id, Some(&k)).await {
-            Ok(info) => return Ok((info, Some(Arc::new(k)))),
+            Ok(info) => return Ok((info, Some((i, Arc::new(k))))),
             // A wrong SSE-C key is refused with 400 or 403: try the next one.
             Err(
                 e @ Error::Service {

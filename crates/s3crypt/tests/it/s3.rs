@@ -731,8 +731,9 @@ async fn python_esdk_decrypts_objects_downloaded_raw() {
     }
 }
 
-/// The SSE-C headers of every recorded S3 request for an object of `bucket`, checked against
-/// `want(key)`; returns how many requests of each (object key, method) carried them.
+/// The SSE-C headers of every recorded S3 request for an object of `bucket` (but DELETEs, which
+/// take none), checked against `want(key)`; returns how many requests of each (object key,
+/// method) carried them.
 fn check_sse_c_headers(
     server: &Server,
     bucket: &str,
@@ -750,6 +751,9 @@ fn check_sse_c_headers(
         let Some(key) = path.strip_prefix(&format!("{bucket}/")) else {
             continue;
         };
+        if method == "DELETE" {
+            continue;
+        }
         let (key_b64, md5_b64) = want(key);
         assert_eq!(
             h.get("x-amz-server-side-encryption-customer-algorithm")
@@ -990,5 +994,135 @@ async fn sse_c_headers_on_every_request_with_a_key_per_object() {
     assert!(
         format!("{e}").contains("refusing to send SSE-C keys over http"),
         "{e}"
+    );
+}
+
+/// An SSE-C key source that counts the keys it derives.
+#[derive(Debug)]
+struct CountedSseC(s3crypt::sse_c::LocalSseC, std::sync::atomic::AtomicUsize);
+
+impl s3crypt::sse_c::SseCSource for CountedSseC {
+    fn candidates(&self) -> usize {
+        self.0.candidates()
+    }
+
+    fn key<'a>(
+        &'a self,
+        index: usize,
+        bucket: &'a str,
+        key: &'a str,
+    ) -> s3crypt::sse_c::KeyFuture<'a> {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.key(index, bucket, key)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_c_on_copy_move_and_rewrap() {
+    use s3crypt::sse_c::{LocalSseC, SseCKey};
+    use std::sync::atomic::Ordering;
+    // moto does not enforce SSE-C; its request recorder shows what every request carried.
+    let Some(server) = start(Kind::Moto) else {
+        return;
+    };
+    bucket(&server, "ssecp").await;
+    let secret = [0x3Cu8; 32];
+    let source = Arc::new(CountedSseC(
+        LocalSseC::new([zeroize::Zeroizing::new(secret)]).unwrap(),
+        Default::default(),
+    ));
+    let c = Client::builder(server.s3(), keyring())
+        .transfer(Transfer {
+            part_size: 5 * MIB,
+            multipart_threshold: 5 * MIB,
+            concurrency: 4,
+            download_concurrency: 4,
+        })
+        .sse_c(source.clone())
+        .build()
+        .unwrap();
+    let small = pattern(1000);
+    let big = pattern(11 * MIB + 5);
+    put_sse_c(&c, "ssecp", "small", &small).await.unwrap();
+    put_sse_c(&c, "ssecp", "big", &big).await.unwrap();
+    server.start_recording();
+    let copy = |from: &str, to: &str| {
+        c.copy_object()
+            .source("ssecp", from)
+            .destination("ssecp", to)
+            .sse_c(true, true)
+    };
+    let out = copy("big", "big-copy").send().await.unwrap();
+    assert!(out.parts >= 2, "a multipart copy: {out:?}");
+    copy("small", "small-moved")
+        .delete_source(true)
+        .send()
+        .await
+        .unwrap();
+    // Rewrap in place: one key derivation (for the HEAD) serves the whole rewrap.
+    let before = source.1.load(Ordering::SeqCst);
+    let other: Arc<dyn Keyring> = Arc::new(
+        RawAesKeyring::new("s3crypt-test", "other", WrappingKey::from_bytes([9; 32])).unwrap(),
+    );
+    c.copy_object()
+        .source("ssecp", "big")
+        .wrap_with(other)
+        .sse_c(true, true)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(source.1.load(Ordering::SeqCst) - before, 1, "derivations");
+    for (key, pt) in [("big-copy", &big), ("small-moved", &small), ("big", &big)] {
+        assert!(&get_sse_c(&c, "ssecp", key, None).await == pt, "{key}");
+    }
+
+    let derive = |key: &str| {
+        let k = SseCKey::derive(&secret, "ssecp", key);
+        (k.key_base64().to_string(), k.md5_base64())
+    };
+    let seen = check_sse_c_headers(&server, "ssecp", derive);
+    // Part copies carry the source's key in the copy-source headers.
+    let mut part_copies = 0;
+    for (method, url, h) in server.recorded() {
+        let Some(from) = h.get("x-amz-copy-source") else {
+            continue;
+        };
+        let from = from.trim_start_matches('/');
+        let from = from
+            .strip_prefix("ssecp/")
+            .unwrap_or_else(|| panic!("{from}"));
+        let (key, md5) = derive(from.split('?').next().unwrap());
+        assert_eq!(
+            h.get("x-amz-copy-source-server-side-encryption-customer-algorithm")
+                .map(String::as_str),
+            Some("AES256"),
+            "{method} {url}"
+        );
+        assert_eq!(
+            h.get("x-amz-copy-source-server-side-encryption-customer-key"),
+            Some(&key),
+            "{method} {url}"
+        );
+        assert_eq!(
+            h.get("x-amz-copy-source-server-side-encryption-customer-key-md5"),
+            Some(&md5),
+            "{method} {url}"
+        );
+        part_copies += 1;
+    }
+    assert!(part_copies >= 2, "{seen:?}");
+    for key in ["big-copy", "small-moved", "big"] {
+        assert!(
+            seen.get(&(key.into(), "PUT".into())).copied().unwrap_or(0) >= 1,
+            "{key}: {seen:?}"
+        );
+    }
+    assert!(
+        server
+            .recorded()
+            .iter()
+            .any(|(m, url, _)| m == "DELETE"
+                && url.split('?').next().unwrap().ends_with("/ssecp/small")),
+        "the move deleted its source"
     );
 }
