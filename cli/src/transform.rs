@@ -112,7 +112,8 @@ pub fn decrypt(a: DecryptArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Plaintext bytes `decrypt --range` reads, authenticates and writes at a time (whole frames).
+/// Ciphertext bytes `decrypt --range` reads, authenticates and writes at a time (whole frames;
+/// at least one). `long_ranges_on_files_go_step_by_step` in cli/tests/cli.rs assumes 8 MiB.
 const RANGE_STEP: u64 = 8 << 20;
 
 fn decrypt_range(
@@ -135,8 +136,10 @@ fn decrypt_range(
     // Whole frames of about RANGE_STEP bytes at a time, each authenticated before it is written:
     // memory stays bounded whatever the range (a range that reaches the end includes the final
     // frame in its last step, so truncation is still detected).
+    // (Counted in ciphertext: with tiny frames the overhead would dominate the buffer.)
     let frame = u64::from(rd.header().header.frame_length);
-    let step = (RANGE_STEP / frame).max(1) * frame;
+    let slot = frame + s3crypt_core::key::REGULAR_OVERHEAD as u64;
+    let step = (RANGE_STEP / slot).max(1) * frame;
     let mut ct = Vec::new();
     let mut at = plan.plaintext.start;
     while at < plan.plaintext.end {

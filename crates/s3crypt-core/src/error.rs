@@ -140,6 +140,26 @@ impl Error {
             Self::Io(_) => "io",
         }
     }
+
+    /// An equal error (same variant and text; an I/O error keeps its kind and message), for
+    /// handing one failure to several callers.
+    pub(crate) fn duplicate(&self) -> Self {
+        match self {
+            Self::Truncated(w) => Self::Truncated(w),
+            Self::Malformed(m) => Self::Malformed(m.clone()),
+            Self::Unsupported(s) => Self::Unsupported(s.clone()),
+            Self::LimitExceeded(s) => Self::LimitExceeded(s.clone()),
+            Self::Authentication => Self::Authentication,
+            Self::NoDecryptableKey(s) => Self::NoDecryptableKey(s.clone()),
+            Self::ContextMismatch(s) => Self::ContextMismatch(s.clone()),
+            Self::Keyring(s) => Self::Keyring(s.clone()),
+            Self::RangeNotSatisfiable { plaintext_len } => Self::RangeNotSatisfiable {
+                plaintext_len: *plaintext_len,
+            },
+            Self::InvalidArgument(s) => Self::InvalidArgument(s.clone()),
+            Self::Io(e) => Self::Io(std::io::Error::new(e.kind(), e.to_string())),
+        }
+    }
 }
 
 impl From<Malformed> for Error {

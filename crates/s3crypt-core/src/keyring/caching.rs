@@ -385,8 +385,8 @@ impl Keyring for CachingKeyring {
             // waiter repeat the failing call one after the other. The record goes once the
             // last of its waiters read it.
             if let Some(g) = waited_on {
-                if let Some(why) = guard.take_failure(&id, g) {
-                    return Err(Error::Keyring(why));
+                if let Some(e) = guard.take_failure(&id, g) {
+                    return Err(e);
                 }
             }
             match guard.filling.get_mut(&id) {
@@ -429,12 +429,8 @@ impl Keyring for CachingKeyring {
         let mut fresh = EncryptionMaterials::new(materials.suite(), materials.context().clone())
             .with_plaintext_length(Some(self.limits.max_bytes));
         if let Err(e) = self.inner.on_encrypt(&mut fresh) {
-            // Waiters get a keyring error with the same text (not "keyring error: keyring
-            // error: ...").
-            filling.failure = Some(match &e {
-                Error::Keyring(why) => why.clone(),
-                other => other.to_string(),
-            });
+            // Waiters get the same error.
+            filling.failure = Some(e.duplicate());
             return Err(e);
         }
         let (_, _, data_key, edks) = fresh.into_parts();
@@ -486,7 +482,7 @@ struct Filling<'a> {
     keyring: &'a CachingKeyring,
     id: CacheId,
     generation: u64,
-    failure: Option<String>,
+    failure: Option<Error>,
 }
 
 impl Drop for Filling<'_> {
@@ -502,12 +498,12 @@ impl Drop for Filling<'_> {
         };
         // A failure is kept only for the messages that waited for this fill (and only until
         // each read it), so failures for many contexts do not pile up.
-        if let Some(why) = self.failure.take().filter(|_| waiters > 0) {
+        if let Some(error) = self.failure.take().filter(|_| waiters > 0) {
             cache.failed.insert(
                 self.id,
                 Failed {
                     generation: self.generation,
-                    why,
+                    error,
                     unread: waiters,
                 },
             );
@@ -557,8 +553,8 @@ struct Fill {
 /// A failed fill, kept for the messages that waited for it.
 struct Failed {
     generation: u64,
-    /// The inner keyring's error message.
-    why: String,
+    /// The inner keyring's error.
+    error: Error,
     /// Waiters that have not read it yet.
     unread: usize,
 }
@@ -570,17 +566,17 @@ fn expired(now: Instant, created: Instant, limits: &CacheLimits) -> bool {
 impl Cache {
     /// The error of fill `generation` of `id` if it failed, for one of its waiters; the record
     /// goes with its last waiter.
-    fn take_failure(&mut self, id: &CacheId, generation: u64) -> Option<String> {
+    fn take_failure(&mut self, id: &CacheId, generation: u64) -> Option<Error> {
         let failed = self.failed.get_mut(id)?;
         if failed.generation != generation {
             return None;
         }
         failed.unread = failed.unread.saturating_sub(1);
-        let why = failed.why.clone();
+        let e = failed.error.duplicate();
         if failed.unread == 0 {
             self.failed.remove(id);
         }
-        Some(why)
+        Some(e)
     }
 
     fn next_tick(&mut self) -> u64 {
@@ -1230,7 +1226,10 @@ mod tests {
             self.calls.fetch_add(1, Ordering::SeqCst);
             let go = self.go.lock().unwrap();
             drop(self.went.wait_while(go, |go| !*go).unwrap());
-            Err(Error::Keyring("the key service is down".into()))
+            Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the key service timed out",
+            )))
         }
 
         fn on_decrypt(&self, _: &mut DecryptionMaterials, _: &[EncryptedDataKey]) -> Result<()> {
@@ -1238,12 +1237,14 @@ mod tests {
         }
     }
 
+    /// The error of a message that fails, as "kind: text" (the inner keyring's error, whether
+    /// this message made the request or waited for another's).
     fn fails(k: &dyn Keyring, context: EncryptionContext) -> String {
         let mut m =
             EncryptionMaterials::new(Suite::DEFAULT, context).with_plaintext_length(Some(1));
         match k.on_encrypt(&mut m) {
-            Err(Error::Keyring(why)) => why,
-            other => panic!("expected a keyring error, got {other:?}"),
+            Err(Error::Io(e)) => format!("{:?}: {e}", e.kind()),
+            other => panic!("expected the inner keyring's I/O error, got {other:?}"),
         }
     }
 
@@ -1256,6 +1257,7 @@ mod tests {
                 .map(|_| s.spawn(|| fails(&cached, ctx(&[("a", "1")]))))
                 .collect();
             // Let the fill fail only once the seven other messages wait for it.
+            let deadline = Instant::now() + Duration::from_secs(30);
             while cached
                 .lock()
                 .filling
@@ -1264,11 +1266,15 @@ mod tests {
                 .sum::<usize>()
                 < 7
             {
+                if Instant::now() > deadline {
+                    inner.release();
+                    panic!("the messages did not wait for the fill in progress");
+                }
                 std::thread::sleep(Duration::from_millis(1));
             }
             inner.release();
             for t in threads {
-                assert_eq!(t.join().unwrap(), "the key service is down");
+                assert_eq!(t.join().unwrap(), "TimedOut: the key service timed out");
             }
         });
         assert_eq!(
