@@ -286,18 +286,22 @@ fn a_killed_get_leaves_no_file_under_the_target_name() {
         .unwrap();
     // Kill it while it is downloading (the temporary file exists by then).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
+    let partial = loop {
         let partial = std::fs::read_dir(c.dir.path())
             .unwrap()
             .flatten()
             .any(|e| e.file_name().to_string_lossy().ends_with(".partial"));
         if partial || std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
-            break;
+            break partial;
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    };
     let _ = child.kill();
     let _ = child.wait();
+    assert!(
+        partial,
+        "the get was killed while it was writing its temporary file"
+    );
     assert!(
         !Path::new(&target).exists(),
         "a killed get left output under the target name"

@@ -1,7 +1,7 @@
 //! Transfers through a proxy that injects 500/503 SlowDown, connection resets (mid-request and
 //! mid-response) and stalls: they retry and succeed, or fail cleanly leaving nothing behind.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -316,7 +316,7 @@ async fn persistent_failures_abort_and_leave_nothing() {
         proxy.clear();
 
         // Interrupted while a part hangs: aborted, nothing visible.
-        proxy.inject(usize::MAX, Fault::StallHead(Duration::from_secs(60)), |r| {
+        let hung = proxy.inject(usize::MAX, Fault::StallHead(Duration::from_secs(60)), |r| {
             r.is_part(2)
         });
         let e = c
@@ -324,7 +324,7 @@ async fn persistent_failures_abort_and_leave_nothing() {
             .bucket("faults")
             .key("c")
             .body(std::io::Cursor::new(pattern(12 * MIB)))
-            .cancel_on(tokio::time::sleep(Duration::from_millis(500)))
+            .cancel_on(once_hit(hung))
             .send()
             .await
             .unwrap_err();
@@ -425,6 +425,13 @@ async fn interrupted_rewrap_and_move_leave_readable_objects() {
     }
 }
 
+/// Resolves once a fault has been injected (a request is hanging), however loaded the machine is.
+async fn once_hit(count: Arc<AtomicUsize>) {
+    while count.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_move_aborts_and_keeps_its_source() {
     for kind in [Kind::Moto, Kind::S3sFs] {
@@ -449,12 +456,11 @@ async fn a_cancelled_move_aborts_and_keeps_its_source() {
             .source("faults", "src")
             .destination("faults", "dst")
             .delete_source(true)
-            .cancel_on(tokio::time::sleep(Duration::from_millis(700)))
+            .cancel_on(once_hit(hung))
             .send()
             .await
             .unwrap_err();
         assert_eq!(e.class(), "cancelled", "{kind:?}: {e}");
-        assert!(hung.load(Ordering::SeqCst) > 0);
         proxy.clear();
         nothing_left(&server, "faults", "dst").await;
         assert!(get_all(&c, "faults", "src").await.unwrap() == data);
