@@ -391,6 +391,21 @@ fn long_ranges_on_files_go_step_by_step() {
     );
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
     let step = 127 * 65_536;
+    let decrypt_range = |spec: &str, file: &str| {
+        run(
+            &[
+                "decrypt",
+                "-k",
+                &e.s("k1"),
+                "--range",
+                spec,
+                "-o",
+                &e.s("out"),
+                &e.s(file),
+            ],
+            None,
+        )
+    };
     for (spec, want) in [
         ("0-", &pt[..]),
         (
@@ -401,19 +416,7 @@ fn long_ranges_on_files_go_step_by_step() {
         (&*format!("-{}", 2 * step + 1), &pt[n - 2 * step - 1..]),
         ("100-16777315", &pt[100..16_777_316]),
     ] {
-        let o = run(
-            &[
-                "decrypt",
-                "-k",
-                &e.s("k1"),
-                "--range",
-                spec,
-                "-o",
-                &e.s("out"),
-                &e.s("ct"),
-            ],
-            None,
-        );
+        let o = decrypt_range(spec, "ct");
         assert_eq!(
             code(&o),
             0,
@@ -428,38 +431,14 @@ fn long_ranges_on_files_go_step_by_step() {
     ct[at] ^= 1;
     std::fs::write(e.p("bad"), &ct).unwrap();
     std::fs::remove_file(e.p("out")).unwrap();
-    let o = run(
-        &[
-            "decrypt",
-            "-k",
-            &e.s("k1"),
-            "--range",
-            "0-",
-            "-o",
-            &e.s("out"),
-            &e.s("bad"),
-        ],
-        None,
-    );
+    let o = decrypt_range("0-", "bad");
     assert_eq!(code(&o), 5, "{}", String::from_utf8_lossy(&o.stderr));
     assert!(!e.p("out").exists(), "no output under the final name");
     // Cut at a frame boundary: a range to the end notices the missing final frame.
     let cut = std::fs::read(e.p("ct")).unwrap();
     std::fs::write(e.p("cut"), &cut[..cut.len() - 123 - 40 - 65_568]).unwrap();
     for spec in ["-10", "0-"] {
-        let o = run(
-            &[
-                "decrypt",
-                "-k",
-                &e.s("k1"),
-                "--range",
-                spec,
-                "-o",
-                &e.s("out"),
-                &e.s("cut"),
-            ],
-            None,
-        );
+        let o = decrypt_range(spec, "cut");
         assert!(
             matches!(code(&o), 4 | 5),
             "{spec} of a truncated message: {}",

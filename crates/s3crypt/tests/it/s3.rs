@@ -21,14 +21,17 @@ fn keyring() -> Arc<dyn Keyring> {
 
 const MIB: usize = 1 << 20;
 
+/// 5 MiB parts, 4 in flight.
+const SMALL_PARTS: Transfer = Transfer {
+    part_size: 5 * MIB,
+    multipart_threshold: 5 * MIB,
+    concurrency: 4,
+    download_concurrency: 4,
+};
+
 fn client(server: &Server, suite: Suite, frame: u32) -> Client {
     Client::builder(server.s3(), keyring())
-        .transfer(Transfer {
-            part_size: 5 * MIB,
-            multipart_threshold: 5 * MIB,
-            concurrency: 4,
-            download_concurrency: 4,
-        })
+        .transfer(SMALL_PARTS)
         .encryption(Encryption {
             suite,
             frame_length: frame,
@@ -825,12 +828,7 @@ async fn sse_c_keys_from_a_kms_hmac_key() {
     let source =
         |arn: &str| Arc::new(KmsSseC::new([KmsHmacKey::new(kms.clone(), arn).unwrap()]).unwrap());
     let c = Client::builder(server.s3(), keyring())
-        .transfer(Transfer {
-            part_size: 5 * MIB,
-            multipart_threshold: 5 * MIB,
-            concurrency: 4,
-            download_concurrency: 4,
-        })
+        .transfer(SMALL_PARTS)
         .sse_c(source(&hmac_key))
         .build()
         .unwrap();
@@ -919,12 +917,7 @@ async fn sse_c_headers_on_every_request_with_a_key_per_object() {
     bucket(&server, "sse").await;
     let secret = [0x5Au8; 32];
     let c = Client::builder(server.s3(), keyring())
-        .transfer(Transfer {
-            part_size: 5 * MIB,
-            multipart_threshold: 5 * MIB,
-            concurrency: 4,
-            download_concurrency: 4,
-        })
+        .transfer(SMALL_PARTS)
         .sse_c(Arc::new(
             LocalSseC::new([secret, [0x11; 32]].map(zeroize::Zeroizing::new)).unwrap(),
         ))
@@ -1032,12 +1025,7 @@ async fn sse_c_on_copy_move_and_rewrap() {
         Default::default(),
     ));
     let c = Client::builder(server.s3(), keyring())
-        .transfer(Transfer {
-            part_size: 5 * MIB,
-            multipart_threshold: 5 * MIB,
-            concurrency: 4,
-            download_concurrency: 4,
-        })
+        .transfer(SMALL_PARTS)
         .sse_c(source.clone())
         .build()
         .unwrap();
