@@ -91,17 +91,21 @@ impl Writeback {
     fn wrote(&mut self, file: &File, n: usize) {
         self.written += n as u64;
         if self.written - self.advised >= Self::STEP {
-            let upto = self.written;
-            // Advice only: a failure changes nothing but speed.
-            let _ = rustix::fs::fadvise(
-                file,
-                self.advised,
-                std::num::NonZeroU64::new(upto - self.advised),
-                rustix::fs::Advice::DontNeed,
-            );
-            self.advised = upto;
+            start_writeback(file, self.advised..self.written);
+            self.advised = self.written;
         }
     }
+}
+
+/// Asks the kernel to start writing `range` of `file` out to disk without waiting for it
+/// (`posix_fadvise(DONTNEED)`). Advice only: a failure changes nothing but speed.
+fn start_writeback(file: &File, range: std::ops::Range<u64>) {
+    let _ = rustix::fs::fadvise(
+        file,
+        range.start,
+        std::num::NonZeroU64::new(range.end - range.start),
+        rustix::fs::Advice::DontNeed,
+    );
 }
 
 impl Output {
@@ -275,16 +279,12 @@ impl<S: Positional + Send + Sync + 'static> s3crypt::PositionalSink for At<S> {
         } else if self.sink.early_writeback() {
             // A write that ends past a multiple of STEP sends the STEP bytes before that multiple
             // on their way to disk (pieces are written front to back, so they are mostly
-            // written by now). Advice only (see `Writeback`): a failure changes nothing but speed.
+            // written by now).
             const STEP: u64 = 1 << 20;
             let end = offset + buf.len() as u64;
             if end / STEP > offset / STEP && end >= STEP {
-                let _ = rustix::fs::fadvise(
-                    file,
-                    (end / STEP - 1) * STEP,
-                    std::num::NonZeroU64::new(STEP),
-                    rustix::fs::Advice::DontNeed,
-                );
+                let from = (end / STEP - 1) * STEP;
+                start_writeback(file, from..from + STEP);
             }
         }
         r

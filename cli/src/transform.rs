@@ -141,9 +141,8 @@ fn decrypt_range(
     let slot = frame + s3crypt_core::key::REGULAR_OVERHEAD as u64;
     let step = (RANGE_STEP / slot).max(1) * frame;
     let mut ct = Vec::new();
-    let mut at = plan.plaintext.start;
-    while at < plan.plaintext.end {
-        let sub = rd.plan(at..((at / step + 1) * step).min(plan.plaintext.end))?;
+    for part in s3crypt_core::range::aligned_steps(plan.plaintext.clone(), step) {
+        let sub = rd.plan(part)?;
         let len = usize::try_from(sub.ciphertext.end - sub.ciphertext.start)
             .map_err(|_| Failure::Usage("--range: frames too large for this platform".into()))?;
         ct.resize(len, 0);
@@ -154,7 +153,6 @@ fn decrypt_range(
             .map_err(|e| Failure::Io(format!("cannot read {}", input.name), e))?;
         let n = rd.decrypt_in_place(&sub, &mut ct)?;
         std::io::Write::write_all(&mut output, &ct[..n]).map_err(crate::streams::write_failure)?;
-        at = sub.plaintext.end;
     }
     output.commit()?;
     if a.io.json {

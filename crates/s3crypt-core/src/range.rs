@@ -311,6 +311,23 @@ impl RangeDecryptor {
     }
 }
 
+/// `range` cut into consecutive pieces that end on multiples of `step` (the last one at
+/// `range.end`). With `step` a whole number of frames, no frame is in two pieces, even when `range`
+/// starts inside one, so each piece can be planned and decrypted on its own. (A `step` of 0 is
+/// taken as 1.)
+pub fn aligned_steps(range: Range<u64>, step: u64) -> impl Iterator<Item = Range<u64>> {
+    let step = step.max(1);
+    let mut at = range.start;
+    std::iter::from_fn(move || {
+        (at < range.end).then(|| {
+            let end = (at / step + 1).saturating_mul(step).min(range.end);
+            let piece = at..end;
+            at = end;
+            piece
+        })
+    })
+}
+
 /// Decrypts the plaintext range `range` of a complete message held in memory (or memory-mapped),
 /// touching only the header and the frames the range needs.
 ///
@@ -335,6 +352,21 @@ pub fn decrypt_range(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[allow(clippy::single_range_in_vec_init)]
+    fn aligned_steps_end_on_multiples_of_the_step() {
+        let steps = |r: Range<u64>, step| aligned_steps(r, step).collect::<Vec<_>>();
+        assert_eq!(steps(5..25, 10), [5..10, 10..20, 20..25]);
+        assert_eq!(steps(10..30, 10), [10..20, 20..30]);
+        assert_eq!(steps(3..4, 10), [3..4]);
+        assert_eq!(steps(7..7, 10), []);
+        assert_eq!(steps(0..3, 0), [0..1, 1..2, 2..3]);
+        assert_eq!(
+            steps(u64::MAX - 3..u64::MAX, 1 << 63),
+            [u64::MAX - 3..u64::MAX]
+        );
+    }
 
     #[test]
     fn byte_ranges_parse_like_http() {
