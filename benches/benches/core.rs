@@ -6,7 +6,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use s3crypt_core::key::{MessageKey, REGULAR_OVERHEAD, REGULAR_PREFIX};
+use s3crypt_core::key::{SealingKey, REGULAR_OVERHEAD, REGULAR_PREFIX};
 use s3crypt_core::keyring::raw_aes::{RawAesKeyring, WrappingKey};
 use s3crypt_core::keyring::DataKey;
 use s3crypt_core::pipeline::{self, PipelineOptions};
@@ -110,7 +110,7 @@ fn frames(c: &mut Criterion) {
         Suite::Aes256GcmHkdfSha512Commit,
         Suite::ChaCha20Poly1305HkdfSha512Commit,
     ] {
-        let (key, _) = MessageKey::danger_for_encryption_with_message_id(
+        let key = SealingKey::danger_for_frames_with_message_id(
             suite,
             &DataKey::from_bytes([3; 32]),
             [5; 32],
@@ -131,7 +131,7 @@ fn frames(c: &mut Criterion) {
                 |b, _| {
                     b.iter(|| {
                         frame[REGULAR_PREFIX..].copy_from_slice(&sealed[REGULAR_PREFIX..]);
-                        key.open_regular(1, &mut frame).unwrap();
+                        key.opener().open_regular(1, &mut frame).unwrap();
                     })
                 },
             );

@@ -20,7 +20,10 @@ Exit codes:
   10 S3 object or bucket not found
   11 S3 refused or failed a request
   12 not an s3crypt object (no s3crypt metadata)
-  13 recursive transfer: some objects failed or were refused (each is reported)
+  13 recursive transfer: some objects failed or were refused (each is reported); scan-ids:
+     some objects could not be read
+  14 scan-ids: objects or versions share a message id with different headers (advisory
+     S3C-2026-01; re-encrypt them with rewrap)
   130 interrupted (Ctrl-C); an interrupted upload is aborted";
 
 /// Client-side encryption in the AWS Encryption SDK message format.
@@ -50,14 +53,44 @@ pub enum Command {
     Ls(LsArgs),
     /// Delete an object: s3crypt rm s3://bucket/key.
     Rm(RmArgs),
-    /// Copy an object server-side with a new header and the same frames (nothing is
-    /// re-encrypted): s3crypt cp s3://bucket/key s3://bucket2/key2.
+    /// Copy an object: s3crypt cp s3://bucket/key s3://bucket2/key2. It is re-encrypted (read and
+    /// sealed again under a new data key, download and upload overlapped), unless its header
+    /// stays the same (--bind bucket, same bucket): then S3 copies it byte for byte.
     Cp(CopyArgs),
     /// Move an object: copy as `cp`, then delete the source once the copy is complete.
     Mv(CopyArgs),
-    /// Change who can decrypt an object, in place, without re-encrypting it: a new header in
-    /// front of the same frames, replacing the object atomically.
+    /// Change who can decrypt an object, in place: it is re-encrypted under a new data key
+    /// wrapped under the new set of keys, and replaces the object atomically (only if unchanged
+    /// meanwhile). Costs a download and an upload of the object.
     Rewrap(RewrapArgs),
+    /// Find objects and versions under a prefix that share a message id with different headers
+    /// (advisory S3C-2026-01: written by cp, mv or rewrap before the fix, forgeable by whoever
+    /// reads two of them): s3crypt scan-ids s3://bucket[/prefix]. Reads only headers (a HEAD
+    /// and a ranged GET per object); no key needed. Exit code 14 if any are affected, 13 if some
+    /// objects could not be read.
+    ScanIds(ScanIdsArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Affected objects are re-encrypted under a new data key and message id by \
+`s3crypt rewrap` (any change, e.g. --add-key with a key the object already has); then delete \
+the old versions. See SECURITY.md, advisory S3C-2026-01."
+)]
+pub struct ScanIdsArgs {
+    /// Keys that derive SSE-C keys (only with --sse-c; nothing is decrypted).
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    #[command(flatten)]
+    pub sse_c: SseCArgs,
+    #[command(flatten)]
+    pub s3: S3Args,
+    /// Machine-readable output (one JSON object).
+    #[arg(long)]
+    pub json: bool,
+    /// s3://bucket or s3://bucket/prefix.
+    #[arg(value_name = "S3URL")]
+    pub url: String,
 }
 
 #[derive(Debug, Args)]
@@ -99,7 +132,9 @@ pub struct CopyArgs {
 #[command(after_help = "Examples:\n  \
 s3crypt rewrap -k old.keyring --add-key new.keyring s3://bucket/key\n  \
 s3crypt rewrap -k team.keyring --add-kms-key arn:aws:kms:...:key/... --remove-key s3crypt/key-2024 s3://bucket/key\n\
-Signed objects (suite 0x0578) cannot be rewrapped: their signature covers the header.")]
+The object is re-encrypted under a new data key (a new header can never be tagged under the old \
+one). Every key the object keeps must be available (-k, --kms-key): a key this command does not \
+hold is named in the error; drop it with --remove-key or give it.")]
 pub struct RewrapArgs {
     /// Keys that unwrap the object's data key.
     #[command(flatten)]

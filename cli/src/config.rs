@@ -50,22 +50,78 @@ fn expand_home(p: &Path) -> PathBuf {
 }
 
 /// Loads the config file; a missing default file is an empty config, an explicit
-/// `S3CRYPT_CONFIG` that is missing or any invalid file is an error.
+/// `S3CRYPT_CONFIG` that is missing or any invalid or insecure file is an error.
 pub fn load_config() -> Result<ConfigFile, Failure> {
     let Some(path) = config_path() else {
         return Ok(ConfigFile::default());
     };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e)
-            if e.kind() == std::io::ErrorKind::NotFound
-                && std::env::var_os("S3CRYPT_CONFIG").is_none() =>
-        {
-            return Ok(ConfigFile::default())
-        }
-        Err(e) => {
+    load_config_at(&path, std::env::var_os("S3CRYPT_CONFIG").is_some())
+}
+
+/// Largest config file read (checked before reading).
+const MAX_CONFIG_LEN: u64 = 1 << 20;
+
+/// Reads the config file at `path` (`None` if there is none). The file chooses the keys that
+/// encrypt and decrypt, so whoever can change it controls them: it must be a regular file owned
+/// by the user running s3crypt (or by root) that group and others cannot write. It is opened
+/// without blocking (a FIFO or device is refused, not waited on) and checked as opened (`fstat`);
+/// a symbolic link is followed, and the file it leads to is what is checked.
+fn read_config(path: &Path) -> Result<Option<String>, Failure> {
+    use rustix::fs::{Mode, OFlags};
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let shown = path.display();
+    let cannot =
+        |e: std::io::Error| Failure::Usage(format!("cannot read config file {shown}: {e}"));
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let fd = match rustix::fs::open(path, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(cannot(e.into())),
+    };
+    let file = std::fs::File::from(fd);
+    let meta = file.metadata().map_err(cannot)?;
+    if !meta.is_file() {
+        return Err(Failure::Usage(format!(
+            "config file {shown} is not a regular file"
+        )));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(Failure::Usage(format!(
+            "config file {shown} belongs to another user (uid {}; s3crypt runs as uid {me}), who \
+             could choose your keys: s3crypt reads only config files of the user running it or \
+             root; to take it over, run: chown {me} {shown} && chmod 600 {shown}",
+            meta.uid()
+        )));
+    }
+    let mode = meta.mode() & 0o777;
+    if mode & 0o022 != 0 {
+        return Err(Failure::Usage(format!(
+            "config file {shown} is writable by group or others (mode {mode:o}), who could choose \
+             your keys; run: chmod 600 {shown}"
+        )));
+    }
+    if meta.len() > MAX_CONFIG_LEN {
+        return Err(Failure::Usage(format!(
+            "config file {shown} is larger than {MAX_CONFIG_LEN} bytes"
+        )));
+    }
+    let mut text = String::new();
+    file.take(MAX_CONFIG_LEN)
+        .read_to_string(&mut text)
+        .map_err(cannot)?;
+    Ok(Some(text))
+}
+
+/// [`load_config`] from `path`; `required`: a missing file is an error (it was named explicitly).
+fn load_config_at(path: &Path, required: bool) -> Result<ConfigFile, Failure> {
+    let text = match read_config(path)? {
+        Some(t) => t,
+        None if !required => return Ok(ConfigFile::default()),
+        None => {
             return Err(Failure::Usage(format!(
-                "cannot read config file {}: {e}",
+                "cannot read config file {}: it does not exist",
                 path.display()
             )))
         }
@@ -225,13 +281,18 @@ pub fn load_sse_c(paths: &[PathBuf]) -> Result<s3crypt::sse_c::LocalSseC, Failur
                 .into(),
         ));
     }
-    let mut secrets = Vec::new();
-    for p in paths {
-        let kf = s3crypt_core::keyring::file::KeyringFile::load(p)?;
-        secrets.extend(
-            kf.keys()
-                .map(|k| zeroize::Zeroizing::new(*k.key.as_bytes())),
-        );
+    let files = paths
+        .iter()
+        .map(|p| s3crypt_core::keyring::file::KeyringFile::load(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Each secret is copied straight into its wiped slot: sized up front, the vector never
+    // reallocates (which would leave copies behind), and no key passes through the stack.
+    let mut secrets = Vec::with_capacity(files.iter().map(|f| f.keys().count()).sum());
+    for k in files.iter().flat_map(|f| f.keys()) {
+        secrets.push(zeroize::Zeroizing::new([0u8; 32]));
+        if let Some(slot) = secrets.last_mut() {
+            slot.copy_from_slice(k.key.as_bytes());
+        }
     }
     Ok(s3crypt::sse_c::LocalSseC::new(secrets)?)
 }
@@ -347,6 +408,76 @@ mod tests {
         assert_eq!(parse_size("1M").ok(), Some(1 << 20));
         assert!(parse_size("1X").is_err());
         assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn world_writable_config_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.toml");
+        std::fs::write(&p, "kms_keys = [\"alias/attacker\"]\n").unwrap();
+        for mode in [0o666, 0o646, 0o664] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            let Err(Failure::Usage(m)) = load_config_at(&p, true) else {
+                panic!("mode {mode:o} accepted");
+            };
+            assert!(
+                m.contains("writable by group or others")
+                    && m.contains(&format!("chmod 600 {}", p.display())),
+                "{m}"
+            );
+        }
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let cfg = load_config_at(&p, true).unwrap();
+        assert_eq!(cfg.kms_keys, ["alias/attacker"]);
+        // Missing: an empty config, unless named explicitly.
+        let gone = dir.path().join("none.toml");
+        assert!(load_config_at(&gone, false).unwrap().kms_keys.is_empty());
+        assert!(matches!(
+            load_config_at(&gone, true),
+            Err(Failure::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn config_of_another_user_or_not_a_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let Err(Failure::Usage(m)) = load_config_at(dir.path(), true) else {
+            panic!("a directory accepted");
+        };
+        assert!(m.contains("not a regular file"), "{m}");
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        // O_NONBLOCK: refused at once rather than waiting for a writer.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(matches!(
+                load_config_at(&fifo, true),
+                Err(Failure::Usage(_))
+            ));
+        });
+        let refused = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("reading a FIFO as the config file blocked");
+        assert!(refused);
+        if rustix::process::geteuid().as_raw() != 0 {
+            eprintln!("note: not root, cannot give a file to another user; skipping that part");
+            return;
+        }
+        let p = dir.path().join("config.toml");
+        std::fs::write(&p, "").unwrap();
+        std::os::unix::fs::chown(&p, Some(65534), None).unwrap();
+        let Err(Failure::Usage(m)) = load_config_at(&p, true) else {
+            panic!("another user's config accepted");
+        };
+        assert!(m.contains("belongs to another user (uid 65534"), "{m}");
     }
 
     #[test]

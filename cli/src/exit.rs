@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use s3crypt_core::text::printable;
 use s3crypt_core::Error;
 
 /// A failure of a command: what to print and which exit code to return.
@@ -21,6 +22,8 @@ pub enum Failure {
     Interrupted,
     /// A recursive transfer in which some objects failed (each was reported already).
     Partial(usize),
+    /// `scan-ids` found messages affected by advisory S3C-2026-01 (each was reported already).
+    Affected(usize),
 }
 
 impl From<s3crypt::Error> for Failure {
@@ -61,9 +64,10 @@ pub fn code_of(e: &Error) -> u8 {
 }
 
 impl Failure {
-    /// The message and exit code, printed once (for per-object reports in recursive transfers).
+    /// The message, printed once (for per-object reports in recursive transfers), with control
+    /// characters escaped: messages quote object keys, S3's and KMS's answers.
     pub fn describe(&self) -> String {
-        match self {
+        let msg = match self {
             Failure::Core(e) => e.to_string(),
             Failure::Usage(m) => m.clone(),
             Failure::Io(w, e) => format!("{w}: {e}"),
@@ -71,7 +75,9 @@ impl Failure {
             Failure::BrokenPipe => "broken pipe".into(),
             Failure::Interrupted => "interrupted".into(),
             Failure::Partial(n) => format!("{n} object(s) failed"),
-        }
+            Failure::Affected(n) => format!("{n} message id(s) with different headers"),
+        };
+        printable(&msg, usize::MAX)
     }
 
     pub fn report(self) -> ExitCode {
@@ -82,6 +88,11 @@ impl Failure {
                 13,
                 format!("{n} object(s) failed or were refused (see above)"),
                 None,
+            ),
+            Failure::Affected(n) => (
+                14,
+                format!("{n} message id(s) are shared by objects with different headers (see above)"),
+                Some("re-encrypt them with `s3crypt rewrap` and delete their old versions (SECURITY.md, advisory S3C-2026-01)"),
             ),
             Failure::S3(e) => {
                 let code = match &e {
@@ -111,10 +122,32 @@ impl Failure {
                 (code_of(&e), e.to_string(), hint)
             }
         };
-        eprintln!("s3crypt: error: {msg}");
+        // Messages quote untrusted text (object keys, S3's and KMS's answers): no control
+        // sequence reaches the terminal.
+        eprintln!("s3crypt: error: {}", printable(&msg, usize::MAX));
         if let Some(h) = hint {
             eprintln!("  hint: {h}");
         }
         ExitCode::from(code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_messages_escape_object_keys() {
+        // An object key (anyone's who can write to the bucket) quoted in an error message.
+        let f = Failure::S3(s3crypt::Error::NotFound {
+            bucket: "b".into(),
+            key: "x\u{1b}]0;pwned\u{7}\u{202e}".into(),
+        });
+        let msg = f.describe();
+        assert!(!msg.chars().any(char::is_control), "{msg:?}");
+        assert!(
+            msg.contains("s3://b/x\\u{1b}]0;pwned\\u{7}\\u{202e} does not exist"),
+            "{msg}"
+        );
     }
 }

@@ -1,10 +1,16 @@
 //! `s3crypt inspect`: the header of a message, without any key. Never prints secrets (the header
 //! holds none: wrapped keys are shown by provider and key name only).
+//!
+//! Everything shown comes from the message or from S3 and is unauthenticated: human output escapes
+//! control and invisible formatting characters ([`printable`]), so that a crafted context pair or
+//! metadata value cannot send escape sequences to the terminal; `--json` output is exact (JSON
+//! escapes control characters itself).
 
 use std::io::Read;
 
 use s3crypt_core::keyring::raw_aes::key_name_of;
 use s3crypt_core::range::MessageLayout;
+use s3crypt_core::text::printable;
 use s3crypt_core::{ParsedHeader, ReadLimits};
 use serde_json::json;
 
@@ -96,12 +102,14 @@ pub fn report(
             .flatten()
             .filter(|(_, v)| !v.is_null())
         {
+            let value = v
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| v.to_string());
             println!(
                 "{:<15} {}",
-                format!("{}:", k.replace('_', " ")),
-                v.as_str()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| v.to_string())
+                format!("{}:", printable(&k.replace('_', " "), usize::MAX)),
+                printable(&value, usize::MAX)
             );
         }
     }
@@ -130,10 +138,15 @@ pub fn report(
     } else {
         println!("encryption context:");
         for (k, v) in h.context.iter() {
-            println!("  {k} = {v}");
+            println!(
+                "  {} = {}",
+                printable(k, usize::MAX),
+                printable(v, usize::MAX)
+            );
         }
     }
     println!("encrypted data keys ({}):", edks.len());
+    // `{:?}` escapes control and formatting characters too (and quotes the names).
     for (i, e) in edks.iter().enumerate() {
         println!(
             "  {}. {} key {:?} (provider {:?})",

@@ -12,8 +12,9 @@ use crate::exit::Failure;
 
 /// Reads a key to import: 32 raw bytes, 64 hex digits, or base64 of 32 bytes.
 fn read_import(path: &std::path::Path) -> Result<WrappingKey, Failure> {
-    let mut bytes = Zeroizing::new(Vec::new());
     let limit = 1024;
+    // Sized up front so that reading never reallocates (which would leave copies behind).
+    let mut bytes = Zeroizing::new(Vec::with_capacity(limit as usize + 1));
     let r = if path == std::path::Path::new("-") {
         std::io::stdin().lock().take(limit).read_to_end(&mut bytes)
     } else {
@@ -26,12 +27,12 @@ fn read_import(path: &std::path::Path) -> Result<WrappingKey, Failure> {
     let text = std::str::from_utf8(&bytes).map(str::trim).unwrap_or("");
     let decoded: Option<Zeroizing<Vec<u8>>> =
         if text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit()) {
-            Some(Zeroizing::new(
-                (0..64)
-                    .step_by(2)
-                    .filter_map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-                    .collect(),
-            ))
+            // Decoded into its final, wiped buffer (collecting would grow it step by step).
+            let mut k = Zeroizing::new(vec![0u8; 32]);
+            for (i, b) in k.iter_mut().enumerate() {
+                *b = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).unwrap_or_default();
+            }
+            Some(k)
         } else {
             base64::engine::general_purpose::STANDARD
                 .decode(text)

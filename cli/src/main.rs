@@ -7,6 +7,7 @@ mod config;
 mod exit;
 mod inspect;
 mod keygen;
+mod partials;
 mod s3cmd;
 mod streams;
 mod transform;
@@ -31,6 +32,7 @@ fn main() -> std::process::ExitCode {
         args::Command::Cp(a) => s3cmd::run(s3cmd::Op::Copy(a, false)),
         args::Command::Mv(a) => s3cmd::run(s3cmd::Op::Copy(a, true)),
         args::Command::Rewrap(a) => s3cmd::run(s3cmd::Op::Rewrap(a)),
+        args::Command::ScanIds(a) => s3cmd::run(s3cmd::Op::ScanIds(a)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

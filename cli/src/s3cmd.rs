@@ -12,7 +12,8 @@ use serde_json::json;
 use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::args::{
-    CopyArgs, Endpoint, GetArgs, InspectArgs, LsArgs, PutArgs, RewrapArgs, RmArgs, S3Args, SseCArgs,
+    CopyArgs, Endpoint, GetArgs, InspectArgs, LsArgs, PutArgs, RewrapArgs, RmArgs, S3Args,
+    ScanIdsArgs, SseCArgs,
 };
 use crate::config::{self, parse_size};
 use crate::exit::Failure;
@@ -27,6 +28,7 @@ pub enum Op {
     /// Copy (`false`) or move (`true`).
     Copy(CopyArgs, bool),
     Rewrap(RewrapArgs),
+    ScanIds(ScanIdsArgs),
 }
 
 /// Completes on Ctrl-C; never, if the handler cannot be installed (rather than at once, which
@@ -183,6 +185,7 @@ pub fn run(op: Op) -> Result<(), Failure> {
             Op::Inspect(a) => inspect(a).await,
             Op::Copy(a, delete) => copy(a, delete).await,
             Op::Rewrap(a) => rewrap(a).await,
+            Op::ScanIds(a) => scan_ids(a).await,
         }
     });
     // After Ctrl-C, file writers on the blocking pool see their input end and remove their
@@ -204,6 +207,8 @@ async fn client(
 /// A KMS client for `--profile` and `--region` (and the standard AWS environment), when KMS keys
 /// are used. `--endpoint-url` is S3's; KMS endpoints come from `AWS_ENDPOINT_URL_KMS` or
 /// `AWS_ENDPOINT_URL`. Keys named by ARN are called in their own region whatever `--region` says.
+/// The keyrings and HMAC keys built on it refuse a plain `http://` endpoint off loopback before
+/// sending anything (`s3crypt_kms`'s transport guard): nothing to check here.
 async fn kms_client(s3: &Endpoint) -> aws_sdk_kms::Client {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .retry_config(s3crypt_kms::recommended_retry_config())
@@ -320,7 +325,11 @@ where
         match r {
             Ok((_, Ok(()))) => 0,
             Ok((name, Err(e))) => {
-                eprintln!("s3crypt: {name}: {}", e.describe());
+                eprintln!(
+                    "s3crypt: {}: {}",
+                    s3crypt_core::text::printable(&name, usize::MAX),
+                    e.describe()
+                );
                 1
             }
             Err(e) => {
@@ -677,6 +686,7 @@ async fn ls(a: LsArgs) -> Result<(), Failure> {
             .list_objects_v2()
             .bucket(&bucket)
             .prefix(&prefix)
+            .encoding_type(aws_sdk_s3::types::EncodingType::Url)
             .set_continuation_token(token.take())
             .send()
             .await
@@ -687,10 +697,14 @@ async fn ls(a: LsArgs) -> Result<(), Failure> {
                     message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
                 })
             })?;
+        let encoded = page.encoding_type() == Some(&aws_sdk_s3::types::EncodingType::Url);
         let keys: Vec<(String, i64)> = page
             .contents()
             .iter()
-            .filter_map(|o| Some((o.key()?.to_owned(), o.size().unwrap_or(0))))
+            .filter_map(|o| {
+                let k = listed_key(o.key()?, encoded, &prefix)?;
+                Some((k, o.size().unwrap_or(0)))
+            })
             .collect();
         // HEAD each object (16 at a time) for its s3crypt metadata.
         let mut infos: Vec<Option<s3crypt::Result<s3crypt::ObjectInfo>>> =
@@ -721,10 +735,15 @@ async fn ls(a: LsArgs) -> Result<(), Failure> {
                 }
                 _ => ("-".into(), "unknown".into()),
             };
+            // Keys are anyone's who can write to the bucket: escaped for the terminal; exact
+            // in JSON (which escapes control characters itself).
             let line = if a.json {
                 json!({"key": k, "plaintext_bytes": size.parse::<u64>().ok(), "stored_bytes": stored, "suite": kind}).to_string()
             } else {
-                format!("{size:>14}  {kind:<11}  {k}")
+                format!(
+                    "{size:>14}  {kind:<11}  {}",
+                    s3crypt_core::text::printable(k, usize::MAX)
+                )
             };
             if writeln!(stdout, "{line}").is_err() {
                 return Err(Failure::BrokenPipe);
@@ -738,6 +757,20 @@ async fn ls(a: LsArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// A key from a listing (see [`s3crypt::listing`]); one that does not decode or lies outside
+/// the prefix is reported on stderr and skipped.
+fn listed_key(raw: &str, encoded: bool, prefix: &str) -> Option<String> {
+    let key = s3crypt::listing::listed_key(raw, encoded, prefix);
+    if key.is_none() {
+        eprintln!(
+            "s3crypt: skipped a listed key that does not decode or is outside the prefix {}: {}",
+            s3crypt_core::text::printable(prefix, 200),
+            s3crypt_core::text::printable(raw, 200)
+        );
+    }
+    key
+}
+
 /// Every key under `prefix` (paginated).
 async fn list_keys(c: &Client, bucket: &str, prefix: &str) -> Result<Vec<String>, Failure> {
     let mut keys = Vec::new();
@@ -748,6 +781,7 @@ async fn list_keys(c: &Client, bucket: &str, prefix: &str) -> Result<Vec<String>
             .list_objects_v2()
             .bucket(bucket)
             .prefix(prefix)
+            .encoding_type(aws_sdk_s3::types::EncodingType::Url)
             .set_continuation_token(token.take())
             .send()
             .await
@@ -758,11 +792,11 @@ async fn list_keys(c: &Client, bucket: &str, prefix: &str) -> Result<Vec<String>
                     message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
                 })
             })?;
+        let encoded = page.encoding_type() == Some(&aws_sdk_s3::types::EncodingType::Url);
         keys.extend(
             page.contents()
                 .iter()
-                .filter_map(|o| o.key())
-                .map(str::to_owned),
+                .filter_map(|o| listed_key(o.key()?, encoded, prefix)),
         );
         match page.next_continuation_token() {
             Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
@@ -772,8 +806,15 @@ async fn list_keys(c: &Client, bucket: &str, prefix: &str) -> Result<Vec<String>
 }
 
 fn copy_json(op: &str, src: (&str, &str), dst: (&str, &str), o: &s3crypt::CopyOutput) -> String {
+    let mode = match o.mode {
+        s3crypt::CopyMode::ServerSide => "server-side",
+        s3crypt::CopyMode::Reencrypted => "reencrypted",
+        s3crypt::CopyMode::Unchanged => "unchanged",
+        _ => "other",
+    };
     json!({
         "operation": op,
+        "mode": mode,
         "source": format!("s3://{}/{}", src.0, src.1),
         "destination": format!("s3://{}/{}", dst.0, dst.1),
         "size": o.size,
@@ -860,7 +901,8 @@ async fn copy(a: CopyArgs, delete: bool) -> Result<(), Failure> {
             .await?
             .into_iter()
             .map(|k| {
-                let d = format!("{dp}{}", &k[sp.len()..]);
+                // (list_keys returns only keys under the prefix.)
+                let d = format!("{dp}{}", k.strip_prefix(sp.as_str()).unwrap_or(&k));
                 (k, d)
             })
             .collect()
@@ -983,6 +1025,96 @@ async fn rewrap(a: RewrapArgs) -> Result<(), Failure> {
         })
         .collect();
     finish(a.jobs, items, a.recursive, cancel).await
+}
+
+async fn scan_ids(a: ScanIdsArgs) -> Result<(), Failure> {
+    let (bucket, prefix) = parse_url(&a.url)?;
+    let c = if a.sse_c.on() {
+        client(&a.s3, &a.keys, Encryption::default(), &a.sse_c).await?
+    } else {
+        // Nothing is decrypted: no keyring needed.
+        let keyring: Arc<dyn s3crypt_core::Keyring> =
+            Arc::new(s3crypt_core::keyring::multi::MultiKeyring::default());
+        Client::builder(s3_client(&a.s3.endpoint).await, keyring).build()?
+    };
+    let scan = c.scan_message_ids(&bucket, &prefix, a.sse_c.on()).await?;
+    let name = |k: &str, v: &Option<String>| match v {
+        Some(v) => format!("s3://{bucket}/{k} (version {v})"),
+        None => format!("s3://{bucket}/{k}"),
+    };
+    let affected: Vec<&s3crypt::audit::SharedMessageId> = scan.affected().collect();
+    if a.json {
+        let groups: Vec<serde_json::Value> = scan
+            .shared
+            .iter()
+            .map(|g| {
+                json!({
+                    "message_id": hex(&g.message_id),
+                    "affected": g.affected(),
+                    "distinct_headers": g.distinct_headers,
+                    "objects": g.messages.iter().map(|m| json!({
+                        "key": m.key, "version_id": m.version_id,
+                        "header_sha256": hex(&m.header_digest),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let skipped: Vec<serde_json::Value> = scan
+            .skipped
+            .iter()
+            .map(|(k, v, why)| json!({"key": k, "version_id": v, "reason": why}))
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "bucket": bucket, "prefix": prefix, "scanned": scan.scanned,
+                "not_messages": scan.not_messages,
+                "all_versions": scan.all_versions, "affected": affected.len(),
+                "shared": groups, "skipped": skipped,
+            })
+        );
+    } else {
+        let p = |s: &str| s3crypt_core::text::printable(s, usize::MAX);
+        for g in &affected {
+            println!(
+                "AFFECTED message id {}: {} different headers",
+                hex(&g.message_id),
+                g.distinct_headers
+            );
+            for m in &g.messages {
+                println!("  {}", p(&name(&m.key, &m.version_id)));
+            }
+        }
+        for (k, v, why) in &scan.skipped {
+            eprintln!(
+                "s3crypt: skipped {}: {}",
+                p(&name(k, v)),
+                s3crypt_core::text::printable(why, 300)
+            );
+        }
+        let same = scan.shared.len() - affected.len();
+        eprintln!(
+            "{} message(s) scanned{}; {} message id(s) shared with different headers (affected), {} shared by identical copies (not affected); {} object(s) not messages; {} could not be read",
+            scan.scanned,
+            if scan.all_versions { ", every version" } else { ", current objects only (no version listing)" },
+            affected.len(),
+            same,
+            scan.not_messages,
+            scan.skipped.len()
+        );
+    }
+    if !affected.is_empty() {
+        Err(Failure::Affected(affected.len()))
+    } else if !scan.skipped.is_empty() {
+        // A scan that could not read everything does not say the prefix is clean.
+        Err(Failure::Partial(scan.skipped.len()))
+    } else {
+        Ok(())
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 async fn rm(a: RmArgs) -> Result<(), Failure> {

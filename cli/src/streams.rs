@@ -61,6 +61,9 @@ pub fn open_input(path: &Option<PathBuf>) -> Result<Input, Failure> {
 /// directory and renamed into place by [`Output::commit`]; dropping an uncommitted output removes
 /// the temporary file, so a failure never leaves output under the target name.
 ///
+/// Temporary files that a killed s3crypt left in the directory are swept when another output is
+/// opened there (see [`crate::partials`]).
+///
 /// Like `cp`, `rsync` and `aws s3 cp`, the file is not flushed to disk unless asked (`--fsync`):
 /// the rename protects against s3crypt failing or being killed, not against the machine losing
 /// power, after which the file system may show an empty or short file under the name.
@@ -146,8 +149,9 @@ impl Output {
             _ => PathBuf::from("."),
         };
         let tmp = tempfile::Builder::new()
-            .prefix(".s3crypt-")
-            .suffix(".partial")
+            .prefix(crate::partials::PREFIX)
+            .suffix(crate::partials::SUFFIX)
+            .rand_bytes(6)
             .tempfile_in(&dir)
             .map_err(|e| {
                 Failure::Io(
@@ -155,6 +159,14 @@ impl Output {
                     e,
                 )
             })?;
+        // Ours is in use (no other run's sweep takes it); leftovers of killed runs are not.
+        crate::partials::hold(tmp.as_file());
+        let flags = rustix::fs::OFlags::RDONLY
+            | rustix::fs::OFlags::DIRECTORY
+            | rustix::fs::OFlags::CLOEXEC;
+        if let Ok(d) = rustix::fs::open(&dir, flags, rustix::fs::Mode::empty()) {
+            crate::partials::sweep(d);
+        }
         Ok(Output::Atomic {
             tmp,
             target,

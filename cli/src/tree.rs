@@ -54,6 +54,9 @@ pub struct DestDir {
     root: std::os::fd::OwnedFd,
     written: Written,
     fsync: bool,
+    /// Directories (device, inode) already swept of leftover temporary files this run (see
+    /// [`crate::partials`]): each is swept once, before the first file is created in it.
+    swept: std::sync::Mutex<std::collections::HashSet<(u64, u64)>>,
 }
 
 /// A file being written under a temporary name in its parent directory; renamed into place by
@@ -91,6 +94,7 @@ impl DestDir {
             root: fd,
             written: Default::default(),
             fsync,
+            swept: Default::default(),
         })
     }
 
@@ -126,27 +130,33 @@ impl DestDir {
             }
         }
         let name = rel.file_name().ok_or("no file name")?.to_os_string();
+        self.sweep_once(&dir);
         let seed =
             std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), rel);
         for attempt in 0..16u64 {
             let tmp = std::ffi::OsString::from(format!(
-                ".s3crypt-{:016x}.partial",
-                seed.wrapping_add(attempt)
+                "{}{:016x}{}",
+                crate::partials::PREFIX,
+                seed.wrapping_add(attempt),
+                crate::partials::SUFFIX
             ));
             let flags =
                 OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
             match rustix::fs::openat(&dir, &tmp, flags, Mode::from_raw_mode(0o600)) {
                 Ok(fd) => {
+                    // Ours is in use: no other run's sweep takes it.
+                    let file = std::fs::File::from(fd);
+                    crate::partials::hold(&file);
                     return Ok(DirFile {
                         dir,
                         tmp,
                         name,
-                        file: std::fs::File::from(fd),
+                        file,
                         committed: false,
                         label: label.to_owned(),
                         written: std::sync::Arc::clone(&self.written),
                         fsync: self.fsync,
-                    })
+                    });
                 }
                 Err(rustix::io::Errno::EXIST) => continue,
                 Err(e) => {
@@ -161,6 +171,25 @@ impl DestDir {
             "cannot create a temporary file for {}",
             rel.display()
         ))
+    }
+}
+
+impl DestDir {
+    /// Sweeps `dir` of leftover temporary files, the first time this run creates a file in it.
+    fn sweep_once(&self, dir: &std::os::fd::OwnedFd) {
+        // The field types differ between platforms (u64 here, i32/u64 on macOS).
+        #[allow(clippy::unnecessary_cast)]
+        let Ok(id) = rustix::fs::fstat(dir).map(|st| (st.st_dev as u64, st.st_ino as u64)) else {
+            return;
+        };
+        let first = self
+            .swept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id);
+        if first {
+            crate::partials::sweep(dir);
+        }
     }
 }
 

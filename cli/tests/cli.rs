@@ -309,6 +309,12 @@ fn default_keyring_from_environment_and_config() {
         String::from_utf8_lossy(&ct.stderr)
     );
     std::fs::write(e.p("config.toml"), "keyrings = [\"k1\"]\n").unwrap();
+    // Writable only by its owner (whatever the umask), or it is refused.
+    std::fs::set_permissions(
+        e.p("config.toml"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let mut c = bin();
     c.env("S3CRYPT_CONFIG", e.p("config.toml"))
         .args(["decrypt"])
@@ -511,4 +517,182 @@ fn refuses_ciphertext_to_a_terminal_only() {
         2
     );
     assert_eq!(code(&run(&["frobnicate"], None)), 2);
+}
+
+#[test]
+fn inspect_escapes_terminal_sequences_in_the_context() {
+    // A context pair (anyone who can write a message chooses it) that would retitle the terminal
+    // and clear the screen, with a bidi override and a C1 control for good measure.
+    let e = Env::new();
+    let evil_value = "\u{1b}]0;pwned\u{7}\u{1b}[2J\u{202e}gpj.exe\u{9b}1m";
+    let evil_key = "k\u{1b}[31m";
+    let ct = run(
+        &[
+            "encrypt",
+            "-k",
+            &e.s("k1"),
+            "-c",
+            &format!("title={evil_value}"),
+            "-c",
+            &format!("{evil_key}=v"),
+            "-o",
+            &e.s("ct"),
+        ],
+        Some(b"x"),
+    );
+    assert_eq!(code(&ct), 0, "{}", String::from_utf8_lossy(&ct.stderr));
+    let o = run(&["inspect", &e.s("ct")], None);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        !text.contains(['\u{1b}', '\u{7}', '\u{202e}', '\u{9b}']),
+        "{text:?}"
+    );
+    assert!(
+        text.contains("title = \\u{1b}]0;pwned\\u{7}\\u{1b}[2J\\u{202e}gpj.exe\\u{9b}1m"),
+        "{text}"
+    );
+    assert!(text.contains("k\\u{1b}[31m = v"), "{text}");
+    // --json stays exact: JSON escapes what needs escaping, and the value parses back as it was.
+    let o = run(&["inspect", "--json", &e.s("ct")], None);
+    assert!(!o.stdout.contains(&0x1b), "{:?}", o.stdout);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["encryption_context"]["title"], evil_value);
+    assert_eq!(v["encryption_context"][evil_key], "v");
+}
+
+#[test]
+fn world_writable_config_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = Env::new();
+    // Whoever can write the config file chooses the keys new data is encrypted for.
+    std::fs::write(e.p("config.toml"), "keyrings = [\"k1\"]\n").unwrap();
+    std::fs::set_permissions(e.p("config.toml"), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let o = bin()
+        .env("S3CRYPT_CONFIG", e.p("config.toml"))
+        .args(["encrypt"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2, "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("writable by group or others")
+            && err.contains(&format!("chmod 600 {}", e.s("config.toml"))),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty());
+}
+
+/// Runs `args`, killing it (and failing) if it has not finished within 30 seconds.
+fn run_with_deadline(args: &[&str]) -> Output {
+    let mut child = bin()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("s3crypt {args:?} hung");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn symlinked_and_fifo_keyrings_are_refused() {
+    let e = Env::new();
+    std::os::unix::fs::symlink(e.p("k1"), e.p("link")).unwrap();
+    let o = run_with_deadline(&["encrypt", "-k", &e.s("link")]);
+    assert_eq!(code(&o), 8, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("is a symbolic link"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // A FIFO with no writer: opening it would block forever without O_NONBLOCK.
+    let made = Command::new("mkfifo").arg(e.p("fifo")).status().unwrap();
+    assert!(made.success());
+    let o = run_with_deadline(&["encrypt", "-k", &e.s("fifo")]);
+    assert_eq!(code(&o), 8, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("is a FIFO"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn plain_http_kms_endpoint_is_refused_before_any_request() {
+    const ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let with_endpoint = |endpoint: &str| {
+        bin()
+            .env("AWS_ENDPOINT_URL_KMS", endpoint)
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_PROFILE")
+            .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+            .env("AWS_SECRET_ACCESS_KEY", "secret")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_MAX_ATTEMPTS", "1")
+            .args(["encrypt", "--kms-key", ARN])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // `.invalid` never resolves: only the refusal can produce this message.
+    let o = with_endpoint("http://kms.s3crypt-test.invalid");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(code(&o), 8, "{err}");
+    assert!(
+        err.contains("refusing to send AWS KMS requests (they carry data keys) over http to kms.s3crypt-test.invalid")
+            && err.contains(ARN),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty());
+    // Loopback over plain http is allowed: the request goes out (and finds nobody listening).
+    let o = with_endpoint("http://127.0.0.1:9");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(code(&o), 8, "{err}");
+    assert!(
+        !err.contains("refusing") && err.contains("could not reach AWS KMS"),
+        "{err}"
+    );
+}
+
+#[test]
+fn stale_partials_are_swept_when_output_is_written() {
+    let e = Env::new();
+    let ct = run(&["encrypt", "-k", &e.s("k1"), "-o", &e.s("ct")], Some(b"x"));
+    assert_eq!(code(&ct), 0, "{}", String::from_utf8_lossy(&ct.stderr));
+    std::fs::create_dir(e.p("out")).unwrap();
+    // Left by an s3crypt killed a day and more ago, and by one running right now.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(25 * 3600);
+    let stale = e.p("out").join(".s3crypt-Kill3d.partial");
+    std::fs::File::create(&stale)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let fresh = e.p("out").join(".s3crypt-Runn1n.partial");
+    std::fs::write(&fresh, b"").unwrap();
+    let o = run(
+        &[
+            "decrypt",
+            "-k",
+            &e.s("k1"),
+            "-o",
+            e.p("out").join("plain").to_str().unwrap(),
+            &e.s("ct"),
+        ],
+        None,
+    );
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read(e.p("out").join("plain")).unwrap(), b"x");
+    assert!(!stale.exists(), "stale partial left");
+    assert!(fresh.exists(), "a fresh partial was removed");
 }

@@ -52,6 +52,31 @@ impl EncryptionContext {
         Ok(())
     }
 
+    /// A context of caller pairs, each checked as [`EncryptionContext::insert`] checks it. (There
+    /// is deliberately no `FromIterator`: collecting could not refuse a reserved key.)
+    ///
+    /// ```
+    /// use s3crypt_core::EncryptionContext;
+    /// let ctx = EncryptionContext::from_pairs([("tenant", "acme"), ("purpose", "backup")])?;
+    /// assert_eq!(ctx.get("tenant"), Some("acme"));
+    /// assert!(EncryptionContext::from_pairs([("aws-crypto-public-key", "forged")]).is_err());
+    /// # Ok::<(), s3crypt_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`EncryptionContext::insert`], for the first pair it refuses.
+    pub fn from_pairs<K, V>(pairs: impl IntoIterator<Item = (K, V)>) -> Result<Self>
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let mut ctx = Self::new();
+        for (k, v) in pairs {
+            ctx.insert(k, v)?;
+        }
+        Ok(ctx)
+    }
+
     /// Inserts a reserved pair (used for the signature public key).
     pub(crate) fn insert_reserved(&mut self, key: &str, value: String) {
         self.0.insert(key.to_owned(), value);
@@ -185,18 +210,6 @@ impl EncryptionContext {
     }
 }
 
-impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for EncryptionContext {
-    /// Builds a context from pairs without the checks of [`EncryptionContext::insert`] (later
-    /// duplicates win). Prefer `insert` for caller input.
-    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Self(
-            iter.into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,7 +223,7 @@ mod tests {
 
     #[test]
     fn known_serialization() {
-        let ec: EncryptionContext = [("b", "2"), ("a", "1")].into_iter().collect();
+        let ec = EncryptionContext::from_pairs([("b", "2"), ("a", "1")]).unwrap();
         assert_eq!(
             ec.to_bytes().unwrap(),
             [0, 2, 0, 1, b'a', 0, 1, b'1', 0, 1, b'b', 0, 1, b'2']
@@ -242,15 +255,36 @@ mod tests {
     }
 
     #[test]
+    fn building_from_pairs_refuses_reserved_empty_and_duplicate_keys() {
+        for bad in [
+            &[("aws-crypto-public-key", "forged")][..],
+            &[("a", "1"), ("aws-crypto-anything", "x")],
+            &[("", "x")],
+            &[("a", "1"), ("a", "2")],
+        ] {
+            assert!(
+                matches!(
+                    EncryptionContext::from_pairs(bad.iter().copied()),
+                    Err(Error::InvalidArgument(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        let ec = EncryptionContext::from_pairs(vec![("a".to_owned(), "1".to_owned())]).unwrap();
+        assert_eq!(ec.get("a"), Some("1"));
+    }
+
+    #[test]
     fn require_reports_missing_and_different() {
-        let ec: EncryptionContext = [("a", "1")].into_iter().collect();
-        ec.require(&[("a", "1")].into_iter().collect()).unwrap();
+        let pairs = |p| EncryptionContext::from_pairs(p).unwrap();
+        let ec = pairs([("a", "1")]);
+        ec.require(&pairs([("a", "1")])).unwrap();
         assert!(matches!(
-            ec.require(&[("a", "2")].into_iter().collect()),
+            ec.require(&pairs([("a", "2")])),
             Err(Error::ContextMismatch(_))
         ));
         assert!(matches!(
-            ec.require(&[("b", "1")].into_iter().collect()),
+            ec.require(&pairs([("b", "1")])),
             Err(Error::ContextMismatch(_))
         ));
     }

@@ -17,6 +17,10 @@ use crate::signature::{Verifier, MAX_SIGNATURE_LEN};
 pub struct DecryptOptions {
     /// Pairs the message's encryption context must contain with these exact values.
     pub required_context: EncryptionContext,
+    /// Pairs that must have these exact values when the message's context has their key at all
+    /// (e.g. an object's location: a message bound to a location must be read there, whether or
+    /// not the reader requires the binding).
+    pub required_if_present: EncryptionContext,
     /// Limits applied to the header before anything is allocated from it.
     pub limits: ReadLimits,
 }
@@ -42,7 +46,8 @@ impl OpenedHeader {
     /// commitment and verifies the header tag.
     ///
     /// # Errors
-    /// [`Error::ContextMismatch`] if a required pair is missing or differs;
+    /// [`Error::ContextMismatch`] if a required pair is missing or differs, or a pair of
+    /// [`DecryptOptions::required_if_present`] differs;
     /// [`Error::NoDecryptableKey`] if no key unwraps any EDK; [`Error::Authentication`] if the
     /// commitment or header tag does not verify; [`Error::Malformed`] if a signed message lacks a
     /// valid public key.
@@ -53,6 +58,16 @@ impl OpenedHeader {
     ) -> Result<Self> {
         let h = &parsed.header;
         h.context.require(&options.required_context)?;
+        for (k, v) in options.required_if_present.iter() {
+            match h.context.get(k) {
+                Some(found) if found != v => {
+                    return Err(Error::ContextMismatch(format!(
+                        "the message has {k:?} = {found:?}, {v:?} was required"
+                    )))
+                }
+                _ => {}
+            }
+        }
         let mut materials = DecryptionMaterials::new(h.suite, h.context.clone());
         keyring.on_decrypt(&mut materials, &h.encrypted_data_keys)?;
         let data_key = materials
@@ -393,6 +408,8 @@ pub struct DecryptReader<R: Read> {
     pos: usize,
     inbuf: Vec<u8>,
     summary: Option<DecryptSummary>,
+    /// Set once decryption failed: later reads fail too, never `Ok(0)` (which means "complete").
+    failed: bool,
 }
 
 impl<R: Read> DecryptReader<R> {
@@ -405,6 +422,7 @@ impl<R: Read> DecryptReader<R> {
             pos: 0,
             inbuf: vec![0; 64 * 1024],
             summary: None,
+            failed: false,
         }
     }
 
@@ -423,6 +441,11 @@ fn io_err(e: Error) -> std::io::Error {
 
 impl<R: Read> Read for DecryptReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.failed {
+            return Err(std::io::Error::other(
+                "the message already failed to decrypt",
+            ));
+        }
         loop {
             if self.pos < self.out.len() {
                 let n = buf.len().min(self.out.len() - self.pos);
@@ -445,10 +468,16 @@ impl<R: Read> Read for DecryptReader<R> {
                     .dec
                     .take()
                     .ok_or_else(|| std::io::Error::other("decryptor finished"))?;
-                self.summary = Some(dec.finish(&mut self.out).map_err(io_err)?);
-            } else {
-                dec.update(&self.inbuf[..n], &mut self.out)
-                    .map_err(io_err)?;
+                match dec.finish(&mut self.out) {
+                    Ok(summary) => self.summary = Some(summary),
+                    Err(e) => {
+                        self.failed = true;
+                        return Err(io_err(e));
+                    }
+                }
+            } else if let Err(e) = dec.update(&self.inbuf[..n], &mut self.out) {
+                self.failed = true;
+                return Err(io_err(e));
             }
         }
     }

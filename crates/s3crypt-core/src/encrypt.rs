@@ -5,7 +5,7 @@ use std::io::Write;
 use crate::context::{EncryptionContext, PUBLIC_KEY_KEY};
 use crate::error::{Error, Result};
 use crate::header::{Header, MESSAGE_ID_LEN};
-use crate::key::{MessageKey, FINAL_MARKER, FINAL_OVERHEAD, FINAL_PREFIX, REGULAR_OVERHEAD};
+use crate::key::{SealingKey, FINAL_MARKER, FINAL_OVERHEAD, FINAL_PREFIX, REGULAR_OVERHEAD};
 use crate::keyring::{EncryptionMaterials, Keyring};
 use crate::signature::Signer;
 use crate::suite::Suite;
@@ -70,7 +70,7 @@ impl EncryptOptions {
 /// signature); dropping it unfinished leaves a message without a final frame, which every reader
 /// rejects as truncated.
 pub struct Encryptor {
-    pub(crate) key: MessageKey,
+    pub(crate) key: SealingKey,
     pub(crate) header: Header,
     /// Serialized header with its tag.
     pub(crate) header_bytes: Vec<u8>,
@@ -121,21 +121,31 @@ impl Encryptor {
                 "the keyring wrapped the data key under no key".into(),
             ));
         }
-        let mut message_id = [0u8; MESSAGE_ID_LEN];
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut message_id);
-        let (key, commitment) = MessageKey::for_encryption(suite, &data_key, message_id);
+        // Never write a message that readers with default limits refuse (the ESDKs' limit is
+        // configurable too; s3crypt's readers and the CLI use 64).
+        let max = usize::from(crate::header::ReadLimits::DEFAULT_MAX_EDKS);
+        if edks.len() > max {
+            return Err(Error::InvalidArgument(format!(
+                "the data key is wrapped under {} keys, more than readers accept ({max}): use fewer keys",
+                edks.len()
+            )));
+        }
+        // A fresh random message id, and the header tagged once under its key: no other code
+        // can tag a header (see `key::MessageKey`).
+        let (key, header, header_bytes) =
+            SealingKey::new_message(suite, &data_key, |id, commitment| {
+                let h = Header {
+                    suite,
+                    message_id: *id,
+                    context,
+                    encrypted_data_keys: edks,
+                    frame_length: options.frame_length,
+                    commitment: *commitment,
+                };
+                let bytes = h.to_bytes()?;
+                Ok((h, bytes))
+            })?;
         drop(data_key);
-        let header = Header {
-            suite,
-            message_id,
-            context,
-            encrypted_data_keys: edks,
-            frame_length: options.frame_length,
-            commitment,
-        };
-        let mut header_bytes = header.to_bytes()?;
-        let tag = key.header_tag(&header_bytes);
-        header_bytes.extend_from_slice(&tag);
         let frame = options.frame_length as usize;
         Ok(Self {
             key,
@@ -357,6 +367,36 @@ mod tests {
 
     fn is_invalid<T: std::fmt::Debug>(r: Result<T>) -> bool {
         matches!(r, Err(Error::InvalidArgument(_)))
+    }
+
+    /// `put` once wrote messages wrapped under more keys than readers accept (64), which nobody
+    /// could then read.
+    #[test]
+    fn sixty_five_wrapped_keys_on_put_are_refused() {
+        use crate::keyring::multi::MultiKeyring;
+        let ring = |n: usize| {
+            MultiKeyring::new(
+                (0..n)
+                    .map(|i| {
+                        Box::new(
+                            RawAesKeyring::new(
+                                "ns",
+                                format!("k{i}"),
+                                WrappingKey::from_bytes([3; 32]),
+                            )
+                            .unwrap(),
+                        ) as Box<dyn crate::Keyring>
+                    })
+                    .collect(),
+            )
+        };
+        let e = Encryptor::new(&ring(65), &EncryptOptions::default()).unwrap_err();
+        assert!(is_invalid::<()>(Err(e)));
+        let mut enc = Encryptor::new(&ring(64), &EncryptOptions::default()).unwrap();
+        let mut msg = Vec::new();
+        enc.update(b"x", &mut msg).unwrap();
+        enc.finish(&mut msg).unwrap();
+        crate::Header::read(&msg, &Default::default()).unwrap();
     }
 
     #[test]

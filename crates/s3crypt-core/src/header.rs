@@ -289,7 +289,7 @@ mod tests {
         Header {
             suite: Suite::DEFAULT,
             message_id: [7; 32],
-            context: [("purpose", "test")].into_iter().collect(),
+            context: EncryptionContext::from_pairs([("purpose", "test")]).unwrap(),
             encrypted_data_keys: vec![EncryptedDataKey {
                 provider_id: "ns".into(),
                 provider_info: b"name".to_vec(),
@@ -389,7 +389,7 @@ mod tests {
             let mut h = sample();
             h.message_id = mid;
             h.frame_length = frame;
-            h.context = ctx.into_iter().collect();
+            h.context = EncryptionContext::from_pairs(ctx).unwrap();
             h.encrypted_data_keys = (0..n_edks).map(|i| EncryptedDataKey {
                 provider_id: format!("p{i}"), provider_info: vec![i as u8; i], ciphertext: vec![0; 3 * i],
             }).collect();

@@ -64,10 +64,18 @@ fn derive(
     (key, commitment)
 }
 
-/// The key of one message: seals and opens its header tag and frames.
+/// The key of an existing message: verifies its header tag and opens its frames.
 ///
-/// `Send + Sync`: frames are independent, so one `MessageKey` can seal or open frames on many
-/// threads at once. It has no `Debug` output beyond its suite and message id, and no `Clone`.
+/// `Send + Sync`: frames are independent, so one `MessageKey` can open frames on many threads at
+/// once. It has no `Debug` output beyond its suite, and no `Clone`.
+///
+/// It cannot seal or tag anything. A v2 header has no IV of its own: its tag is AES-GCM (or
+/// ChaCha20-Poly1305) under this key with an all-zero nonce, and frames use the nonces 1, 2, ….
+/// Tagging a second, different header (or sealing a second, different frame) under the key of an
+/// existing message reuses a nonce, and two AES-GCM tags under one key and nonce reveal the GHASH
+/// key, with which anyone can forge every frame and header of the message (SECURITY.md, advisory
+/// S3C-2026-01: `rewrap` once did exactly that). Only [`SealingKey`], which exists only for a
+/// message being written under a fresh random message id, seals and tags.
 pub struct MessageKey {
     aead: AeadKey,
     suite: Suite,
@@ -82,9 +90,113 @@ impl std::fmt::Debug for MessageKey {
     }
 }
 
+/// The key of a message being written: its header was tagged once, when the key was made, and it
+/// seals frames. Made only by [`SealingKey::new_message`] (crate-internal: the message id is
+/// always fresh and random) and, for benchmarks, by the hazardous
+/// [`SealingKey::danger_for_frames_with_message_id`], which cannot tag a header.
+///
+/// Each sequence number must be sealed at most once per key (the nonce is the sequence number);
+/// the encryptors guarantee this by counting frames up from 1 and refusing to wrap around.
+pub struct SealingKey(MessageKey);
+
+impl std::fmt::Debug for SealingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealingKey")
+            .field("suite", &self.0.suite)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SealingKey {
+    /// Starts a new message: draws a random message id, derives the message's key and
+    /// commitment, has `header` serialize the header given the message id and commitment, and
+    /// appends the header tag (nonce 0). Returns the key for the frames, what `header` returned
+    /// beside the bytes (e.g. the parsed header), and the tagged header.
+    ///
+    /// This is the only place a header tag is ever computed, and it runs once per fresh message
+    /// id: there is no way to tag a second header under the same key.
+    ///
+    /// # Errors
+    /// Whatever `header` returns.
+    pub(crate) fn new_message<T>(
+        suite: Suite,
+        data_key: &DataKey,
+        header: impl FnOnce(&[u8; MESSAGE_ID_LEN], &[u8; COMMITMENT_LEN]) -> Result<(T, Vec<u8>)>,
+    ) -> Result<(Self, T, Vec<u8>)> {
+        let mut message_id = [0u8; MESSAGE_ID_LEN];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut message_id);
+        let (key, commitment) = MessageKey::derived(suite, data_key, message_id);
+        let (value, mut bytes) = header(&message_id, &commitment)?;
+        let tag = key.aead.seal([0; NONCE_LEN], &bytes, &mut []);
+        bytes.extend_from_slice(&tag);
+        Ok((Self(key), value, bytes))
+    }
+
+    /// Hazardous: a frame-sealing key for a caller-chosen message id, for benchmarks. Sealing two
+    /// different frames with the same sequence number under keys from the same (data key,
+    /// message id) reuses AEAD nonces and destroys confidentiality and integrity; it cannot tag
+    /// a header. [`crate::Encryptor`] picks a fresh random message id for every message.
+    #[doc(hidden)]
+    pub fn danger_for_frames_with_message_id(
+        suite: Suite,
+        data_key: &DataKey,
+        message_id: [u8; MESSAGE_ID_LEN],
+    ) -> Self {
+        Self(MessageKey::derived(suite, data_key, message_id).0)
+    }
+
+    /// The suite.
+    pub fn suite(&self) -> Suite {
+        self.0.suite
+    }
+
+    /// The key that opens what this one sealed (tests, and readers of a message just written).
+    pub fn opener(&self) -> &MessageKey {
+        &self.0
+    }
+
+    /// Seals a regular frame in place. `frame` is `REGULAR_PREFIX` bytes of space, the plaintext
+    /// (exactly the frame length), and `TAG_LEN` bytes of space.
+    ///
+    /// # Panics
+    /// If `frame` is shorter than the overhead or `seq` is 0 or the final marker (caller bugs).
+    pub fn seal_regular(&self, seq: u32, frame: &mut [u8]) {
+        let k = &self.0;
+        assert!(seq != 0 && seq != FINAL_MARKER && frame.len() >= REGULAR_OVERHEAD);
+        let len = frame.len() - REGULAR_OVERHEAD;
+        let mut aad = [0u8; 78];
+        let n = k.aad(FRAME_LABEL, seq, len as u64, &mut aad);
+        frame[..4].copy_from_slice(&seq.to_be_bytes());
+        frame[4..REGULAR_PREFIX].copy_from_slice(&iv(seq));
+        let (body, tag) = frame[REGULAR_PREFIX..].split_at_mut(len);
+        tag.copy_from_slice(&k.aead.seal(iv(seq), &aad[..n], body));
+    }
+
+    /// Seals the final frame in place. `frame` is `FINAL_PREFIX` bytes of space, the plaintext
+    /// (0 to frame length bytes), and `TAG_LEN` bytes of space.
+    ///
+    /// # Panics
+    /// If `frame` is shorter than the overhead, the content is over 4 GiB, or `seq` is 0.
+    pub fn seal_final(&self, seq: u32, frame: &mut [u8]) {
+        let k = &self.0;
+        assert!(seq != 0 && frame.len() >= FINAL_OVERHEAD);
+        let len = frame.len() - FINAL_OVERHEAD;
+        let len32 = u32::try_from(len).unwrap_or(u32::MAX);
+        assert!(len32 as usize == len);
+        let mut aad = [0u8; 78];
+        let n = k.aad(FINAL_LABEL, seq, len as u64, &mut aad);
+        frame[..4].copy_from_slice(&FINAL_MARKER.to_be_bytes());
+        frame[4..8].copy_from_slice(&seq.to_be_bytes());
+        frame[8..20].copy_from_slice(&iv(seq));
+        frame[20..FINAL_PREFIX].copy_from_slice(&len32.to_be_bytes());
+        let (body, tag) = frame[FINAL_PREFIX..].split_at_mut(len);
+        tag.copy_from_slice(&k.aead.seal(iv(seq), &aad[..n], body));
+    }
+}
+
 impl MessageKey {
-    /// Derives the key for a new message and returns it with the commitment to put in the header.
-    pub(crate) fn for_encryption(
+    /// The message key and commitment for a data key and message id (spec "Derive the data key").
+    fn derived(
         suite: Suite,
         data_key: &DataKey,
         message_id: [u8; MESSAGE_ID_LEN],
@@ -100,19 +212,6 @@ impl MessageKey {
         )
     }
 
-    /// Hazardous: derives a sealing key for a caller-chosen message id. Sealing two different
-    /// frames with the same sequence number under keys from the same (data key, message id) reuses
-    /// AEAD nonces and destroys confidentiality and integrity. Only for benchmarks and tests;
-    /// [`crate::Encryptor`] picks a fresh random message id for every message.
-    #[doc(hidden)]
-    pub fn danger_for_encryption_with_message_id(
-        suite: Suite,
-        data_key: &DataKey,
-        message_id: [u8; MESSAGE_ID_LEN],
-    ) -> (Self, [u8; COMMITMENT_LEN]) {
-        Self::for_encryption(suite, data_key, message_id)
-    }
-
     /// Derives the key of an existing message and checks the header's commitment in constant time.
     ///
     /// # Errors
@@ -124,25 +223,16 @@ impl MessageKey {
         message_id: [u8; MESSAGE_ID_LEN],
         commitment: &[u8; COMMITMENT_LEN],
     ) -> Result<Self> {
-        let (key, expected) = derive(suite, data_key, &message_id);
+        let (key, expected) = Self::derived(suite, data_key, message_id);
         if !bool::from(expected.ct_eq(commitment)) {
             return Err(Error::Authentication);
         }
-        Ok(Self {
-            aead: AeadKey::new(suite.cipher(), &key),
-            suite,
-            message_id,
-        })
+        Ok(key)
     }
 
     /// The suite.
     pub fn suite(&self) -> Suite {
         self.suite
-    }
-
-    /// The header authentication tag over `header` (the serialized header without its tag).
-    pub fn header_tag(&self, header: &[u8]) -> [u8; HEADER_TAG_LEN] {
-        self.aead.seal([0; NONCE_LEN], header, &mut [])
     }
 
     /// Verifies the header authentication tag.
@@ -166,42 +256,6 @@ impl MessageKey {
             n += part.len();
         }
         n
-    }
-
-    /// Seals a regular frame in place. `frame` is `REGULAR_PREFIX` bytes of space, the plaintext
-    /// (exactly the frame length), and `TAG_LEN` bytes of space.
-    ///
-    /// # Panics
-    /// If `frame` is shorter than the overhead or `seq` is 0 or the final marker (caller bugs).
-    pub fn seal_regular(&self, seq: u32, frame: &mut [u8]) {
-        assert!(seq != 0 && seq != FINAL_MARKER && frame.len() >= REGULAR_OVERHEAD);
-        let len = frame.len() - REGULAR_OVERHEAD;
-        let mut aad = [0u8; 78];
-        let n = self.aad(FRAME_LABEL, seq, len as u64, &mut aad);
-        frame[..4].copy_from_slice(&seq.to_be_bytes());
-        frame[4..REGULAR_PREFIX].copy_from_slice(&iv(seq));
-        let (body, tag) = frame[REGULAR_PREFIX..].split_at_mut(len);
-        tag.copy_from_slice(&self.aead.seal(iv(seq), &aad[..n], body));
-    }
-
-    /// Seals the final frame in place. `frame` is `FINAL_PREFIX` bytes of space, the plaintext
-    /// (0 to frame length bytes), and `TAG_LEN` bytes of space.
-    ///
-    /// # Panics
-    /// If `frame` is shorter than the overhead, the content is over 4 GiB, or `seq` is 0.
-    pub fn seal_final(&self, seq: u32, frame: &mut [u8]) {
-        assert!(seq != 0 && frame.len() >= FINAL_OVERHEAD);
-        let len = frame.len() - FINAL_OVERHEAD;
-        let len32 = u32::try_from(len).unwrap_or(u32::MAX);
-        assert!(len32 as usize == len);
-        let mut aad = [0u8; 78];
-        let n = self.aad(FINAL_LABEL, seq, len as u64, &mut aad);
-        frame[..4].copy_from_slice(&FINAL_MARKER.to_be_bytes());
-        frame[4..8].copy_from_slice(&seq.to_be_bytes());
-        frame[8..20].copy_from_slice(&iv(seq));
-        frame[20..FINAL_PREFIX].copy_from_slice(&len32.to_be_bytes());
-        let (body, tag) = frame[FINAL_PREFIX..].split_at_mut(len);
-        tag.copy_from_slice(&self.aead.seal(iv(seq), &aad[..n], body));
     }
 
     /// Opens a regular frame in place (`frame` = the whole frame, `REGULAR_OVERHEAD` + frame
@@ -290,14 +344,18 @@ impl MessageKey {
 mod tests {
     use super::*;
 
-    fn key() -> MessageKey {
-        MessageKey::for_encryption(Suite::DEFAULT, &DataKey::from_bytes([3; 32]), [5; 32]).0
+    fn key() -> SealingKey {
+        SealingKey::danger_for_frames_with_message_id(
+            Suite::DEFAULT,
+            &DataKey::from_bytes([3; 32]),
+            [5; 32],
+        )
     }
 
     #[test]
     fn commitment_is_checked() {
         let dk = DataKey::from_bytes([3; 32]);
-        let (_, c) = MessageKey::for_encryption(Suite::DEFAULT, &dk, [5; 32]);
+        let (_, c) = MessageKey::derived(Suite::DEFAULT, &dk, [5; 32]);
         assert!(MessageKey::for_decryption(Suite::DEFAULT, &dk, [5; 32], &c).is_ok());
         let mut bad = c;
         bad[31] ^= 1;
@@ -318,12 +376,12 @@ mod tests {
         f[REGULAR_PREFIX..REGULAR_PREFIX + 100].fill(0x42);
         k.seal_regular(7, &mut f);
         let sealed = f.clone();
-        k.open_regular(7, &mut f).unwrap();
+        k.opener().open_regular(7, &mut f).unwrap();
         assert!(f[REGULAR_PREFIX..REGULAR_PREFIX + 100]
             .iter()
             .all(|&b| b == 0x42));
         assert!(matches!(
-            k.open_regular(8, &mut sealed.clone()),
+            k.opener().open_regular(8, &mut sealed.clone()),
             Err(Error::Malformed(Malformed::SequenceNumber {
                 expected: 8,
                 found: 7
@@ -333,14 +391,17 @@ mod tests {
             let mut t = sealed.clone();
             t[i] ^= 0x80;
             assert!(
-                matches!(k.open_regular(7, &mut t), Err(Error::Authentication)),
+                matches!(
+                    k.opener().open_regular(7, &mut t),
+                    Err(Error::Authentication)
+                ),
                 "byte {i}"
             );
         }
         let mut t = sealed;
         t[5] ^= 1;
         assert!(matches!(
-            k.open_regular(7, &mut t),
+            k.opener().open_regular(7, &mut t),
             Err(Error::Malformed(Malformed::FrameIv))
         ));
     }
@@ -360,23 +421,35 @@ mod tests {
                 ));
             }
             let mut g = f.clone();
-            k.open_final(3, &mut g).unwrap();
+            k.opener().open_final(3, &mut g).unwrap();
             assert!(g[FINAL_PREFIX..FINAL_PREFIX + len]
                 .iter()
                 .all(|&b| b == 0x11));
             // A final frame is not accepted in place of a regular one and vice versa.
-            assert!(k.open_regular(3, &mut f.clone()).is_err());
+            assert!(k.opener().open_regular(3, &mut f.clone()).is_err());
         }
     }
 
     #[test]
-    fn header_tag_round_trip() {
-        let k = key();
-        let t = k.header_tag(b"header");
-        k.verify_header(b"header", &t).unwrap();
-        assert!(matches!(
-            k.verify_header(b"headeR", &t),
-            Err(Error::Authentication)
-        ));
+    fn each_new_message_tags_its_header_once_under_a_fresh_message_id() {
+        let dk = DataKey::from_bytes([3; 32]);
+        let mut ids = std::collections::HashSet::new();
+        for _ in 0..64 {
+            let (k, (id, c), tagged) = SealingKey::new_message(Suite::DEFAULT, &dk, |id, c| {
+                Ok(((*id, *c), b"header".to_vec()))
+            })
+            .unwrap();
+            assert!(ids.insert(id), "a message id came back");
+            let opener = MessageKey::for_decryption(Suite::DEFAULT, &dk, id, &c).unwrap();
+            let (body, tag) = tagged.split_at(tagged.len() - HEADER_TAG_LEN);
+            assert_eq!(body, b"header");
+            let tag: [u8; HEADER_TAG_LEN] = tag.try_into().unwrap();
+            opener.verify_header(b"header", &tag).unwrap();
+            k.opener().verify_header(b"header", &tag).unwrap();
+            assert!(matches!(
+                opener.verify_header(b"headeR", &tag),
+                Err(Error::Authentication)
+            ));
+        }
     }
 }

@@ -52,9 +52,10 @@ pub mod keyring;
 pub mod parts;
 pub mod pipeline;
 pub mod range;
-pub mod rewrap;
 mod signature;
 pub mod suite;
+pub mod text;
+pub mod transport;
 mod wire;
 
 pub use context::EncryptionContext;

@@ -15,13 +15,13 @@ use std::sync::Arc;
 use crate::encrypt::Encryptor;
 use crate::error::{Error, Result};
 use crate::key::{
-    MessageKey, FINAL_MARKER, FINAL_OVERHEAD, FINAL_PREFIX, REGULAR_OVERHEAD, REGULAR_PREFIX,
+    SealingKey, FINAL_MARKER, FINAL_OVERHEAD, FINAL_PREFIX, REGULAR_OVERHEAD, REGULAR_PREFIX,
 };
 use crate::signature::Signer;
 
 /// Hands out the parts of one message.
 pub struct MessageSealer {
-    key: Arc<MessageKey>,
+    key: Arc<SealingKey>,
     frame_length: u32,
     next_seq: u32,
     signer: Option<Signer>,
@@ -40,7 +40,7 @@ impl std::fmt::Debug for MessageSealer {
 
 /// Seals the frames of one part in place.
 pub struct PartSealer {
-    key: Arc<MessageKey>,
+    key: Arc<SealingKey>,
     frame_length: usize,
     first_seq: u32,
     regular: usize,

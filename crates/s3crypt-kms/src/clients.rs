@@ -6,12 +6,20 @@
 //! the configured client's region. Clients for other regions are copies of the configured client's
 //! configuration (credentials, retries, timeouts, endpoint override, interceptors) with only the
 //! region changed, built on first use and cached.
+//!
+//! Every one of them carries the [`TransportGuard`]: data keys travel in `GenerateDataKey` and
+//! `Decrypt` responses and in `Encrypt` requests (and SSE-C keys in `GenerateMac` responses), so
+//! a request to a plain `http://` endpoint other than loopback is refused before it is sent, by
+//! the same rule as SSE-C requests to S3 ([`s3crypt_core::transport::check_secret_transport`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use aws_sdk_kms::config::Region;
+use aws_sdk_kms::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_kms::config::{ConfigBag, Intercept, Region, RuntimeComponents};
+use aws_sdk_kms::error::BoxError;
 use aws_sdk_kms::Client;
+use s3crypt_core::transport::check_secret_transport;
 use s3crypt_core::Error;
 
 use crate::arn::is_plausible_region;
@@ -29,9 +37,39 @@ pub(crate) struct RegionalClients {
     others: Mutex<HashMap<String, Client>>,
 }
 
+/// What KMS requests carry, for the transport guard's refusal.
+const KMS_SECRETS: &str = "AWS KMS requests (they carry data keys)";
+
+/// An SDK interceptor that refuses, just before transmission, a KMS request over plain HTTP to a
+/// host other than loopback (whatever endpoint resolution produced: `AWS_ENDPOINT_URL_KMS`, a
+/// profile, a custom resolver). The refusal is an [`s3crypt_core::transport::InsecureTransport`],
+/// which `describe_sdk_error` shows as it is.
+#[derive(Debug)]
+pub(crate) struct TransportGuard;
+
+impl Intercept for TransportGuard {
+    fn name(&self) -> &'static str {
+        "s3crypt-kms-transport-guard"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        check_secret_transport(context.request().uri(), KMS_SECRETS)?;
+        Ok(())
+    }
+}
+
 impl RegionalClients {
     pub(crate) fn new(client: &Client) -> Self {
-        let conf = client.config().clone();
+        let conf = client
+            .config()
+            .to_builder()
+            .interceptor(TransportGuard)
+            .build();
         let home_region = conf.region().map(|r| r.as_ref().to_owned());
         Self {
             home: Client::from_conf(conf),

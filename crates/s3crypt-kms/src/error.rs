@@ -13,28 +13,10 @@
 //! that it cannot inject terminal control sequences or flood a log.
 
 use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use s3crypt_core::transport::InsecureTransport;
 
-/// `s` with control characters and invisible formatting characters (zero-width, bidirectional
-/// overrides) escaped as `\n`, `\u{..}`, cut after `max` characters.
-pub(crate) fn printable(s: &str, max: usize) -> String {
-    let hide = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
-    };
-    let mut out = String::with_capacity(s.len().min(max));
-    for (i, c) in s.chars().enumerate() {
-        if i == max {
-            out.push('…');
-            break;
-        }
-        if hide(c) {
-            out.extend(c.escape_debug());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+/// Shared with the core (and the CLI), so that there is one escaping rule.
+pub(crate) use s3crypt_core::text::printable;
 
 /// What a KMS error code usually means, for the codes a keyring meets.
 fn hint(code: &str) -> Option<&'static str> {
@@ -69,13 +51,31 @@ fn hint(code: &str) -> Option<&'static str> {
     })
 }
 
-/// One line describing a failed SDK call: `CODE: message (hint)` for service errors, and the
+/// The transport guard's refusal (see `clients.rs`) somewhere in `err`'s chain of sources.
+fn refused_transport<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a InsecureTransport> {
+    let mut e = Some(err);
+    while let Some(cur) = e {
+        if let Some(refused) = cur.downcast_ref::<InsecureTransport>() {
+            return Some(refused);
+        }
+        e = cur.source();
+    }
+    None
+}
+
+/// One line describing a failed SDK call: `CODE: message (hint)` for service errors, the
+/// refusal itself for a request the transport guard stopped (plain HTTP off loopback), and the
 /// error chain for transport failures (no connection, timeout, no credentials, no region).
 pub(crate) fn describe_sdk_error<E, R>(err: &SdkError<E, R>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
+    if let Some(refused) = refused_transport(err) {
+        return refused.to_string();
+    }
     match err {
         SdkError::ServiceError(ctx) => {
             let e = ctx.err();
@@ -104,16 +104,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn printable_escapes_and_cuts() {
-        assert_eq!(printable("abc", 10), "abc");
-        assert_eq!(printable("a\nb\u{1b}", 20), "a\\nb\\u{1b}");
-        assert_eq!(printable("it's \"ok\" ✓", 20), "it's \"ok\" ✓");
-        assert_eq!(printable("a\u{202e}b", 20), "a\\u{202e}b");
-        assert_eq!(printable("abcdef", 3), "abc…");
-        assert_eq!(printable("abc", 3), "abc");
-    }
 
     #[test]
     fn hints_cover_the_codes_keyrings_meet() {

@@ -475,10 +475,10 @@ impl Wrapped {
     }
 }
 
-/// The data key in `bytes`, if it has the right length.
+/// The data key in `bytes`, if it has the right length, copied straight into the key's wiped
+/// buffer (no unwiped copy on the stack).
 fn data_key_from(bytes: &[u8]) -> Option<DataKey> {
-    let key: Zeroizing<[u8; DATA_KEY_LEN]> = Zeroizing::new(bytes.try_into().ok()?);
-    Some(DataKey::from_bytes(*key))
+    DataKey::from_slice(bytes).ok()
 }
 
 /// The encryption context as KMS takes it (`None` when empty: KMS treats both alike).
@@ -614,11 +614,15 @@ mod tests {
 
     /// A client that must never be used: the endpoint refuses connections.
     fn offline_client() -> Client {
+        client_at("http://127.0.0.1:9")
+    }
+
+    fn client_at(endpoint: &str) -> Client {
         Client::from_conf(
             aws_sdk_kms::Config::builder()
                 .behavior_version(BehaviorVersion::latest())
                 .region(Region::new("us-east-1"))
-                .endpoint_url("http://127.0.0.1:9")
+                .endpoint_url(endpoint)
                 .retry_config(RetryConfig::disabled())
                 .credentials_provider(Credentials::new("AKID", "SECRET", None, None, "unit"))
                 .build(),
@@ -743,6 +747,61 @@ mod tests {
         let e = k.on_decrypt(&mut dm, &[edk(A)]).unwrap_err().to_string();
         assert!(
             e.contains("could not reach AWS KMS") && e.contains(A),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn plain_http_kms_endpoint_off_loopback_is_refused_before_any_request() {
+        // Neither host could answer (`.invalid` never resolves, and 192.0.2.0/24 is reserved for
+        // documentation), so only the guard's refusal can produce this message, and at once.
+        for endpoint in ["http://kms.s3crypt-test.invalid", "HTTP://192.0.2.1:80/"] {
+            let refused = |e: &str, key: &str| {
+                assert!(
+                    e.contains("refusing to send AWS KMS requests (they carry data keys) over")
+                        && e.contains("use an https:// endpoint")
+                        && e.contains(key)
+                        && !e.contains("could not reach"),
+                    "{endpoint}: {e}"
+                );
+            };
+            // GenerateDataKey, and Encrypt after another keyring generated the key; the ARN in
+            // another region goes through a regional client built from the same configuration.
+            for id in [A, B] {
+                let k = KmsKeyring::new(client_at(endpoint), id).unwrap();
+                let mut em = EncryptionMaterials::new(Suite::DEFAULT, EncryptionContext::new());
+                refused(&k.on_encrypt(&mut em).unwrap_err().to_string(), id);
+                em.set_data_key(DataKey::generate());
+                refused(&k.on_encrypt(&mut em).unwrap_err().to_string(), id);
+                assert!(em.encrypted_data_keys().is_empty());
+            }
+            // Decrypt, strict and discovery.
+            let mut dm = DecryptionMaterials::new(Suite::DEFAULT, EncryptionContext::new());
+            let k = KmsKeyring::new(client_at(endpoint), A).unwrap();
+            refused(
+                &k.on_decrypt(&mut dm, &[edk(A)]).unwrap_err().to_string(),
+                A,
+            );
+            let d = KmsKeyring::discovery(client_at(endpoint), None);
+            refused(
+                &d.on_decrypt(&mut dm, &[edk(A)]).unwrap_err().to_string(),
+                A,
+            );
+            assert!(dm.data_key().is_none());
+            // GenerateMac (whose answer is an SSE-C key).
+            let mac = crate::KmsHmacKey::new(client_at(endpoint), A).unwrap();
+            let e = runtime::block_on(async move { mac.hmac_sha256(b"m").await })
+                .and_then(|r| r)
+                .unwrap_err()
+                .to_string();
+            refused(&e, A);
+        }
+        // Plain http to loopback is allowed: the request is sent (and finds nobody listening).
+        let k = KmsKeyring::new(offline_client(), A).unwrap();
+        let mut dm = DecryptionMaterials::new(Suite::DEFAULT, EncryptionContext::new());
+        let e = k.on_decrypt(&mut dm, &[edk(A)]).unwrap_err().to_string();
+        assert!(
+            e.contains("could not reach AWS KMS") && !e.contains("refusing"),
             "{e}"
         );
     }

@@ -96,6 +96,11 @@
 //! * The plaintext data key KMS returns is moved into a zeroizing buffer as soon as the response
 //!   arrives and the SDK response is dropped; buffers inside the SDK and its HTTP stack (and the
 //!   serialised `Encrypt` request, which carries the data key) are not wiped.
+//! * Data keys travel in KMS requests and answers, so every KMS client the keyrings (and
+//!   [`KmsHmacKey`]) use refuses, before sending, a request to a plain `http://` endpoint other
+//!   than loopback (`localhost`, `127.0.0.0/8`, `::1`): the rule of
+//!   [`s3crypt_core::transport::check_secret_transport`], which SSE-C requests to S3 follow too.
+//!   The refusal is a [`s3crypt_core::Error::Keyring`] naming the key and the endpoint's host.
 //! * Nothing in this crate logs, and no `Debug` output contains a data key or grant token.
 //! * The full encryption context is sent to KMS, which binds the wrapped key to it (and records
 //!   it in CloudTrail): do not put secrets in the encryption context.

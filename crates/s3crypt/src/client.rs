@@ -192,8 +192,8 @@ impl Client {
         PutObject::new(self.clone())
     }
 
-    /// Copies, moves or rewraps an object server-side with a new header and the same frames
-    /// (see [`CopyObject`]).
+    /// Copies, moves or rewraps an object, re-encrypting it under a new data key and message id
+    /// (or copying it byte for byte when its header stays the same; see [`CopyObject`]).
     pub fn copy_object(&self) -> crate::copy::CopyObject {
         crate::copy::CopyObject::new(self.clone())
     }

@@ -1,48 +1,48 @@
-//! Server-side copy, move and rewrap: a new header in front of the same frames.
+//! Copy, move and rewrap.
 //!
-//! The frames of a message depend only on its data key and message id, so changing who can
-//! decrypt it (the wrapped keys) or where it is bound to (the location pairs of its context)
-//! needs a new header only ([`s3crypt_core::rewrap`]). The client reads the old header, builds
-//! the new one, and writes the destination as a multipart upload whose first part is the new
-//! header plus the first 5 MiB of frames (uploaded by the client: S3's smallest part) and whose
-//! other parts are `UploadPartCopy`s of the source's frames, done by S3 itself. Small objects are
-//! read and written whole. The client therefore moves at most about 2 × 5 MiB plus the header
-//! (or twice the multipart threshold for small objects), whatever the object's size.
+//! A v2 message's header has no IV of its own: its tag is computed under the message's key with a
+//! fixed nonce. Tagging a second, different header under that key would reuse the nonce, and two
+//! such tags reveal enough (the GHASH key) for anyone to forge the message's frames and headers
+//! (SECURITY.md, advisory S3C-2026-01). So no copy ever writes a new header in front of old
+//! frames:
 //!
-//! Nothing half-written becomes visible: the destination appears when `CompleteMultipartUpload`
-//! succeeds, atomically for readers (an in-place rewrap replaces the object in one step; with
-//! versioning the old version stays), and a failed or cancelled copy aborts its upload. A move
-//! deletes the source only after the destination is complete. Every read of the source is pinned
-//! to the ETag seen first, so a concurrent overwrite fails the copy instead of mixing versions.
+//! * a copy whose header stays byte for byte the same (a bucket-bound object copied within its
+//!   bucket, keeping its wrapped keys) is copied by S3 itself (`UploadPartCopy`; nothing passes
+//!   through the client), and an in-place rewrap that would change nothing writes nothing;
+//! * every other copy, move or rewrap **re-encrypts**: the source is read with parallel
+//!   authenticated ranged GETs (as `get` does) and its plaintext sealed under a new data key and a
+//!   new random message id into a parallel multipart upload (as `put` does), the two overlapped.
+//!   Memory is bounded by the download's and the upload's buffers (see [`crate::Transfer`]).
 //!
-//! Frames are copied, not decrypted: a tampered frame is carried over and found by the reader.
-//! Signed messages (suite 0x0578) cannot be rewrapped (see [`s3crypt_core::rewrap`]).
+//! Nothing half-written becomes visible: the destination appears when its PUT or
+//! `CompleteMultipartUpload` succeeds, and a failed or cancelled copy aborts its upload. An
+//! in-place rewrite replaces the object only if it is still the one read (`If-Match`); a move
+//! deletes the source only after the destination is complete, and only if it is unchanged. Every
+//! read of the source is pinned to the ETag seen first.
 
 use std::sync::Arc;
 
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
-use s3crypt_core::rewrap::{rewrap_header, RewrapPlan};
-use s3crypt_core::{DecryptOptions, EncryptedDataKey, EncryptionContext, Header, Keyring};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use s3crypt_core::keyring::{same_wrapping_key, DataKey, DecryptionMaterials, EncryptionMaterials};
+use s3crypt_core::{EncryptedDataKey, EncryptionContext, Keyring};
 use tokio::task::JoinSet;
 
-use crate::client::{not_found_or, Client};
+use crate::client::{not_found_or, Client, Encryption};
 use crate::download::{head, Fetch};
 use crate::error::{service, Error, Result};
 use crate::location;
 use crate::metadata::{self, ObjectInfo};
 use crate::sse_c::{with_sse_c, SseCKey};
-use crate::upload::{join, AbortOnDrop, MAX_PARTS, MIN_PART};
+use crate::upload::{join, AbortOnDrop, MAX_PARTS};
 
-/// Which of the source's wrapped keys the new header keeps (only possible when the context, and
-/// so the location, stays the same).
+/// Which of the keys that wrapped the source's data key also wrap the new object's (each must be
+/// a key the client's keyring holds: the new data key is wrapped under it afresh).
 #[derive(Debug, Clone, Default)]
 pub enum KeepKeys {
-    /// All of them (default for an in-place rewrap).
+    /// All of them (the default).
     #[default]
     All,
-    /// None: the new header holds only the keys of [`CopyObject::wrap_with`] (always the case
-    /// when the object changes location).
+    /// None: the new object holds only the keys of [`CopyObject::wrap_with`].
     None,
     /// All but those these selectors name: a raw AES key as `namespace/name` or `name`, a KMS
     /// key by its ARN (as stored in the header). A bare `name` that names keys of more than one
@@ -105,6 +105,9 @@ pub struct CopyObject {
     allow_moved: bool,
     wrap: Option<Arc<dyn Keyring>>,
     keep: KeepKeys,
+    /// Whether the caller chose `keep` (otherwise a copy to a new location is wrapped under the
+    /// client's keys).
+    keep_chosen: bool,
     source_sse_c: bool,
     destination_sse_c: bool,
     delete_source: bool,
@@ -123,18 +126,33 @@ impl std::fmt::Debug for CopyObject {
     }
 }
 
+/// How a copy was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CopyMode {
+    /// The header stays the same, so S3 copied the object byte for byte (`UploadPartCopy`).
+    ServerSide,
+    /// The plaintext was read and sealed again under a new data key and message id.
+    Reencrypted,
+    /// In place with nothing to change: nothing was written.
+    Unchanged,
+}
+
 /// What a copy did.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CopyOutput {
-    /// Header length before and after (the frames are the same bytes).
+    /// How the copy was made.
+    pub mode: CopyMode,
+    /// Header length of the source.
     pub header_length_before: u64,
-    /// See above.
+    /// Header length of the new object.
     pub header_length_after: u64,
     /// Size of the new object.
     pub size: u64,
-    /// Parts of the multipart upload (1: a single PUT).
+    /// Parts of the upload (1: a single PUT; 0: nothing written).
     pub parts: u32,
-    /// Bytes the client downloaded (header and, for part 1, the first frames).
+    /// Bytes the client downloaded.
     pub bytes_downloaded: u64,
     /// Bytes the client uploaded.
     pub bytes_uploaded: u64,
@@ -160,6 +178,7 @@ impl CopyObject {
             allow_moved: false,
             wrap: None,
             keep: KeepKeys::All,
+            keep_chosen: false,
             source_sse_c: false,
             destination_sse_c: false,
             delete_source: false,
@@ -207,17 +226,18 @@ impl CopyObject {
         self
     }
 
-    /// Wraps the data key under these keys too. When the object changes location this is the
-    /// keyring of the new header (default: the client's keyring); in place, these keys are added.
+    /// Wraps the new data key under these keys too (added to those kept).
     pub fn wrap_with(mut self, keyring: Arc<dyn Keyring>) -> Self {
         self.wrap = Some(keyring);
         self
     }
 
-    /// Which of the old wrapped keys to keep in place (ignored, i.e. none, when the location
-    /// changes).
+    /// Which of the source's keys the new object keeps (default: all; each must be one the
+    /// client's keyring holds). A copy to a new location that sets neither this nor
+    /// [`CopyObject::wrap_with`] is wrapped under the client's keys instead.
     pub fn keep(mut self, keep: KeepKeys) -> Self {
         self.keep = keep;
+        self.keep_chosen = true;
         self
     }
 
@@ -237,9 +257,11 @@ impl CopyObject {
     /// Runs the copy.
     ///
     /// # Errors
-    /// [`Error::NotFound`], [`Error::NotEncrypted`], [`Error::Service`]; the rewrap's errors
-    /// (wrong key, context mismatch, tampered header, signed suite, no key left); a source moved
-    /// from its authenticated location without [`CopyObject::allow_moved`].
+    /// [`Error::NotFound`], [`Error::NotEncrypted`], [`Error::Service`]; decryption errors of the
+    /// source (wrong key, context mismatch, a moved source without [`CopyObject::allow_moved`],
+    /// tampering: nothing is written then); [`Error::InvalidArgument`] if a kept wrapped key names
+    /// a key the client does not hold (a new data key must be wrapped under it), or if no key
+    /// would be left; [`Error::Cancelled`].
     pub async fn send(mut self) -> Result<CopyOutput> {
         let (sb, sk) = self
             .source
@@ -261,11 +283,6 @@ impl CopyObject {
         }
         let version = self.source_version_id.as_deref();
         let (info, src_sse) = head(&self.client, &sb, &sk, version, self.source_sse_c).await?;
-        if info.suite.is_signed() {
-            return Err(Error::Crypto(s3crypt_core::Error::Unsupported(
-                "signed objects (suite 0x0578) cannot be rewrapped or copied with a new header; download and put them again".into(),
-            )));
-        }
         let fetch = Fetch {
             client: self.client.clone(),
             bucket: sb.clone(),
@@ -275,215 +292,298 @@ impl CopyObject {
             sse: src_sse.as_ref().map(|(_, k)| k.clone()),
             pool: Default::default(),
         };
-        let header_bytes = fetch.bytes(0..info.header_length).await?;
-        let old = Header::read(&header_bytes, &Default::default())?;
-        if old.len() as u64 != info.header_length {
-            return Err(Error::NotEncrypted {
-                bucket: sb,
-                key: sk,
-                reason: "its header length metadata does not match its header".into(),
-            });
-        }
+        // The source must be where it says it is (or the caller accepts that it moved), and its
+        // header must open: nothing is written for a source the client cannot read.
+        let options = location::read_options(
+            &self.required,
+            &sb,
+            &sk,
+            self.client.inner.binding,
+            self.allow_moved,
+        )?;
+        let source = fetch.clone().open_whole(&info, options).await?;
+        let old = &source.header;
 
-        // The source must be where it says it is (or the caller accepts that it moved).
-        let mut options = DecryptOptions {
-            required_context: self.required.clone(),
-            ..Default::default()
-        };
-        if !self.allow_moved {
-            let mut pairs = location::required(&sb, &sk, self.client.inner.binding);
-            // Whatever the client's binding, a source bound to its key must be at that key:
-            // otherwise a swapped object would be re-bound here and look genuine afterwards.
-            if old.header.context.get(location::KEY).is_some() && pairs.get(location::KEY).is_none()
-            {
-                pairs.insert(location::KEY, sk.as_str())?;
-            }
-            for (k, v) in pairs.iter() {
-                match options.required_context.get(k) {
-                    None => options.required_context.insert(k, v)?,
-                    Some(same) if same == v => {}
-                    Some(_) => {
-                        return Err(Error::InvalidArgument(format!(
-                            "the required context sets {k:?}, which is the object's location binding; use allow_moved to copy a moved object"
-                        )))
-                    }
-                }
-            }
-        }
-        // The new context: the old one, bound to the destination.
-        let mut context = EncryptionContext::new();
-        for (k, v) in old.header.context.iter() {
-            if k != location::BUCKET && k != location::KEY {
-                context.insert(k, v)?;
-            }
-        }
-        // The destination keeps the source's kind of binding (bucket-only objects stay so).
-        let binding = if old.header.context.get(location::KEY).is_some() {
+        // The new context: the old one, bound to the destination with the source's kind of
+        // binding (bucket-only objects stay so).
+        let binding = if old.context.get(location::KEY).is_some() {
             location::Binding::Key
         } else {
             location::Binding::Bucket
         };
-        location::bind_with(&mut context, &db, &dk, binding)?;
-        let same_context = context == old.header.context;
-        let keep = if same_context {
-            self.keep.check(&old.header.encrypted_data_keys)?;
-            self.keep.clone()
+        let mut context = EncryptionContext::new();
+        for (k, v) in old.context.user_pairs() {
+            if k != location::BUCKET && k != location::KEY {
+                context.insert(k, v)?;
+            }
+        }
+        // The same context at the destination: the location pairs (all those the source has)
+        // name the destination too.
+        let same_context = location::required(&db, &dk, binding)
+            .iter()
+            .all(|(k, v)| old.context.get(k) == Some(v));
+        // The new keys: those kept (re-wrapped by the client's keyring) and those added. A copy
+        // to a new location for which the caller chose neither is wrapped under the client's
+        // keys (as a `put` there would be).
+        let (keep, wrap) = if !same_context && !self.keep_chosen && self.wrap.is_none() {
+            (KeepKeys::None, Some(self.client.inner.keyring.clone()))
         } else {
-            KeepKeys::None
+            (self.keep.clone(), self.wrap.clone())
         };
-        let wrap = match (&self.wrap, same_context) {
-            (Some(w), _) => Some(w.clone()),
-            // A new location rewraps under the client's keys.
-            (None, false) => Some(self.client.inner.keyring.clone()),
-            (None, true) => None,
-        };
-        let unwrap = self.client.inner.keyring.clone();
-        let new = tokio::task::spawn_blocking(move || {
-            let keeps = |e: &EncryptedDataKey| keep.keeps(e);
-            let plan = RewrapPlan {
-                context,
-                keep: &keeps,
-                wrap: wrap.as_deref(),
-            };
-            rewrap_header(&old, unwrap.as_ref(), &options, &plan)
-        })
-        .await
-        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+        keep.check(&old.encrypted_data_keys)?;
+        let kept: Vec<EncryptedDataKey> = old
+            .encrypted_data_keys
+            .iter()
+            .filter(|e| keep.keeps(e))
+            .cloned()
+            .collect();
 
+        // The header would stay byte for byte the same: no new header, no new tag.
+        if same_context && wrap.is_none() && kept.len() == old.encrypted_data_keys.len() {
+            drop(source);
+            if in_place {
+                return Ok(CopyOutput {
+                    mode: CopyMode::Unchanged,
+                    header_length_before: info.header_length,
+                    header_length_after: info.header_length,
+                    size: info.size,
+                    parts: 0,
+                    bytes_downloaded: info.header_length,
+                    bytes_uploaded: 0,
+                    etag: info.etag.clone(),
+                    version_id: info.version_id.clone(),
+                });
+            }
+            let dst_sse = match self.destination_sse_c {
+                true => {
+                    Some(crate::sse_c::write_key(self.client.inner.sse_c.as_ref(), &db, &dk).await?)
+                }
+                false => None,
+            };
+            let info_etag = info.etag.clone();
+            let job = ServerSideCopy {
+                client: self.client.clone(),
+                fetch,
+                info,
+                dst_bucket: db,
+                dst_key: dk,
+                dst_sse,
+            };
+            let cancel = self
+                .cancel
+                .take()
+                .unwrap_or_else(|| Box::pin(std::future::pending()));
+            let out = job.run(cancel).await?;
+            if self.delete_source {
+                delete_moved_source(&self.client, &sb, &sk, info_etag).await?;
+            }
+            return Ok(out);
+        }
+
+        // Re-encryption: a new data key and message id.
         let dst_sse = match &src_sse {
             _ if !self.destination_sse_c => None,
             // In place, with the key new objects are written with: the same key (derivation is
             // deterministic), without asking a key service for it again.
-            Some((0, k)) if (&sb, &sk) == (&db, &dk) => Some(k.clone()),
+            Some((0, k)) if in_place => Some(k.clone()),
             _ => Some(crate::sse_c::write_key(self.client.inner.sse_c.as_ref(), &db, &dk).await?),
         };
-        if new.bytes.len() as u64 > metadata::MAX_HEADER_LENGTH {
-            return Err(Error::InvalidArgument(format!(
-                "the new header would be {} bytes, more than readers accept ({})",
-                new.bytes.len(),
-                metadata::MAX_HEADER_LENGTH
-            )));
-        }
-        let source_etag = fetch.etag.clone();
-        let job = CopyJob {
-            client: self.client.clone(),
-            fetch,
-            // What new metadata says comes from the authenticated header, not from HEAD.
-            suite: new.header.suite,
-            frame_length: new.header.frame_length,
-            // In place, the write replaces the object only if it is still the one read: a
-            // concurrent writer's object is never overwritten with the old content.
-            if_match: if in_place { source_etag.clone() } else { None },
-            info,
-            dst_bucket: db,
-            dst_key: dk,
-            dst_sse,
-            header: new.bytes,
+        let keys = Arc::new(NewKeys {
+            holder: self.client.inner.keyring.clone(),
+            kept,
+            wrap,
+        });
+        let encryption = Encryption {
+            suite: old.suite,
+            frame_length: old.frame_length,
         };
-        let cancel = self
-            .cancel
-            .take()
-            .unwrap_or_else(|| Box::pin(std::future::pending()));
-        let out = job.run(cancel).await?;
-        if self.delete_source {
-            // Only the object that was copied: if someone replaced it meanwhile, S3 refuses
-            // (412) and both stay.
-            self.client
-                .inner
-                .s3
-                .delete_object()
-                .bucket(&sb)
-                .key(&sk)
-                .set_if_match(source_etag)
-                .send()
-                .await
-                .map_err(|e| service("DeleteObject", e))?;
+        let header_length_before = info.header_length;
+        let mut put = self
+            .client
+            .put_object()
+            .bucket(&db)
+            .key(&dk)
+            .context(context)
+            .metadata(info.user_metadata.clone())
+            .for_copy(
+                keys,
+                encryption,
+                binding,
+                // In place, the write replaces the object only if it is still the one read: a
+                // concurrent writer's object is never overwritten with the old content.
+                if in_place { info.etag.clone() } else { None },
+                dst_sse,
+            );
+        if let Some(ct) = &info.content_type {
+            put = put.content_type(ct);
         }
-        Ok(out)
+        if let Some(n) = source.plaintext_len {
+            put = put.size_hint(n);
+        }
+        if let Some(cancel) = self.cancel.take() {
+            put = put.cancel_on(cancel);
+        }
+        let out = put.body(source.body).send().await?;
+        if self.delete_source {
+            delete_moved_source(&self.client, &sb, &sk, info.etag.clone()).await?;
+        }
+        Ok(CopyOutput {
+            mode: CopyMode::Reencrypted,
+            header_length_before,
+            header_length_after: out.header_length,
+            size: out.size,
+            parts: out.parts,
+            bytes_downloaded: info.size,
+            bytes_uploaded: out.size,
+            etag: out.etag,
+            version_id: out.version_id,
+        })
     }
 }
 
-struct CopyJob {
+/// For a move, deletes the source once the destination is complete, and only if it is still the
+/// object that was copied: if someone replaced it meanwhile, S3 refuses (412) and both stay.
+async fn delete_moved_source(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    etag: Option<String>,
+) -> Result<()> {
+    client
+        .inner
+        .s3
+        .delete_object()
+        .bucket(bucket)
+        .key(key)
+        .set_if_match(etag)
+        .send()
+        .await
+        .map_err(|e| service("DeleteObject", e))?;
+    Ok(())
+}
+
+/// The keyring of a re-encrypted copy's header: a fresh data key (never a cached one, never the
+/// source's), wrapped under the client's keys that wrapped the source's data key and are kept,
+/// and under the added keyring.
+#[derive(Debug)]
+struct NewKeys {
+    /// The client's keyring: it must reproduce every kept wrapped key.
+    holder: Arc<dyn Keyring>,
+    /// The source's wrapped keys to keep (each names a key the new data key is wrapped under).
+    kept: Vec<EncryptedDataKey>,
+    /// Further keys (added, or the keys of a new location).
+    wrap: Option<Arc<dyn Keyring>>,
+}
+
+impl Keyring for NewKeys {
+    fn on_encrypt(&self, m: &mut EncryptionMaterials) -> s3crypt_core::Result<()> {
+        use s3crypt_core::Error as CoreError;
+        if m.data_key().is_some() || !m.encrypted_data_keys().is_empty() {
+            return Err(CoreError::InvalidArgument(
+                "a copy's keyring must start the message".into(),
+            ));
+        }
+        let fresh = DataKey::generate();
+        let mut expected = zeroize::Zeroizing::new([0u8; s3crypt_core::keyring::DATA_KEY_LEN]);
+        expected.copy_from_slice(fresh.as_bytes());
+        // With the data key set, keyrings wrap it (a caching keyring passes through).
+        m.set_data_key(fresh);
+        if !self.kept.is_empty() {
+            self.holder.on_encrypt(m)?;
+            let kept = &self.kept;
+            m.retain_encrypted_data_keys(|e| kept.iter().any(|k| same_wrapping_key(k, e)));
+            let missing: Vec<String> = kept
+                .iter()
+                .filter(|k| {
+                    !m.encrypted_data_keys()
+                        .iter()
+                        .any(|e| same_wrapping_key(k, e))
+                })
+                .map(key_label)
+                .collect();
+            if !missing.is_empty() {
+                return Err(CoreError::InvalidArgument(format!(
+                    "the object is also wrapped under {}, which this client does not hold: a rewrite re-encrypts under a new data key, which must be wrapped under every key kept; give that key too (-k / --kms-key), or drop it (--remove-key)",
+                    missing.join(", ")
+                )));
+            }
+        }
+        if let Some(w) = &self.wrap {
+            let before = m.encrypted_data_keys().len();
+            w.on_encrypt(m)?;
+            // An added key that was already kept is wrapped once, by the added keyring.
+            let added: Vec<EncryptedDataKey> = m.encrypted_data_keys()[before..].to_vec();
+            let mut i = 0;
+            m.retain_encrypted_data_keys(|e| {
+                i += 1;
+                i > before || !added.iter().any(|a| same_wrapping_key(a, e))
+            });
+        }
+        // A keyring must wrap the key it was given: one that replaced it would leave wrapped
+        // keys that unwrap to something else.
+        let same = m.data_key().is_some_and(|k| {
+            bool::from(subtle::ConstantTimeEq::ct_eq(
+                &k.as_bytes()[..],
+                &expected[..],
+            ))
+        });
+        if !same {
+            return Err(CoreError::InvalidArgument(
+                "a wrapping keyring replaced the data key instead of wrapping it".into(),
+            ));
+        }
+        if m.encrypted_data_keys().is_empty() {
+            return Err(CoreError::InvalidArgument(
+                "the copy would be wrapped under no key: nobody could decrypt it".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn on_decrypt(
+        &self,
+        _: &mut DecryptionMaterials,
+        _: &[EncryptedDataKey],
+    ) -> s3crypt_core::Result<()> {
+        // Only ever used to encrypt.
+        Ok(())
+    }
+}
+
+/// How a wrapped key is named in messages: `namespace/name` for a raw AES key, the provider
+/// info (e.g. a KMS key ARN) otherwise, quoted and escaped (it comes from the object).
+fn key_label(e: &EncryptedDataKey) -> String {
+    match s3crypt_core::keyring::raw_aes::key_name_of(e) {
+        Some(name) => format!("{:?}", format!("{}/{name}", e.provider_id)),
+        None => format!("{:?}", String::from_utf8_lossy(&e.provider_info)),
+    }
+}
+
+/// A copy that S3 makes byte for byte: the header stays the same.
+struct ServerSideCopy {
     client: Client,
     fetch: Fetch,
-    suite: s3crypt_core::Suite,
-    frame_length: u32,
-    if_match: Option<String>,
     info: ObjectInfo,
     dst_bucket: String,
     dst_key: String,
     dst_sse: Option<Arc<SseCKey>>,
-    header: Vec<u8>,
 }
 
-impl CopyJob {
-    fn metadata(&self) -> std::collections::HashMap<String, String> {
-        metadata::for_new_object(
-            self.suite,
-            self.frame_length,
-            self.header.len(),
+impl ServerSideCopy {
+    async fn run(self, mut cancel: crate::upload::Cancel) -> Result<CopyOutput> {
+        let s3 = &self.client.inner.s3;
+        let meta = metadata::for_new_object(
+            self.info.suite,
+            self.info.frame_length,
+            self.info.header_length as usize,
             self.info.content_type.as_deref(),
             &self.info.user_metadata,
-        )
-    }
-
-    async fn run(self, mut cancel: crate::upload::Cancel) -> Result<CopyOutput> {
-        let hlen = self.info.header_length;
-        let body_len = self.info.size - hlen;
-        let new_size = self.header.len() as u64 + body_len;
-        let threshold =
-            (self.client.inner.transfer.multipart_threshold as u64).max(MIN_PART as u64);
-        if new_size <= threshold || body_len <= MIN_PART as u64 {
-            return tokio::select! {
-                r = self.single(body_len) => r,
-                () = &mut cancel => Err(Error::Cancelled),
-            };
-        }
-        self.multipart(body_len, cancel).await
-    }
-
-    async fn single(self, body_len: u64) -> Result<CopyOutput> {
-        let hlen = self.info.header_length;
-        let frames = self.fetch.bytes(hlen..hlen + body_len).await?;
-        let mut body = self.header.clone();
-        body.extend_from_slice(&frames);
-        let size = body.len() as u64;
-        let req = self.client.inner.s3.put_object();
-        let out = with_sse_c!(req, self.dst_sse.as_deref())
-            .bucket(&self.dst_bucket)
-            .key(&self.dst_key)
-            .set_metadata(Some(self.metadata()))
-            .content_type("application/octet-stream")
-            .set_if_match(self.if_match.clone())
-            .checksum_algorithm(ChecksumAlgorithm::Crc32)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .map_err(|e| service("PutObject", e))?;
-        Ok(CopyOutput {
-            header_length_before: hlen,
-            header_length_after: self.header.len() as u64,
-            size,
-            parts: 1,
-            bytes_downloaded: hlen + body_len,
-            bytes_uploaded: size,
-            etag: out.e_tag().map(str::to_owned),
-            version_id: out.version_id().map(str::to_owned),
-        })
-    }
-
-    async fn multipart(
-        self,
-        body_len: u64,
-        mut cancel: crate::upload::Cancel,
-    ) -> Result<CopyOutput> {
-        let s3 = &self.client.inner.s3;
-        let hlen = self.info.header_length;
+        );
         let created = s3.create_multipart_upload();
         let created = with_sse_c!(created, self.dst_sse.as_deref())
             .bucket(&self.dst_bucket)
             .key(&self.dst_key)
-            .set_metadata(Some(self.metadata()))
+            .set_metadata(Some(meta))
             .content_type("application/octet-stream")
             .send()
             .await
@@ -492,19 +592,19 @@ impl CopyJob {
             AbortOnDrop::started(s3, &self.dst_bucket, &self.dst_key, &created)?;
         let mut tasks = JoinSet::new();
         let result = tokio::select! {
-            r = self.parts(&upload_id, body_len, &mut tasks) => r,
+            r = self.parts(&upload_id, &mut tasks) => r,
             () = &mut cancel => Err(Error::Cancelled),
         };
         guard.settle(result.is_err(), &mut tasks).await;
         let (parts, etag, version_id) = result?;
-        let first = (MIN_PART as u64).min(body_len);
         Ok(CopyOutput {
-            header_length_before: hlen,
-            header_length_after: self.header.len() as u64,
-            size: self.header.len() as u64 + body_len,
+            mode: CopyMode::ServerSide,
+            header_length_before: self.info.header_length,
+            header_length_after: self.info.header_length,
+            size: self.info.size,
             parts,
-            bytes_downloaded: hlen + first,
-            bytes_uploaded: self.header.len() as u64 + first,
+            bytes_downloaded: self.info.header_length,
+            bytes_uploaded: 0,
             etag,
             version_id,
         })
@@ -513,36 +613,12 @@ impl CopyJob {
     async fn parts(
         &self,
         upload_id: &str,
-        body_len: u64,
         tasks: &mut JoinSet<Result<CompletedPart>>,
     ) -> Result<(u32, Option<String>, Option<String>)> {
         let s3 = &self.client.inner.s3;
-        let hlen = self.info.header_length;
-        // Part 1: the new header and the first frames (S3's smallest part), through the client.
-        let first = (MIN_PART as u64).min(body_len);
-        let frames = self.fetch.bytes(hlen..hlen + first).await?;
-        let mut body = self.header.clone();
-        body.extend_from_slice(&frames);
-        drop(frames);
-        let req = s3.upload_part();
-        let out = with_sse_c!(req, self.dst_sse.as_deref())
-            .bucket(&self.dst_bucket)
-            .key(&self.dst_key)
-            .upload_id(upload_id)
-            .part_number(1)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .map_err(|e| service("UploadPart", e))?;
-        let mut completed = vec![CompletedPart::builder()
-            .part_number(1)
-            .set_e_tag(out.e_tag().map(str::to_owned))
-            .build()];
-
-        // The other parts: copied by S3 from the source's frames.
-        let rest = body_len - first;
+        let size = self.info.size;
         let part = COPY_PART
-            .max(rest.div_ceil(u64::from(MAX_PARTS as u32 - 1)))
+            .max(size.div_ceil(u64::from(MAX_PARTS as u32)))
             .min(MAX_PART);
         let source = copy_source(
             &self.fetch.bucket,
@@ -550,11 +626,11 @@ impl CopyJob {
             self.fetch.version_id.as_deref(),
         );
         let concurrency = self.client.inner.transfer.concurrency;
-        let mut start = hlen + first;
-        let end = hlen + body_len;
-        let mut n = 1i32;
-        while start < end {
-            let stop = (start + part).min(end);
+        let mut completed = Vec::new();
+        let mut start = 0;
+        let mut n = 0i32;
+        while start < size {
+            let stop = (start + part).min(size);
             n += 1;
             while tasks.len() >= concurrency {
                 completed.push(join(tasks).await?);
@@ -602,7 +678,6 @@ impl CopyJob {
             .bucket(&self.dst_bucket)
             .key(&self.dst_key)
             .upload_id(upload_id)
-            .set_if_match(self.if_match.clone())
             .multipart_upload(
                 CompletedMultipartUpload::builder()
                     .set_parts(Some(completed))

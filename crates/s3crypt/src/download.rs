@@ -83,6 +83,8 @@ enum State {
         failed: bool,
         /// Plaintext bytes handed out so far.
         delivered: u64,
+        /// Received but not yet handed out (reads through `AsyncRead` smaller than a chunk).
+        leftover: Bytes,
     },
     /// Only while the state changes.
     Over,
@@ -220,12 +222,23 @@ impl PlaintextStream {
             finished,
             failed,
             delivered,
+            leftover,
         } = &mut self.state
         else {
             return None;
         };
+        if !leftover.is_empty() {
+            let b = std::mem::take(leftover);
+            *delivered += b.len() as u64;
+            return Some(Ok(b));
+        }
         if *finished {
-            return None;
+            // `None` means "everything verified": a stream that failed keeps saying so.
+            return failed.then(|| {
+                Err(Error::Io(std::io::Error::other(
+                    "the download already failed",
+                )))
+            });
         }
         match rx.recv().await {
             Some(Msg::Data(b)) => {
@@ -333,6 +346,65 @@ impl PlaintextStream {
     }
 }
 
+/// Reads the authenticated plaintext in order, for consumers that take an `AsyncRead` (e.g. an
+/// upload: [`crate::PutObject::body`]). The end of the stream (`Ok(0)`) comes only after the whole
+/// message (or range) verified. Errors arrive as `io::Error`s that carry the [`Error`]
+/// (`Error::from` gives it back; [`std::io::Error::get_ref`] shows it).
+impl tokio::io::AsyncRead for PlaintextStream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        this.start();
+        loop {
+            let State::Running {
+                rx,
+                finished,
+                failed,
+                delivered,
+                leftover,
+            } = &mut this.state
+            else {
+                return Poll::Ready(Ok(()));
+            };
+            if !leftover.is_empty() {
+                let n = leftover.len().min(buf.remaining());
+                buf.put_slice(&leftover.split_to(n));
+                *delivered += n as u64;
+                return Poll::Ready(Ok(()));
+            }
+            if *finished {
+                return Poll::Ready(if *failed {
+                    Err(std::io::Error::other(Error::Io(std::io::Error::other(
+                        "the download already failed",
+                    ))))
+                } else {
+                    Ok(())
+                });
+            }
+            match std::task::ready!(rx.poll_recv(cx)) {
+                Some(Msg::Data(b)) => *leftover = b,
+                Some(Msg::Done) => *finished = true,
+                Some(Msg::Err(e)) => {
+                    (*finished, *failed) = (true, true);
+                    return Poll::Ready(Err(std::io::Error::other(e)));
+                }
+                None => {
+                    (*finished, *failed) = (true, true);
+                    return Poll::Ready(Err(std::io::Error::other(Error::Io(
+                        std::io::Error::other(
+                            "the download stopped before the object was verified",
+                        ),
+                    ))));
+                }
+            }
+        }
+    }
+}
+
 impl GetObject {
     pub(crate) fn new(client: Client) -> Self {
         Self {
@@ -407,24 +479,13 @@ impl GetObject {
             .key
             .take()
             .ok_or_else(|| Error::InvalidArgument("no key".into()))?;
-        let mut options = DecryptOptions {
-            required_context: self.required.clone(),
-            ..Default::default()
-        };
-        if !self.allow_moved {
-            // The location binding is always required; a caller's pair cannot replace it.
-            for (k, v) in location::required(&bucket, &key, self.client.inner.binding).iter() {
-                match options.required_context.get(k) {
-                    None => options.required_context.insert(k, v).map_err(Error::Crypto)?,
-                    Some(same) if same == v => {}
-                    Some(_) => {
-                        return Err(Error::InvalidArgument(format!(
-                            "the required context sets {k:?}, which is the object's location binding; use allow_moved to read a moved object"
-                        )))
-                    }
-                }
-            }
-        }
+        let options = location::read_options(
+            &self.required,
+            &bucket,
+            &key,
+            self.client.inner.binding,
+            self.allow_moved,
+        )?;
         let (info, sse) = head(
             &self.client,
             &bucket,
@@ -457,6 +518,69 @@ impl GetObject {
                 body: PlaintextStream::ready(fetch, What::Whole { info, options }),
             }),
         }
+    }
+}
+
+/// A copy's source, opened: its authenticated header, and its whole plaintext as a stream (not
+/// started yet: nothing but the header has been downloaded).
+pub(crate) struct OpenedSource {
+    /// The header fields, authenticated (tag, key commitment, required context).
+    pub(crate) header: Header,
+    /// The plaintext's length, when the layout gives it (unsigned messages). The stream fails
+    /// unless the final frame at that length verifies.
+    pub(crate) plaintext_len: Option<u64>,
+    /// The authenticated plaintext.
+    pub(crate) body: PlaintextStream,
+}
+
+impl Fetch {
+    /// Opens the whole object for reading as a copy's source: the header is read, parsed and
+    /// opened (unwrapping the data key once for unsigned messages; signed ones and empty
+    /// plaintexts are read by the streaming decryptor, which opens the header again).
+    pub(crate) async fn open_whole(
+        self,
+        info: &ObjectInfo,
+        options: DecryptOptions,
+    ) -> Result<OpenedSource> {
+        let header_bytes = self.bytes(0..info.header_length).await?;
+        let parsed = Header::read(&header_bytes, &options.limits)?;
+        if parsed.len() as u64 != info.header_length {
+            return Err(Error::NotEncrypted {
+                bucket: self.bucket.clone(),
+                key: self.key.clone(),
+                reason: "its header length metadata does not match its header".into(),
+            });
+        }
+        let size = info.size;
+        if !parsed.header.suite.is_signed() {
+            let rd = self.open(parsed, options.clone(), size).await?;
+            let header = rd.header().header.clone();
+            let len = rd.layout().plaintext_len();
+            // The whole plaintext as one range that reaches the end: the final frame is read and
+            // verified whatever the size says.
+            let what = if len > 0 {
+                What::Range { rd, served: 0..len }
+            } else {
+                What::Streamed { size, options }
+            };
+            return Ok(OpenedSource {
+                header,
+                plaintext_len: Some(len),
+                body: PlaintextStream::ready(self, what),
+            });
+        }
+        let keyring = self.client.inner.keyring.clone();
+        let opts = options.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            s3crypt_core::OpenedHeader::open(parsed, keyring.as_ref(), &opts)
+        })
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+        Ok(OpenedSource {
+            header: opened.header().clone(),
+            plaintext_len: None,
+            body: PlaintextStream::ready(self, What::Streamed { size, options }),
+        })
     }
 }
 
@@ -756,6 +880,7 @@ impl Fetch {
                 finished: false,
                 failed: false,
                 delivered: 0,
+                leftover: Bytes::new(),
             },
         }
     }

@@ -49,7 +49,7 @@ pub enum Error {
 
     /// Reading the input or writing the output failed.
     #[error("I/O error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
 
     /// The transfer was cancelled; any multipart upload was aborted.
     #[error("cancelled")]
@@ -69,6 +69,21 @@ impl Error {
             Self::Io(_) => "io",
             Self::Cancelled => "cancelled",
         }
+    }
+}
+
+impl From<std::io::Error> for Error {
+    /// An `io::Error` that carries one of this crate's errors (a [`crate::PlaintextStream`] read
+    /// through `AsyncRead` reports its errors so) gives that error back, so that, say, a tampered
+    /// frame stays an authentication failure after passing through an `AsyncRead` consumer.
+    fn from(e: std::io::Error) -> Self {
+        if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            if let Some(Ok(inner)) = e.into_inner().map(|b| b.downcast::<Error>()) {
+                return *inner;
+            }
+            return Error::Io(std::io::Error::other("an error was lost in conversion"));
+        }
+        Error::Io(e)
     }
 }
 

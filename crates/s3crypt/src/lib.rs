@@ -12,8 +12,9 @@
 //! * Every object's bucket and key are bound into its authenticated encryption context
 //!   ([`location`]), so objects cannot be swapped by someone without the key (or, if the client
 //!   opts into [`location::Binding::Bucket`] for data-key caching, only its bucket).
-//! * [`Client::copy_object`]: copy, move or rewrap (change who can decrypt) server-side with a
-//!   new header and the same frames.
+//! * [`Client::copy_object`]: copy, move or rewrap (change who can decrypt), re-encrypting under
+//!   a new data key and message id (S3 copies byte for byte when the header stays the same).
+//! * [`Client::scan_message_ids`]: find objects affected by advisory S3C-2026-01.
 //! * [`metadata`]: what s3crypt stores beside the object (nothing secret).
 //!
 //! ```no_run
@@ -44,17 +45,19 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
 mod client;
 mod copy;
 mod download;
 mod error;
+pub mod listing;
 pub mod location;
 pub mod metadata;
 pub mod sse_c;
 mod upload;
 
 pub use client::{s3_config, Client, ClientBuilder, Encryption, Transfer, DEFAULT_READ_TIMEOUT};
-pub use copy::{names_key, CopyObject, CopyOutput, KeepKeys};
+pub use copy::{names_key, CopyMode, CopyObject, CopyOutput, KeepKeys};
 pub use download::{ByteRange, GetObject, GetOutput, PlaintextStream, PositionalSink};
 pub use error::{Error, Result};
 pub use metadata::ObjectInfo;

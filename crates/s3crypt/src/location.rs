@@ -26,17 +26,67 @@ pub enum Binding {
     Bucket,
 }
 
+/// A context of location pairs. Their keys are this module's constants: distinct, not empty and
+/// outside the reserved `aws-crypto-` prefix, so [`EncryptionContext::insert`] cannot refuse them
+/// (whatever the bucket and key, which are only values).
+fn location_context(pairs: &[(&'static str, &str)]) -> EncryptionContext {
+    let mut ctx = EncryptionContext::new();
+    for (k, v) in pairs {
+        let inserted = ctx.insert(*k, *v);
+        debug_assert!(inserted.is_ok(), "location key {k}");
+    }
+    ctx
+}
+
 /// The context pairs that bind an object to `bucket`/`key`.
 pub fn pairs(bucket: &str, key: &str) -> EncryptionContext {
-    [(BUCKET, bucket), (KEY, key)].into_iter().collect()
+    location_context(&[(BUCKET, bucket), (KEY, key)])
 }
 
 /// The pairs a read at `bucket`/`key` requires under `binding`.
 pub fn required(bucket: &str, key: &str, binding: Binding) -> EncryptionContext {
     match binding {
         Binding::Key => pairs(bucket, key),
-        Binding::Bucket => [(BUCKET, bucket)].into_iter().collect(),
+        Binding::Bucket => location_context(&[(BUCKET, bucket)]),
     }
+}
+
+/// What a read of the object at `bucket`/`key` requires of its header: the caller's `required`
+/// pairs, plus (unless `allow_moved`) the pairs `binding` calls for, and, whatever the binding,
+/// every location pair the header carries must name this location. A reader with bucket binding
+/// therefore still refuses an object bound to another key (a plain S3 copy of one object over
+/// another).
+///
+/// # Errors
+/// [`crate::Error::InvalidArgument`] if `required` sets a location key to another value than
+/// the location's (that is what `allow_moved` is for).
+pub fn read_options(
+    required: &EncryptionContext,
+    bucket: &str,
+    key: &str,
+    binding: Binding,
+    allow_moved: bool,
+) -> crate::Result<s3crypt_core::DecryptOptions> {
+    let mut options = s3crypt_core::DecryptOptions {
+        required_context: required.clone(),
+        ..Default::default()
+    };
+    if allow_moved {
+        return Ok(options);
+    }
+    for (k, v) in self::required(bucket, key, binding).iter() {
+        match options.required_context.get(k) {
+            None => options.required_context.insert(k, v)?,
+            Some(same) if same == v => {}
+            Some(_) => {
+                return Err(crate::Error::InvalidArgument(format!(
+                    "the required context sets {k:?}, which is the object's location binding; use allow_moved to read a moved object"
+                )))
+            }
+        }
+    }
+    options.required_if_present = pairs(bucket, key);
+    Ok(options)
 }
 
 /// Adds the location pairs (both) to a caller's context.
@@ -65,4 +115,19 @@ pub fn bind_with(
         })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn location_pairs_hold_any_bucket_and_key_as_values() {
+        let c = pairs("b", "aws-crypto-public-key");
+        assert_eq!(c.get(BUCKET), Some("b"));
+        assert_eq!(c.get(KEY), Some("aws-crypto-public-key"));
+        assert_eq!(c.len(), 2);
+        let r = required("b", "", Binding::Bucket);
+        assert_eq!((r.len(), r.get(BUCKET)), (1, Some("b")));
+    }
 }

@@ -221,36 +221,9 @@ pub(crate) async fn write_key(
     ))
 }
 
-/// Whether a request URI may carry SSE-C keys: `https`, or `http` to a loopback address; any
-/// other scheme or an unparsable URI is refused.
-fn transport_allowed(uri: &str) -> std::result::Result<(), String> {
-    let (scheme, rest) = uri
-        .split_once("://")
-        .ok_or_else(|| format!("refusing to send SSE-C keys to {uri:?}"))?;
-    if scheme.eq_ignore_ascii_case("https") {
-        return Ok(());
-    }
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    };
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if scheme.eq_ignore_ascii_case("http") && loopback {
-        Ok(())
-    } else {
-        Err(format!(
-            "refusing to send SSE-C keys over {scheme} to {host}: use an https:// endpoint"
-        ))
-    }
-}
-
 /// An SDK interceptor that refuses, just before transmission, any request carrying an SSE-C key
-/// over plain HTTP to a host other than loopback (whatever endpoint resolution produced).
+/// over plain HTTP to a host other than loopback (whatever endpoint resolution produced; the rule
+/// is [`s3crypt_core::transport::check_secret_transport`], which KMS requests follow too).
 #[derive(Debug)]
 pub(crate) struct TransportGuard;
 
@@ -273,8 +246,7 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for TransportGuard 
         .iter()
         .any(|h| req.headers().get(*h).is_some());
         if carries_key {
-            transport_allowed(req.uri())
-                .map_err(|m| -> aws_smithy_runtime_api::box_error::BoxError { m.into() })?;
+            s3crypt_core::transport::check_secret_transport(req.uri(), "SSE-C keys")?;
         }
         Ok(())
     }
@@ -325,30 +297,5 @@ mod tests {
         );
         assert_eq!(format!("{a:?}"), "SseCKey(<redacted>)");
         assert_eq!(a.md5_base64().len(), 24);
-    }
-
-    #[test]
-    fn plain_http_only_to_loopback() {
-        for ok in [
-            "https://s3.amazonaws.com/b/k",
-            "http://127.0.0.1:9000/b",
-            "http://localhost/b",
-            "http://[::1]:80/b",
-            "http://127.9.9.9/",
-        ] {
-            assert!(transport_allowed(ok).is_ok(), "{ok}");
-        }
-        assert!(transport_allowed("HTTPS://s3.amazonaws.com/").is_ok());
-        for bad in [
-            "HTTP://s3.example.com/b",
-            "ftp://127.0.0.1/",
-            "nonsense",
-            "http://s3.example.com/b",
-            "http://10.0.0.1:9000/b",
-            "http://user@evil.com/",
-            "http://127.0.0.1.evil.com/",
-        ] {
-            assert!(transport_allowed(bad).is_err(), "{bad}");
-        }
     }
 }

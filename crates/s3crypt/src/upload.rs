@@ -9,16 +9,17 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use s3crypt_core::key::{FINAL_PREFIX, REGULAR_OVERHEAD, REGULAR_PREFIX};
 use s3crypt_core::parts::{MessageSealer, PartSealer};
-use s3crypt_core::{EncryptOptions, EncryptionContext, Encryptor};
+use s3crypt_core::{EncryptOptions, EncryptionContext, Encryptor, Keyring};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinSet;
 
-use crate::client::Client;
+use crate::client::{Client, Encryption};
 use crate::error::{service, Error, Result};
 use crate::{location, metadata};
 
@@ -45,6 +46,13 @@ pub struct PutObject {
     cancel: Option<Cancel>,
     options: StorageOptions,
     sse_c: bool,
+    /// Crate-internal overrides for copies (the source's suite and frame length, binding, and the
+    /// keyring of the new header), and the ETag the write must replace (an in-place rewrite).
+    keyring: Option<Arc<dyn Keyring>>,
+    encryption: Option<Encryption>,
+    binding: Option<location::Binding>,
+    if_match: Option<String>,
+    sse_key: Option<Arc<crate::sse_c::SseCKey>>,
 }
 
 /// S3-side options passed through to the upload: server-side encryption by S3 (on top of
@@ -86,6 +94,8 @@ pub struct PutOutput {
     pub etag: Option<String>,
     /// Version id, on versioned buckets.
     pub version_id: Option<String>,
+    /// Length of the message header (the first bytes of the object).
+    pub header_length: u64,
 }
 
 impl PutObject {
@@ -102,7 +112,32 @@ impl PutObject {
             cancel: None,
             options: StorageOptions::default(),
             sse_c: false,
+            keyring: None,
+            encryption: None,
+            binding: None,
+            if_match: None,
+            sse_key: None,
         }
+    }
+
+    /// A copy's overrides: the keyring that wraps the new data key, the encryption settings, the
+    /// location binding, the ETag the write must replace (`None`: any or no object), and the
+    /// SSE-C key already derived for the destination (`None`: no SSE-C).
+    pub(crate) fn for_copy(
+        mut self,
+        keyring: Arc<dyn Keyring>,
+        encryption: Encryption,
+        binding: location::Binding,
+        if_match: Option<String>,
+        sse_key: Option<Arc<crate::sse_c::SseCKey>>,
+    ) -> Self {
+        self.keyring = Some(keyring);
+        self.encryption = Some(encryption);
+        self.binding = Some(binding);
+        self.if_match = if_match;
+        self.sse_c = false;
+        self.sse_key = sse_key;
+        self
     }
 
     /// Bucket.
@@ -188,30 +223,37 @@ impl PutObject {
             .take()
             .ok_or_else(|| Error::InvalidArgument("no body".into()))?;
         metadata::check_user_metadata(&self.metadata)?;
-        let sse_key = if self.sse_c {
-            Some(crate::sse_c::write_key(self.client.inner.sse_c.as_ref(), &bucket, &key).await?)
-        } else {
-            None
+        let sse_key = match self.sse_key.take() {
+            Some(k) => Some(k),
+            None if self.sse_c => Some(
+                crate::sse_c::write_key(self.client.inner.sse_c.as_ref(), &bucket, &key).await?,
+            ),
+            None => None,
         };
-        let mut context = self.context.clone();
-        location::bind_with(&mut context, &bucket, &key, self.client.inner.binding)?;
         let inner = &self.client.inner;
+        let mut context = self.context.clone();
+        let binding = self.binding.unwrap_or(inner.binding);
+        location::bind_with(&mut context, &bucket, &key, binding)?;
+        let encryption = self.encryption.unwrap_or(inner.encryption);
         let opts = EncryptOptions {
-            suite: inner.encryption.suite,
-            frame_length: inner.encryption.frame_length,
+            suite: encryption.suite,
+            frame_length: encryption.frame_length,
             context,
             // Lets a caching keyring account for this message's bytes.
             plaintext_length: self.size_hint,
         };
-        let keyring = inner.keyring.clone();
+        let keyring = self
+            .keyring
+            .clone()
+            .unwrap_or_else(|| inner.keyring.clone());
         // Wrapping the data key may block (a remote keyring): keep it off the async threads.
         let enc = tokio::task::spawn_blocking(move || Encryptor::new(keyring.as_ref(), &opts))
             .await
             .map_err(|e| Error::Io(std::io::Error::other(e)))??;
         let sealer = MessageSealer::new(enc)?;
         let meta = metadata::for_new_object(
-            inner.encryption.suite,
-            inner.encryption.frame_length,
+            encryption.suite,
+            encryption.frame_length,
             sealer.header().len(),
             self.content_type.as_deref(),
             &self.metadata,
@@ -225,6 +267,9 @@ impl PutObject {
             options: self.options.clone(),
             sse: sse_key,
             pool: Pool::default(),
+            encryption,
+            if_match: self.if_match.clone(),
+            header_length: sealer.header().len() as u64,
         };
         match self.cancel.take() {
             Some(cancel) => job.run(sealer, body, cancel).await,
@@ -245,6 +290,10 @@ struct Upload {
     options: StorageOptions,
     sse: Option<std::sync::Arc<crate::sse_c::SseCKey>>,
     pool: Pool,
+    encryption: Encryption,
+    /// The final write (PUT or CompleteMultipartUpload) replaces only an object with this ETag.
+    if_match: Option<String>,
+    header_length: u64,
 }
 
 /// Reads until `buf` is full or the input ends.
@@ -381,6 +430,7 @@ impl Upload {
             .set_object_lock_retain_until_date(self.options.object_lock_retain_until)
             .set_metadata(Some(self.meta.clone()))
             .content_type("application/octet-stream")
+            .set_if_match(self.if_match.clone())
             .checksum_algorithm(ChecksumAlgorithm::Crc32)
             .body(ByteStream::from(body))
             .send()
@@ -392,6 +442,7 @@ impl Upload {
             parts: 1,
             etag: out.e_tag().map(str::to_owned),
             version_id: out.version_id().map(str::to_owned),
+            header_length: self.header_length,
         })
     }
 
@@ -406,8 +457,8 @@ impl Upload {
     ) -> Result<PutOutput> {
         let inner = &self.client.inner;
         let concurrency = inner.transfer.concurrency;
-        let signed = inner.encryption.suite.is_signed();
-        let frame = inner.encryption.frame_length as usize;
+        let signed = self.encryption.suite.is_signed();
+        let frame = self.encryption.frame_length as usize;
         let target = PartTarget {
             client: self.client.clone(),
             bucket: self.bucket.clone(),
@@ -525,6 +576,7 @@ impl Upload {
             .bucket(&self.bucket)
             .key(&self.key)
             .upload_id(upload_id)
+            .set_if_match(self.if_match.clone())
             .multipart_upload(
                 CompletedMultipartUpload::builder()
                     .set_parts(Some(completed))
@@ -539,6 +591,7 @@ impl Upload {
             parts: part_number as u32,
             etag: out.e_tag().map(str::to_owned),
             version_id: out.version_id().map(str::to_owned),
+            header_length: self.header_length,
         })
     }
 }

@@ -756,7 +756,7 @@ mod tests {
     }
 
     fn ctx(pairs: &[(&str, &str)]) -> EncryptionContext {
-        pairs.iter().copied().collect()
+        EncryptionContext::from_pairs(pairs.iter().copied()).unwrap()
     }
 
     /// Runs `on_encrypt` for one message as the encryptor does; returns the data key bytes and

@@ -9,8 +9,13 @@
 //! The first meaningful line is the version line. Exactly one `primary` key wraps new data keys;
 //! every key (primary or not) can unwrap, so a rotated-out key keeps old objects readable.
 //! Namespaces and names are non-empty UTF-8 without whitespace or control characters; the pair
-//! must be unique. Files are created with mode 0600 and refused, on Unix, when group or others may
-//! read or write them. Parse errors name the line, never its content.
+//! must be unique. Parse errors name the line, never its content.
+//!
+//! Files are created with mode 0600. On Unix a keyring file is read only if it is a regular file,
+//! owned by the effective user, that group and others cannot access at all; it is opened without
+//! following a symbolic link in its last component (a symlinked keyring file is refused: pass the
+//! file's own path) and without blocking (a FIFO or device is refused, not waited on), and the
+//! checks apply to the file actually opened (`fstat`), not to whatever the path names later.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -189,33 +194,17 @@ impl KeyringFile {
         s
     }
 
-    /// Reads a keyring file, refusing it if group or others have any access (Unix).
+    /// Reads a keyring file. On Unix it must be a regular file owned by the effective user, with
+    /// no access for group or others, named directly (not through a symbolic link); see the
+    /// module docs.
     ///
     /// # Errors
-    /// [`Error::Keyring`] if the file cannot be opened or read, is not a regular file, is larger
-    /// than [`MAX_FILE_LEN`], has insecure permissions, or does not parse.
+    /// [`Error::Keyring`] naming the path if the file cannot be opened or read, is a symbolic
+    /// link, is not a regular file, belongs to another user, is accessible by group or others
+    /// (saying what to run), is larger than [`MAX_FILE_LEN`], or does not parse.
     pub fn load(path: &Path) -> Result<Self> {
         let shown = path.display();
-        let mut f = File::open(path)
-            .map_err(|e| Error::Keyring(format!("cannot open keyring {shown}: {e}")))?;
-        let meta = f
-            .metadata()
-            .map_err(|e| Error::Keyring(format!("cannot read keyring {shown}: {e}")))?;
-        if !meta.is_file() {
-            return Err(Error::Keyring(format!(
-                "keyring {shown} is not a regular file"
-            )));
-        }
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                return Err(Error::Keyring(format!(
-                    "keyring {shown} is accessible by group or others (mode {mode:o}); run: chmod 600 {shown}"
-                )));
-            }
-        }
+        let (mut f, meta) = open_key_file(path)?;
         if meta.len() > MAX_FILE_LEN {
             return Err(Error::Keyring(format!(
                 "keyring {shown} is larger than {MAX_FILE_LEN} bytes"
@@ -293,6 +282,86 @@ impl KeyringFile {
             others: self.others.into_iter().map(conv).collect::<Result<_>>()?,
         })
     }
+}
+
+/// Opens a keyring file for reading and checks what was opened (see the module docs).
+#[cfg(unix)]
+fn open_key_file(path: &Path) -> Result<(File, std::fs::Metadata)> {
+    use rustix::fs::{Mode, OFlags};
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let shown = path.display();
+    // O_NOFOLLOW: a symlink as the last component fails (ELOOP) instead of being followed.
+    // O_NONBLOCK: opening a FIFO or a device returns at once; the type check below refuses it.
+    let flags =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(path, flags, Mode::empty()).map_err(|e| {
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+            Error::Keyring(format!(
+                "keyring {shown} is a symbolic link; s3crypt does not follow links to key files: \
+                 pass the path of the file itself"
+            ))
+        } else {
+            Error::Keyring(format!(
+                "cannot open keyring {shown}: {}",
+                std::io::Error::from(e)
+            ))
+        }
+    })?;
+    let f = File::from(fd);
+    // fstat of the opened file: what is checked is what will be read.
+    let meta = f
+        .metadata()
+        .map_err(|e| Error::Keyring(format!("cannot read keyring {shown}: {e}")))?;
+    let ft = meta.file_type();
+    if !ft.is_file() {
+        let kind = if ft.is_dir() {
+            "a directory"
+        } else if ft.is_fifo() {
+            "a FIFO"
+        } else if ft.is_socket() {
+            "a socket"
+        } else if ft.is_char_device() || ft.is_block_device() {
+            "a device"
+        } else {
+            "not a regular file"
+        };
+        return Err(Error::Keyring(format!(
+            "keyring {shown} is {kind}; a keyring must be a regular file"
+        )));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(Error::Keyring(format!(
+            "keyring {shown} belongs to another user (uid {}; s3crypt runs as uid {me}): \
+             s3crypt reads only key files of the user running it; to take it over, run: \
+             chown {me} {shown} && chmod 600 {shown}",
+            meta.uid()
+        )));
+    }
+    let mode = meta.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(Error::Keyring(format!(
+            "keyring {shown} is accessible by group or others (mode {mode:o}); run: chmod 600 {shown}"
+        )));
+    }
+    Ok((f, meta))
+}
+
+/// Opens a keyring file for reading (no ownership or permission bits to check off Unix).
+#[cfg(not(unix))]
+fn open_key_file(path: &Path) -> Result<(File, std::fs::Metadata)> {
+    let shown = path.display();
+    let f = File::open(path)
+        .map_err(|e| Error::Keyring(format!("cannot open keyring {shown}: {e}")))?;
+    let meta = f
+        .metadata()
+        .map_err(|e| Error::Keyring(format!("cannot read keyring {shown}: {e}")))?;
+    if !meta.is_file() {
+        return Err(Error::Keyring(format!(
+            "keyring {shown} is not a regular file"
+        )));
+    }
+    Ok((f, meta))
 }
 
 /// A generated key name: `key-YYYYMMDD-xxxxxxxx` (UTC date, random suffix).
@@ -422,6 +491,89 @@ mod tests {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
         let e = LocalKeyring::load(&p).unwrap_err().to_string();
         assert!(e.contains("chmod 600"), "{e}");
+    }
+
+    /// A keyring file with mode 0600 in a fresh directory.
+    #[cfg(unix)]
+    fn key_file() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k");
+        KeyringFile::new(nk("a", 1)).unwrap().create(&p).unwrap();
+        (dir, p)
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_file_owned_by_another_user_is_refused() {
+        let (_dir, p) = key_file();
+        if rustix::process::geteuid().as_raw() != 0 {
+            eprintln!("note: not root, cannot give a file to another user; skipping");
+            return;
+        }
+        // nobody's uid: a 0600 file of another user, which root could read but must not trust.
+        std::os::unix::fs::chown(&p, Some(65534), None).unwrap();
+        let e = LocalKeyring::load(&p).unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, Error::Keyring(_)), "{msg}");
+        assert!(
+            msg.contains("belongs to another user (uid 65534")
+                && msg.contains(&p.display().to_string())
+                && msg.contains("chown 0 "),
+            "{msg}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinked_key_file_is_refused() {
+        let (dir, p) = key_file();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&p, &link).unwrap();
+        let msg = LocalKeyring::load(&link).unwrap_err().to_string();
+        assert!(
+            msg.contains("is a symbolic link") && msg.contains(&link.display().to_string()),
+            "{msg}"
+        );
+        // A dangling link is reported as a link too, not as a missing file.
+        std::fs::remove_file(&p).unwrap();
+        let msg = LocalKeyring::load(&link).unwrap_err().to_string();
+        assert!(msg.contains("is a symbolic link"), "{msg}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn fifo_key_file_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        // Opening a FIFO with no writer blocks unless O_NONBLOCK: wait for the answer with a
+        // deadline rather than hanging the test run.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(
+                LocalKeyring::load(&path)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+            );
+        });
+        let r = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("loading a FIFO as a keyring blocked");
+        let msg = r.unwrap_err();
+        assert!(
+            msg.contains("is a FIFO") && msg.contains("regular file"),
+            "{msg}"
+        );
+        let msg = LocalKeyring::load(dir.path()).unwrap_err().to_string();
+        assert!(msg.contains("is a directory"), "{msg}");
     }
 
     #[test]

@@ -30,9 +30,28 @@ impl DataKey {
         Self(k)
     }
 
-    /// Wraps existing key bytes (for keyrings that unwrap a key).
+    /// Wraps existing key bytes. The array is taken by value, so the caller's copy (and any on
+    /// the stack on the way) is not wiped: keyrings that unwrap a key into a buffer of their own
+    /// should use [`DataKey::from_slice`].
     pub fn from_bytes(bytes: [u8; DATA_KEY_LEN]) -> Self {
         Self(Zeroizing::new(bytes))
+    }
+
+    /// Copies key bytes straight into the new key's wiped buffer, leaving no unwiped copy on the
+    /// stack (for keyrings that unwrap a key into a zeroizing buffer of their own).
+    ///
+    /// # Errors
+    /// [`crate::Error::Keyring`] if `bytes` is not [`DATA_KEY_LEN`] bytes long.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self> {
+        if bytes.len() != DATA_KEY_LEN {
+            return Err(crate::Error::Keyring(format!(
+                "a data key must be {DATA_KEY_LEN} bytes, not {}",
+                bytes.len()
+            )));
+        }
+        let mut k = Zeroizing::new([0u8; DATA_KEY_LEN]);
+        k.copy_from_slice(bytes);
+        Ok(Self(k))
     }
 
     /// The key bytes.
@@ -123,6 +142,12 @@ impl EncryptionMaterials {
         self.edks.push(edk);
     }
 
+    /// Keeps only the encrypted data keys for which `keep` returns true, visiting them in order
+    /// (a keyring that composes others uses it to drop wrapped keys it does not want).
+    pub fn retain_encrypted_data_keys(&mut self, keep: impl FnMut(&EncryptedDataKey) -> bool) {
+        self.edks.retain(keep);
+    }
+
     pub(crate) fn into_parts(
         self,
     ) -> (
@@ -175,6 +200,19 @@ impl DecryptionMaterials {
 
     pub(crate) fn take_data_key(&mut self) -> Option<DataKey> {
         self.data_key.take()
+    }
+}
+
+/// Whether two encrypted data keys were wrapped by the same key: for raw AES keys the same
+/// namespace and key name (the provider info also holds a per-wrap IV), otherwise the same
+/// provider and provider info (e.g. a KMS key ARN).
+pub fn same_wrapping_key(a: &EncryptedDataKey, b: &EncryptedDataKey) -> bool {
+    if a.provider_id != b.provider_id {
+        return false;
+    }
+    match (raw_aes::key_name_of(a), raw_aes::key_name_of(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a.provider_info == b.provider_info,
     }
 }
 

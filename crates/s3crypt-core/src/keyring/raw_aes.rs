@@ -26,23 +26,27 @@ impl WrappingKey {
         Self(k)
     }
 
-    /// Uses existing key bytes.
+    /// Uses existing key bytes. The array is taken by value, so the caller's copy is not wiped:
+    /// for key bytes read or decoded into a zeroizing buffer, use [`WrappingKey::from_slice`].
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(Zeroizing::new(bytes))
     }
 
-    /// Uses a slice of exactly 32 bytes.
+    /// Uses a slice of exactly 32 bytes, copied straight into the key's wiped buffer (no
+    /// unwiped copy is left on the stack).
     ///
     /// # Errors
     /// [`Error::Keyring`] if the slice is not 32 bytes long.
     pub fn from_slice(bytes: &[u8]) -> Result<Self> {
-        let arr: [u8; 32] = bytes.try_into().map_err(|_| {
-            Error::Keyring(format!(
+        if bytes.len() != 32 {
+            return Err(Error::Keyring(format!(
                 "a wrapping key must be 32 bytes, not {}",
                 bytes.len()
-            ))
-        })?;
-        Ok(Self::from_bytes(arr))
+            )));
+        }
+        let mut k = Zeroizing::new([0u8; 32]);
+        k.copy_from_slice(bytes);
+        Ok(Self(k))
     }
 
     /// The key bytes.
@@ -172,10 +176,7 @@ impl Keyring for RawAesKeyring {
             let mut buf = Zeroizing::new([0u8; DATA_KEY_LEN + TAG_LEN]);
             buf.copy_from_slice(&edk.ciphertext);
             if aes_gcm_open(self.key.as_bytes(), iv, &aad, buf.as_mut()).is_ok() {
-                let mut key = [0u8; DATA_KEY_LEN];
-                key.copy_from_slice(&buf[..DATA_KEY_LEN]);
-                materials.set_data_key(DataKey::from_bytes(key));
-                zeroize::Zeroize::zeroize(&mut key);
+                materials.set_data_key(DataKey::from_slice(&buf[..DATA_KEY_LEN])?);
                 return Ok(());
             }
         }
@@ -195,7 +196,7 @@ mod tests {
 
     #[test]
     fn wraps_and_unwraps_with_context_as_aad() {
-        let ctx: EncryptionContext = [("a", "b")].into_iter().collect();
+        let ctx = EncryptionContext::from_pairs([("a", "b")]).unwrap();
         let mut em = EncryptionMaterials::new(Suite::DEFAULT, ctx.clone());
         kr("k", 1).on_encrypt(&mut em).unwrap();
         let edk = em.encrypted_data_keys()[0].clone();
@@ -218,10 +219,26 @@ mod tests {
             (kr("j", 1), [("a", "b")]),
             (kr("k", 1), [("a", "c")]),
         ] {
-            let mut dm = DecryptionMaterials::new(Suite::DEFAULT, ctx.into_iter().collect());
+            let ctx = EncryptionContext::from_pairs(ctx).unwrap();
+            let mut dm = DecryptionMaterials::new(Suite::DEFAULT, ctx);
             k.on_decrypt(&mut dm, std::slice::from_ref(&edk)).unwrap();
             assert!(dm.data_key().is_none());
         }
+    }
+
+    #[test]
+    fn keys_from_slices_are_built_in_place_and_length_checked() {
+        let k = WrappingKey::from_slice(&[7; 32]).unwrap();
+        assert_eq!(k.as_bytes(), &[7; 32]);
+        assert_eq!(format!("{k:?}"), "WrappingKey(<redacted>)");
+        let e = WrappingKey::from_slice(&[7; 31]).unwrap_err();
+        assert!(matches!(e, Error::Keyring(_)), "{e}");
+        let d = DataKey::from_slice(&[9; 32]).unwrap();
+        assert_eq!(d.as_bytes(), &[9; 32]);
+        assert!(matches!(
+            DataKey::from_slice(&[9; 33]),
+            Err(Error::Keyring(_))
+        ));
     }
 
     #[test]

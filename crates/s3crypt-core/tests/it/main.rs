@@ -2,8 +2,11 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod attacks;
 mod corpora;
+mod forbidden;
 mod interop;
+mod message_ids;
 mod roundtrip;
 mod tamper;
 mod util;

@@ -76,11 +76,12 @@ fn setup(
         })
         .collect();
     let opts = DecryptOptions {
-        required_context: v
-            .required_context
-            .iter()
-            .map(|(a, b)| (a.clone(), b.clone()))
-            .collect::<EncryptionContext>(),
+        required_context: EncryptionContext::from_pairs(
+            v.required_context
+                .iter()
+                .map(|(a, b)| (a.clone(), b.clone())),
+        )
+        .unwrap(),
         ..Default::default()
     };
     let ct = std::fs::read(dir().join(&v.ciphertext)).unwrap();

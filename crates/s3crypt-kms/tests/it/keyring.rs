@@ -215,13 +215,13 @@ fn wrong_encryption_context_is_refused_by_kms_and_names_the_key() {
     let Some(kms) = Kms::start() else { return };
     let a = kms.create_key(HOME);
     let k = kms.strict(&a);
-    let ctx: EncryptionContext = [("tenant", "acme")].into_iter().collect();
+    let ctx = EncryptionContext::from_pairs([("tenant", "acme")]).unwrap();
     let mut em = EncryptionMaterials::new(Suite::DEFAULT, ctx);
     k.on_encrypt(&mut em).unwrap();
     let edks = em.encrypted_data_keys().to_vec();
 
     // The same EDK under another context: KMS refuses (its AAD differs).
-    let other: EncryptionContext = [("tenant", "evil")].into_iter().collect();
+    let other = EncryptionContext::from_pairs([("tenant", "evil")]).unwrap();
     let mut dm = DecryptionMaterials::new(Suite::DEFAULT, other);
     let e = k.on_decrypt(&mut dm, &edks).unwrap_err();
     assert!(matches!(e, Error::Keyring(_)), "{e}");

@@ -369,13 +369,13 @@ async fn interrupted_rewrap_and_move_leave_readable_objects() {
             .send()
             .await
             .unwrap();
-        // Each step of a rewrap or move fails in turn: the header read, a part copy, the first
-        // part, the completion, and (for a move) the deletion of the source.
+        // Each step of a rewrap or move (both re-encrypt) fails in turn: the source's reads, the
+        // first part, a later part, the completion, and (for a move) the deletion of the source.
         type Matcher = Box<dyn Fn(&Request) -> bool + Send + Sync>;
         let steps: [(&str, Matcher); 4] = [
             ("header GET", Box::new(Request::is_ranged_get)),
             ("UploadPart", Box::new(|r: &Request| r.is_part(1))),
-            ("UploadPartCopy", Box::new(|r: &Request| r.is_part(2))),
+            ("UploadPart 2", Box::new(|r: &Request| r.is_part(2))),
             ("Complete", Box::new(is_complete)),
         ];
         for (what, matches) in steps {
@@ -447,7 +447,7 @@ async fn a_cancelled_move_aborts_and_keeps_its_source() {
             .send()
             .await
             .unwrap();
-        // A part copy hangs; the move is cancelled meanwhile.
+        // An upload part hangs; the move is cancelled meanwhile.
         let hung = proxy.inject(usize::MAX, Fault::StallHead(Duration::from_secs(60)), |r| {
             r.is_part(2)
         });

@@ -4,8 +4,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod attacks;
 mod copy;
 mod faults;
+/// The attack of advisory S3C-2026-01 (GHASH key recovery from two header tags), shared with the
+/// core's tests.
+#[path = "../../../s3crypt-core/tests/it/forbidden.rs"]
+mod forbidden;
 mod proxy;
 mod s3;
 mod servers;

@@ -136,31 +136,38 @@ impl Server {
         );
     }
 
-    /// The recorded requests: (method, URL, lower-cased headers).
+    /// The recorded requests: (method, URL, lower-cased headers). moto appends to the recording
+    /// as requests finish: a last line still being written is waited for.
     #[allow(dead_code)]
     pub fn recorded(&self) -> Vec<(String, String, std::collections::HashMap<String, String>)> {
-        let text = std::fs::read_to_string(self.recording.as_ref().unwrap()).unwrap_or_default();
-        text.lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                let headers = v["headers"]
-                    .as_object()
-                    .unwrap()
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            k.to_ascii_lowercase(),
-                            v.as_str().unwrap_or_default().to_owned(),
-                        )
-                    })
-                    .collect();
-                (
-                    v["method"].as_str().unwrap().to_owned(),
-                    v["url"].as_str().unwrap().to_owned(),
-                    headers,
-                )
-            })
-            .collect()
+        type Row = (String, String, std::collections::HashMap<String, String>);
+        fn parse(line: &str) -> Option<Row> {
+            let v: serde_json::Value = serde_json::from_str(line).ok()?;
+            let headers = v["headers"]
+                .as_object()?
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_ascii_lowercase(),
+                        v.as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect();
+            Some((
+                v["method"].as_str()?.to_owned(),
+                v["url"].as_str()?.to_owned(),
+                headers,
+            ))
+        }
+        for _ in 0..100 {
+            let text =
+                std::fs::read_to_string(self.recording.as_ref().unwrap()).unwrap_or_default();
+            if let Some(rows) = text.lines().map(parse).collect::<Option<Vec<_>>>() {
+                return rows;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("moto's recording does not parse");
     }
 
     /// A KMS client for the server (moto serves KMS on the same endpoint), in us-east-1.
