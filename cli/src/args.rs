@@ -95,7 +95,7 @@ pub struct ScanIdsArgs {
 
 #[derive(Debug, Args)]
 pub struct CopyArgs {
-    /// Keys that unwrap the source's data key and wrap it again for the destination.
+    /// Keys that decrypt the source and wrap the new data key for the destination.
     #[command(flatten)]
     pub keys: KeyArgs,
     /// Require this encryption context pair of the source (repeatable).

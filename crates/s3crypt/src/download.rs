@@ -457,7 +457,7 @@ impl GetObject {
     }
 
     /// Accept an object whose authenticated location (bucket and key it was written to) differs
-    /// from where it is read, e.g. after a server-side copy. Without this, such objects are
+    /// from where it is read, e.g. after a plain S3 copy. Without this, such objects are
     /// refused: someone with write access but no key could otherwise substitute one object for
     /// another.
     pub fn allow_moved(mut self, yes: bool) -> Self {
