@@ -182,6 +182,21 @@ impl Client {
         }
     }
 
+    /// The same client with other transfer settings.
+    pub(crate) fn with_transfer(&self, transfer: Transfer) -> Client {
+        let i = &self.inner;
+        Client {
+            inner: Arc::new(Inner {
+                s3: i.s3.clone(),
+                keyring: i.keyring.clone(),
+                transfer,
+                encryption: i.encryption,
+                sse_c: i.sse_c.clone(),
+                binding: i.binding,
+            }),
+        }
+    }
+
     /// The underlying S3 client.
     pub fn s3(&self) -> &aws_sdk_s3::Client {
         &self.inner.s3

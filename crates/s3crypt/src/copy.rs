@@ -12,7 +12,9 @@
 //! * every other copy, move or rewrap **re-encrypts**: the source is read with parallel
 //!   authenticated ranged GETs (as `get` does) and its plaintext sealed under a new data key and a
 //!   new random message id into a parallel multipart upload (as `put` does), the two overlapped.
-//!   Memory is bounded by the download's and the upload's buffers (see [`crate::Transfer`]).
+//!   Memory is bounded by the upload's buffers (`(concurrency + 1) × part size`, see
+//!   [`crate::Transfer`]) and the download's, whose ranges in flight are capped at half the
+//!   upload's concurrency (at least 2): the upload is the slower side.
 //!
 //! Nothing half-written becomes visible: the destination appears when its PUT or
 //! `CompleteMultipartUpload` succeeds, and a failed or cancelled copy aborts its upload. An
@@ -283,8 +285,15 @@ impl CopyObject {
         }
         let version = self.source_version_id.as_deref();
         let (info, src_sse) = head(&self.client, &sb, &sk, version, self.source_sse_c).await?;
+        // The source is read only as fast as the upload takes it (sealing and sending is the
+        // slower side): a few ranges ahead are enough, and keep a copy's memory near a put's.
+        let t = self.client.inner.transfer;
+        let reader = self.client.with_transfer(crate::Transfer {
+            download_concurrency: t.download_concurrency.min(t.concurrency.max(2)),
+            ..t
+        });
         let fetch = Fetch {
-            client: self.client.clone(),
+            client: reader,
             bucket: sb.clone(),
             key: sk.clone(),
             version_id: self.source_version_id.clone().or(info.version_id.clone()),
