@@ -349,6 +349,8 @@ impl CopyObject {
 
         // The header would stay byte for byte the same: no new header, no new tag.
         if same_context && wrap.is_none() && kept.len() == old.encrypted_data_keys.len() {
+            // What the copy's metadata says comes from the authenticated header, not from HEAD.
+            let (suite, frame_length) = (old.suite, old.frame_length);
             drop(source);
             if in_place {
                 return Ok(CopyOutput {
@@ -374,6 +376,8 @@ impl CopyObject {
                 client: self.client.clone(),
                 fetch,
                 info,
+                suite,
+                frame_length,
                 dst_bucket: db,
                 dst_key: dk,
                 dst_sse,
@@ -573,6 +577,9 @@ struct ServerSideCopy {
     client: Client,
     fetch: Fetch,
     info: ObjectInfo,
+    /// From the authenticated header.
+    suite: s3crypt_core::Suite,
+    frame_length: u32,
     dst_bucket: String,
     dst_key: String,
     dst_sse: Option<Arc<SseCKey>>,
@@ -582,8 +589,8 @@ impl ServerSideCopy {
     async fn run(self, mut cancel: crate::upload::Cancel) -> Result<CopyOutput> {
         let s3 = &self.client.inner.s3;
         let meta = metadata::for_new_object(
-            self.info.suite,
-            self.info.frame_length,
+            self.suite,
+            self.frame_length,
             self.info.header_length as usize,
             self.info.content_type.as_deref(),
             &self.info.user_metadata,

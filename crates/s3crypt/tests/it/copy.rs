@@ -851,3 +851,56 @@ async fn scan_finds_messages_rewrapped_the_old_way() {
     assert_no_retagged_header(&current, &old, "remedy");
     assert_no_retagged_header(&current, &forged, "remedy");
 }
+
+/// A copy S3 makes byte for byte writes the destination's s3crypt metadata from the
+/// authenticated header, not from the source's (unauthenticated) metadata.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_side_copy_takes_its_metadata_from_the_header() {
+    let Some(server) = start(Kind::Moto) else {
+        return;
+    };
+    make_bucket(&server, "mdh", false).await;
+    let loose = bucket_bound(&server, key("a", 1));
+    loose
+        .put_object()
+        .bucket("mdh")
+        .key("src")
+        .body(std::io::Cursor::new(pattern(5000)))
+        .send()
+        .await
+        .unwrap();
+    let s3 = server.s3();
+    let mut meta = s3
+        .head_object()
+        .bucket("mdh")
+        .key("src")
+        .send()
+        .await
+        .unwrap()
+        .metadata()
+        .cloned()
+        .unwrap();
+    meta.insert("s3crypt-suite".into(), "0x0578".into());
+    meta.insert("s3crypt-frame-length".into(), "4096".into());
+    s3.copy_object()
+        .bucket("mdh")
+        .key("src")
+        .copy_source("mdh/src")
+        .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+        .set_metadata(Some(meta))
+        .send()
+        .await
+        .unwrap();
+    let out = loose
+        .copy_object()
+        .source("mdh", "src")
+        .destination("mdh", "dst")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.mode, CopyMode::ServerSide);
+    let info = loose.head_object("mdh", "dst", None).await.unwrap();
+    assert_eq!(info.suite, Suite::DEFAULT);
+    assert_eq!(info.frame_length, s3crypt_core::DEFAULT_FRAME_LENGTH);
+    assert!(get(&loose, "mdh", "dst").await.unwrap() == pattern(5000));
+}
