@@ -93,7 +93,8 @@ impl std::fmt::Debug for MessageKey {
 /// The key of a message being written: its header was tagged once, when the key was made, and it
 /// seals frames. Made only by [`SealingKey::new_message`] (crate-internal: the message id is
 /// always fresh and random) and, for benchmarks, by the hazardous
-/// [`SealingKey::danger_for_frames_with_message_id`], which cannot tag a header.
+/// `SealingKey::danger_for_frames_with_message_id` (feature `hazmat-bench`), which cannot tag a
+/// header.
 ///
 /// Each sequence number must be sealed at most once per key (the nonce is the sequence number);
 /// the encryptors guarantee this by counting frames up from 1 and refusing to wrap around.
@@ -135,7 +136,9 @@ impl SealingKey {
     /// Hazardous: a frame-sealing key for a caller-chosen message id, for benchmarks. Sealing two
     /// different frames with the same sequence number under keys from the same (data key,
     /// message id) reuses AEAD nonces and destroys confidentiality and integrity; it cannot tag
-    /// a header. [`crate::Encryptor`] picks a fresh random message id for every message.
+    /// a header. [`crate::Encryptor`] picks a fresh random message id for every message. Only
+    /// with the `hazmat-bench` feature (and in this crate's tests).
+    #[cfg(any(test, feature = "hazmat-bench"))]
     #[doc(hidden)]
     pub fn danger_for_frames_with_message_id(
         suite: Suite,

@@ -406,9 +406,20 @@ impl CopyObject {
             kept,
             wrap,
         });
+        // The source's suite and frame length; a frame length s3crypt does not write (another
+        // SDK may use any) gives way to the client's.
+        let frame_length = match (s3crypt_core::EncryptOptions {
+            frame_length: old.frame_length,
+            ..Default::default()
+        })
+        .validate()
+        {
+            Ok(()) => old.frame_length,
+            Err(_) => self.client.inner.encryption.frame_length,
+        };
         let encryption = Encryption {
             suite: old.suite,
-            frame_length: old.frame_length,
+            frame_length,
         };
         let header_length_before = info.header_length;
         let mut put = self
