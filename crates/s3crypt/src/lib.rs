@@ -20,7 +20,7 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), s3crypt::Error> {
 //! use std::sync::Arc;
-//! use s3crypt_core::keyring::file::LocalKeyring;
+//! use s3crypt::LocalKeyring;
 //!
 //! let keyring = Arc::new(LocalKeyring::load("team.keyring".as_ref())?);
 //! let client = s3crypt::Client::from_env(keyring).await;
@@ -56,9 +56,54 @@ pub mod metadata;
 pub mod sse_c;
 mod upload;
 
+/// Keyrings (who can decrypt), so that this crate is the one dependency a service needs:
+/// re-exported from `s3crypt-core` and, with the default `kms` feature, `s3crypt-kms`.
+pub mod keyring {
+    pub use s3crypt_core::keyring::caching::{CacheLimits, CachingKeyring};
+    pub use s3crypt_core::keyring::file::LocalKeyring;
+    pub use s3crypt_core::keyring::multi::MultiKeyring;
+    pub use s3crypt_core::keyring::raw_aes::{RawAesKeyring, WrappingKey};
+    pub use s3crypt_core::keyring::{DataKey, DecryptionMaterials, EncryptionMaterials};
+    pub use s3crypt_core::{EncryptedDataKey, Keyring};
+    #[cfg(feature = "kms")]
+    pub use s3crypt_kms::{DiscoveryFilter, KmsKeyring};
+}
+
 pub use client::{s3_config, Client, ClientBuilder, Encryption, Transfer, DEFAULT_READ_TIMEOUT};
 pub use copy::{names_key, CopyMode, CopyObject, CopyOutput, KeepKeys};
 pub use download::{ByteRange, GetObject, GetOutput, PlaintextStream, PositionalSink};
 pub use error::{Error, Result};
+#[cfg(feature = "kms")]
+pub use keyring::KmsKeyring;
+pub use keyring::{CachingKeyring, Keyring, LocalKeyring, MultiKeyring};
 pub use metadata::ObjectInfo;
+pub use s3crypt_core::{EncryptionContext, Suite};
 pub use upload::{PutObject, PutOutput, StorageOptions};
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    /// A service builds its keys with this crate alone.
+    #[test]
+    fn keyrings_and_context_come_from_this_crate() {
+        use crate::keyring::{CacheLimits, RawAesKeyring, WrappingKey};
+        use crate::{CachingKeyring, EncryptionContext, Keyring, MultiKeyring, Suite};
+        let raw: Box<dyn Keyring> =
+            Box::new(RawAesKeyring::new("ns", "k", WrappingKey::generate()).unwrap());
+        let multi: Arc<dyn Keyring> = Arc::new(MultiKeyring::new(vec![raw]));
+        let limits = CacheLimits {
+            max_age: std::time::Duration::from_secs(60),
+            max_messages: 10,
+            max_bytes: 1 << 20,
+            capacity: 4,
+        };
+        let cached = CachingKeyring::new(multi, limits).unwrap();
+        let mut m =
+            crate::keyring::EncryptionMaterials::new(Suite::DEFAULT, EncryptionContext::new());
+        cached.on_encrypt(&mut m).unwrap();
+        assert_eq!(m.encrypted_data_keys().len(), 1);
+        #[cfg(feature = "kms")]
+        assert!(std::any::type_name::<crate::KmsKeyring>().ends_with("KmsKeyring"));
+    }
+}
