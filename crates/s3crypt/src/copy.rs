@@ -513,7 +513,14 @@ impl Keyring for NewKeys {
         // With the data key set, keyrings wrap it (a caching keyring passes through).
         m.set_data_key(fresh);
         if !self.kept.is_empty() {
-            self.holder.on_encrypt(m)?;
+            self.holder.on_encrypt(m).map_err(|e| match e {
+                // (Say which keys needed it: e.g. a KMS discovery keyring cannot wrap.)
+                CoreError::InvalidArgument(why) => CoreError::InvalidArgument(format!(
+                    "the new data key must be wrapped under the keys the object keeps ({}), and the client's keyring cannot: {why}; give those keys (-k / --kms-key ARN) or drop them (--remove-key)",
+                    self.kept.iter().map(key_label).collect::<Vec<_>>().join(", ")
+                )),
+                other => other,
+            })?;
             let kept = &self.kept;
             m.retain_encrypted_data_keys(|e| kept.iter().any(|k| same_wrapping_key(k, e)));
             let missing: Vec<String> = kept
@@ -754,6 +761,45 @@ mod tests {
     fn copy_source_encodes_the_key_but_slashes() {
         assert_eq!(copy_source("b", "a/b c+ü", None), "b/a/b%20c%2B%C3%BC");
         assert_eq!(copy_source("b", "k", Some("v1+")), "b/k?versionId=v1%2B");
+    }
+
+    /// A keyring that cannot wrap (like a KMS discovery keyring).
+    #[derive(Debug)]
+    struct CannotWrap;
+
+    impl Keyring for CannotWrap {
+        fn on_encrypt(&self, _: &mut EncryptionMaterials) -> s3crypt_core::Result<()> {
+            Err(s3crypt_core::Error::InvalidArgument(
+                "a discovery keyring cannot encrypt".into(),
+            ))
+        }
+
+        fn on_decrypt(
+            &self,
+            _: &mut DecryptionMaterials,
+            _: &[EncryptedDataKey],
+        ) -> s3crypt_core::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_client_keyring_that_cannot_wrap_kept_keys_says_which_keys() {
+        use s3crypt_core::keyring::raw_aes::{RawAesKeyring, WrappingKey};
+        use s3crypt_core::Suite;
+        let mut old = EncryptionMaterials::new(Suite::DEFAULT, EncryptionContext::new());
+        RawAesKeyring::new("team", "k1", WrappingKey::from_bytes([1; 32]))
+            .unwrap()
+            .on_encrypt(&mut old)
+            .unwrap();
+        let keys = NewKeys {
+            holder: Arc::new(CannotWrap),
+            kept: old.encrypted_data_keys().to_vec(),
+            wrap: None,
+        };
+        let mut m = EncryptionMaterials::new(Suite::DEFAULT, EncryptionContext::new());
+        let e = keys.on_encrypt(&mut m).unwrap_err().to_string();
+        assert!(e.contains("team/k1") && e.contains("discovery"), "{e}");
     }
 
     #[test]

@@ -262,6 +262,19 @@ impl PlaintextStream {
         }
     }
 
+    /// All of the plaintext in memory, once the whole message (or range) verified.
+    ///
+    /// # Errors
+    /// Any download or decryption error; nothing is returned then.
+    pub async fn collect(mut self) -> Result<Bytes> {
+        self.not_failed()?;
+        let mut out = bytes::BytesMut::new();
+        while let Some(chunk) = self.next().await {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok(out.freeze())
+    }
+
     /// Writes all of the plaintext to `w` and flushes it; returns the bytes written.
     ///
     /// # Errors

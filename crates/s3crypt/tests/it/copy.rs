@@ -87,9 +87,7 @@ fn assert_no_retagged_header(a: &[u8], b: &[u8], what: &str) {
 
 async fn get(c: &Client, bucket: &str, k: &str) -> Result<Vec<u8>, s3crypt::Error> {
     let out = c.get_object().bucket(bucket).key(k).send().await?;
-    let mut v = Vec::new();
-    out.body.write_to(&mut v).await?;
-    Ok(v)
+    Ok(out.body.collect().await?.to_vec())
 }
 
 fn servers() -> Vec<Server> {
