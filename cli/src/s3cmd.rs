@@ -678,34 +678,11 @@ async fn ls(a: LsArgs) -> Result<(), Failure> {
     // Only metadata is read: no keyring needed.
     let keyring: Arc<dyn s3crypt_core::Keyring> =
         Arc::new(s3crypt_core::keyring::multi::MultiKeyring::default());
-    let c = Client::builder(s3.clone(), keyring).build()?;
-    let mut token = None;
+    let c = Client::builder(s3, keyring).build()?;
     let mut stdout = std::io::stdout().lock();
-    loop {
-        let page = s3
-            .list_objects_v2()
-            .bucket(&bucket)
-            .prefix(&prefix)
-            .encoding_type(aws_sdk_s3::types::EncodingType::Url)
-            .set_continuation_token(token.take())
-            .send()
-            .await
-            .map_err(|e| {
-                Failure::S3(s3crypt::Error::Service {
-                    operation: "ListObjectsV2",
-                    status: None,
-                    message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
-                })
-            })?;
-        let encoded = page.encoding_type() == Some(&aws_sdk_s3::types::EncodingType::Url);
-        let keys: Vec<(String, i64)> = page
-            .contents()
-            .iter()
-            .filter_map(|o| {
-                let k = listed_key(o.key()?, encoded, &prefix)?;
-                Some((k, o.size().unwrap_or(0)))
-            })
-            .collect();
+    let mut pages = c.list_objects().bucket(&bucket).prefix(&prefix).send()?;
+    while let Some(page) = pages.next_page().await {
+        let keys: Vec<(String, u64)> = page?.into_iter().map(|o| (o.key, o.size)).collect();
         // HEAD each object (16 at a time) for its s3crypt metadata.
         let mut infos: Vec<Option<s3crypt::Result<s3crypt::ObjectInfo>>> =
             (0..keys.len()).map(|_| None).collect();
@@ -749,60 +726,33 @@ async fn ls(a: LsArgs) -> Result<(), Failure> {
                 return Err(Failure::BrokenPipe);
             }
         }
-        match page.next_continuation_token() {
-            Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
-            _ => break,
-        }
     }
+    report_skipped(&prefix, pages.skipped());
     Ok(())
 }
 
-/// A key from a listing (see [`s3crypt::listing`]); one that does not decode or lies outside
-/// the prefix is reported on stderr and skipped.
-fn listed_key(raw: &str, encoded: bool, prefix: &str) -> Option<String> {
-    let key = s3crypt::listing::listed_key(raw, encoded, prefix);
-    if key.is_none() {
+/// Listed keys that were left out (they do not decode, or lie outside the prefix), on stderr.
+fn report_skipped(prefix: &str, skipped: &[String]) {
+    for raw in skipped {
         eprintln!(
             "s3crypt: skipped a listed key that does not decode or is outside the prefix {}: {}",
             s3crypt_core::text::printable(prefix, 200),
             s3crypt_core::text::printable(raw, 200)
         );
     }
-    key
 }
 
-/// Every key under `prefix` (paginated).
+/// Every key under `prefix` (see [`s3crypt::listing`]).
 async fn list_keys(c: &Client, bucket: &str, prefix: &str) -> Result<Vec<String>, Failure> {
-    let mut keys = Vec::new();
-    let mut token = None;
-    loop {
-        let page = c
-            .s3()
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix(prefix)
-            .encoding_type(aws_sdk_s3::types::EncodingType::Url)
-            .set_continuation_token(token.take())
-            .send()
-            .await
-            .map_err(|e| {
-                Failure::S3(s3crypt::Error::Service {
-                    operation: "ListObjectsV2",
-                    status: None,
-                    message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
-                })
-            })?;
-        let encoded = page.encoding_type() == Some(&aws_sdk_s3::types::EncodingType::Url);
-        keys.extend(
-            page.contents()
-                .iter()
-                .filter_map(|o| listed_key(o.key()?, encoded, prefix)),
-        );
-        match page.next_continuation_token() {
-            Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
-            _ => return Ok(keys),
-        }
-    }
+    let (objects, skipped) = c
+        .list_objects()
+        .bucket(bucket)
+        .prefix(prefix)
+        .send()?
+        .collect()
+        .await?;
+    report_skipped(prefix, &skipped);
+    Ok(objects.into_iter().map(|o| o.key).collect())
 }
 
 fn copy_json(op: &str, src: (&str, &str), dst: (&str, &str), o: &s3crypt::CopyOutput) -> String {
@@ -1119,20 +1069,16 @@ fn hex(b: &[u8]) -> String {
 
 async fn rm(a: RmArgs) -> Result<(), Failure> {
     let (bucket, key) = object_url(&a.url)?;
-    s3_client(&a.s3)
-        .await
+    // Nothing is decrypted: no keyring needed.
+    let keyring: Arc<dyn s3crypt_core::Keyring> =
+        Arc::new(s3crypt_core::keyring::multi::MultiKeyring::default());
+    Client::builder(s3_client(&a.s3).await, keyring)
+        .build()?
         .delete_object()
         .bucket(&bucket)
         .key(&key)
         .send()
-        .await
-        .map_err(|e| {
-            Failure::S3(s3crypt::Error::Service {
-                operation: "DeleteObject",
-                status: None,
-                message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
-            })
-        })?;
+        .await?;
     Ok(())
 }
 

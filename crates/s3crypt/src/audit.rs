@@ -334,29 +334,12 @@ async fn list_current(
     bucket: &str,
     prefix: &str,
 ) -> Result<Vec<(String, Option<String>)>> {
-    let s3 = &client.inner.s3;
-    let mut out = Vec::new();
-    let mut token = None;
-    loop {
-        let page = s3
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix(prefix)
-            .encoding_type(aws_sdk_s3::types::EncodingType::Url)
-            .set_continuation_token(token.take())
-            .send()
-            .await
-            .map_err(|e| not_found_or(bucket, prefix, service("ListObjectsV2", e)))?;
-        let encoded = page.encoding_type() == Some(&aws_sdk_s3::types::EncodingType::Url);
-        out.extend(
-            page.contents()
-                .iter()
-                .filter_map(|o| listed_key(o.key()?, encoded, prefix))
-                .map(|k| (k, None)),
-        );
-        match page.next_continuation_token() {
-            Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
-            _ => return Ok(out),
-        }
-    }
+    let (objects, _) = client
+        .list_objects()
+        .bucket(bucket)
+        .prefix(prefix)
+        .send()?
+        .collect()
+        .await?;
+    Ok(objects.into_iter().map(|o| (o.key, None)).collect())
 }

@@ -15,6 +15,8 @@
 //! * [`Client::copy_object`]: copy, move or rewrap (change who can decrypt), re-encrypting under
 //!   a new data key and message id (S3 copies byte for byte when the header stays the same).
 //! * [`Client::scan_message_ids`]: find objects affected by advisory S3C-2026-01.
+//! * [`Client::list_objects`], [`Client::delete_object`], [`Client::head_object`]: the rest of
+//!   what a service needs, in the same shape.
 //! * [`metadata`]: what s3crypt stores beside the object (nothing secret).
 //!
 //! ```no_run

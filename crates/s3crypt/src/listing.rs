@@ -1,9 +1,221 @@
-//! Keys from S3 listings.
+//! Listing and deleting objects, and keys from S3 listings.
 //!
 //! Listings ask for `encoding-type=url`: XML 1.0 cannot carry most control characters, so one
 //! key holding, say, `\x07` would otherwise make a whole page unparseable (and every command that
 //! lists the prefix fail). Keys come back URL-encoded and are decoded here; a server that lists
 //! a key outside the prefix asked for is not followed there.
+
+use crate::client::{not_found_or, Client};
+use crate::error::{service, Result};
+
+/// One listed object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListedObject {
+    /// Key (decoded).
+    pub key: String,
+    /// Stored (ciphertext) size.
+    pub size: u64,
+    /// Entity tag.
+    pub etag: Option<String>,
+}
+
+/// A listing being configured (see [`Client::list_objects`]).
+#[derive(Debug)]
+pub struct ListObjects {
+    client: Client,
+    bucket: Option<String>,
+    prefix: String,
+}
+
+impl ListObjects {
+    /// Bucket.
+    pub fn bucket(mut self, b: impl Into<String>) -> Self {
+        self.bucket = Some(b.into());
+        self
+    }
+
+    /// Only keys starting with this.
+    pub fn prefix(mut self, p: impl Into<String>) -> Self {
+        self.prefix = p.into();
+        self
+    }
+
+    /// The pages of the listing, fetched one at a time by [`ObjectPages::next_page`].
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidArgument`] without a bucket.
+    pub fn send(self) -> Result<ObjectPages> {
+        let bucket = self
+            .bucket
+            .ok_or_else(|| crate::Error::InvalidArgument("no bucket".into()))?;
+        Ok(ObjectPages {
+            client: self.client,
+            bucket,
+            prefix: self.prefix,
+            token: None,
+            done: false,
+            skipped: Vec::new(),
+        })
+    }
+}
+
+/// A paginated listing (ListObjectsV2 with `encoding-type=url`).
+#[derive(Debug)]
+pub struct ObjectPages {
+    client: Client,
+    bucket: String,
+    prefix: String,
+    token: Option<String>,
+    done: bool,
+    skipped: Vec<String>,
+}
+
+impl ObjectPages {
+    /// The next page of objects (`None` after the last one). Keys that do not decode or lie
+    /// outside the prefix are left out and kept in [`ObjectPages::skipped`].
+    ///
+    /// # Errors
+    /// [`crate::Error::NotFound`] for a missing bucket, [`crate::Error::Service`].
+    pub async fn next_page(&mut self) -> Option<Result<Vec<ListedObject>>> {
+        if self.done {
+            return None;
+        }
+        let page = self
+            .client
+            .inner
+            .s3
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&self.prefix)
+            .encoding_type(aws_sdk_s3::types::EncodingType::Url)
+            .set_continuation_token(self.token.take())
+            .send()
+            .await;
+        let page = match page {
+            Ok(p) => p,
+            Err(e) => {
+                self.done = true;
+                return Some(Err(not_found_or(
+                    &self.bucket,
+                    &self.prefix,
+                    service("ListObjectsV2", e),
+                )));
+            }
+        };
+        let encoded = page.encoding_type() == Some(&aws_sdk_s3::types::EncodingType::Url);
+        let mut out = Vec::with_capacity(page.contents().len());
+        for o in page.contents() {
+            let Some(raw) = o.key() else { continue };
+            match listed_key(raw, encoded, &self.prefix) {
+                Some(key) => out.push(ListedObject {
+                    key,
+                    size: o.size().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+                    etag: o.e_tag().map(str::to_owned),
+                }),
+                None => self.skipped.push(raw.to_owned()),
+            }
+        }
+        match page.next_continuation_token() {
+            Some(t) if page.is_truncated() == Some(true) => self.token = Some(t.to_owned()),
+            _ => self.done = true,
+        }
+        Some(Ok(out))
+    }
+
+    /// Every remaining object.
+    ///
+    /// # Errors
+    /// As [`ObjectPages::next_page`].
+    pub async fn collect(mut self) -> Result<(Vec<ListedObject>, Vec<String>)> {
+        let mut all = Vec::new();
+        while let Some(page) = self.next_page().await {
+            all.extend(page?);
+        }
+        Ok((all, self.skipped))
+    }
+
+    /// Listed keys left out so far (raw, as the server sent them): they did not decode, or lay
+    /// outside the prefix.
+    pub fn skipped(&self) -> &[String] {
+        &self.skipped
+    }
+}
+
+/// A deletion being configured (see [`Client::delete_object`]).
+#[derive(Debug)]
+pub struct DeleteObject {
+    client: Client,
+    bucket: Option<String>,
+    key: Option<String>,
+    version_id: Option<String>,
+}
+
+impl DeleteObject {
+    /// Bucket.
+    pub fn bucket(mut self, b: impl Into<String>) -> Self {
+        self.bucket = Some(b.into());
+        self
+    }
+
+    /// Key.
+    pub fn key(mut self, k: impl Into<String>) -> Self {
+        self.key = Some(k.into());
+        self
+    }
+
+    /// A specific version (deleted for good; without it a versioned bucket adds a delete marker).
+    pub fn version_id(mut self, v: impl Into<String>) -> Self {
+        self.version_id = Some(v.into());
+        self
+    }
+
+    /// Deletes.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidArgument`] without a bucket or key; [`crate::Error::NotFound`] for
+    /// a missing bucket; [`crate::Error::Service`].
+    pub async fn send(self) -> Result<()> {
+        let bucket = self
+            .bucket
+            .ok_or_else(|| crate::Error::InvalidArgument("no bucket".into()))?;
+        let key = self
+            .key
+            .ok_or_else(|| crate::Error::InvalidArgument("no key".into()))?;
+        self.client
+            .inner
+            .s3
+            .delete_object()
+            .bucket(&bucket)
+            .key(&key)
+            .set_version_id(self.version_id)
+            .send()
+            .await
+            .map_err(|e| not_found_or(&bucket, &key, service("DeleteObject", e)))?;
+        Ok(())
+    }
+}
+
+impl Client {
+    /// Lists objects: `client.list_objects().bucket(b).prefix(p).send()?.next_page().await`.
+    pub fn list_objects(&self) -> ListObjects {
+        ListObjects {
+            client: self.clone(),
+            bucket: None,
+            prefix: String::new(),
+        }
+    }
+
+    /// Deletes an object: `client.delete_object().bucket(b).key(k).send().await`.
+    pub fn delete_object(&self) -> DeleteObject {
+        DeleteObject {
+            client: self.clone(),
+            bucket: None,
+            key: None,
+            version_id: None,
+        }
+    }
+}
 
 /// A listed key: URL-decoded when the server says it encoded it (`encoded`), and only if it is
 /// under `prefix`; `None` for a key that does not decode or lies outside the prefix.
