@@ -91,7 +91,7 @@ impl std::fmt::Debug for MessageKey {
 }
 
 /// The key of a message being written: its header was tagged once, when the key was made, and it
-/// seals frames. Made only by [`SealingKey::new_message`] (crate-internal: the message id is
+/// seals frames. Made only by `SealingKey::new_message` (crate-internal: the message id is
 /// always fresh and random) and, for benchmarks, by the hazardous
 /// `SealingKey::danger_for_frames_with_message_id` (feature `hazmat-bench`), which cannot tag a
 /// header.

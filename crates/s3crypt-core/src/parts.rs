@@ -7,7 +7,8 @@
 //! concatenated in the order the parts were handed out.
 //!
 //! Signed suites hash the message in order: pass every part's sealed bytes to
-//! [`MessageSealer::absorb`] in order, then append [`MessageSealer::finish_signature`]'s footer.
+//! [`MessageSealer::absorb`] in order, then append the footer of the [`SignatureTail`] that
+//! [`MessageSealer::last_part`] returns ([`SignatureTail::finish`]).
 
 use std::ops::Range;
 use std::sync::Arc;

@@ -392,7 +392,7 @@ pub fn encrypt<R: Read + Send>(
 /// Reads and opens the header at the start of `input`; returns it with the bytes read past it.
 ///
 /// # Errors
-/// As [`Header::read`] and [`OpenedHeader::open`]; [`Error::Io`] if reading fails.
+/// As [`crate::Header::read`] and [`OpenedHeader::open`]; [`Error::Io`] if reading fails.
 pub fn read_header(
     input: &mut impl Read,
     keyring: &dyn Keyring,

@@ -208,7 +208,7 @@ impl Client {
     }
 
     /// Copies, moves or rewraps an object, re-encrypting it under a new data key and message id
-    /// (or copying it byte for byte when its header stays the same; see [`CopyObject`]).
+    /// (or copying it byte for byte when its header stays the same; see [`crate::CopyObject`]).
     pub fn copy_object(&self) -> crate::copy::CopyObject {
         crate::copy::CopyObject::new(self.clone())
     }
