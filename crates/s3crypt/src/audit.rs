@@ -126,7 +126,7 @@ impl Client {
             let Some(done) = tasks.join_next().await else {
                 break;
             };
-            let (key, version_id, r) = done.map_err(|e| Error::Io(std::io::Error::other(e)))?;
+            let (key, version_id, r) = done?;
             match r {
                 Ok((message_id, header_digest)) => {
                     scan.scanned += 1;

@@ -348,9 +348,7 @@ impl PlaintextStream {
             let chunk = chunk?;
             let len = chunk.len() as u64;
             let sink = Arc::clone(&sink);
-            tokio::task::spawn_blocking(move || write_chunked(sink.as_ref(), &chunk, at))
-                .await
-                .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+            tokio::task::spawn_blocking(move || write_chunked(sink.as_ref(), &chunk, at)).await??;
             at += len;
             n += len;
             progress(len);
@@ -587,8 +585,7 @@ impl Fetch {
         let opened = tokio::task::spawn_blocking(move || {
             s3crypt_core::OpenedHeader::open(parsed, keyring.as_ref(), &opts)
         })
-        .await
-        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+        .await??;
         Ok(OpenedSource {
             header: opened.header().clone(),
             plaintext_len: None,
@@ -983,12 +980,12 @@ impl Fetch {
             };
             // A reader that went away stops the download now, not at the next send.
             let data = tokio::select! {
-                r = &mut h.0 => r.map_err(|e| Error::Io(std::io::Error::other(e)))??,
+                r = &mut h.0 => r??,
                 () = tx.closed() => return Ok(()),
             };
             let mut d = dec
                 .take()
-                .ok_or_else(|| Error::InvalidArgument("decryptor lost".into()))?;
+                .ok_or_else(|| Error::Internal("decryptor lost".into()))?;
             let pool = self.pool.clone();
             let (d, out) = tokio::task::spawn_blocking(move || {
                 let mut out = Vec::with_capacity(data.len());
@@ -998,8 +995,7 @@ impl Fetch {
                 }
                 r.map(|()| (d, out))
             })
-            .await
-            .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+            .await??;
             dec = Some(d);
             if !out.is_empty() && tx.send(Msg::Data(Bytes::from(out))).await.is_err() {
                 return Ok(());
@@ -1007,13 +1003,12 @@ impl Fetch {
         }
         let d = dec
             .take()
-            .ok_or_else(|| Error::InvalidArgument("decryptor lost".into()))?;
+            .ok_or_else(|| Error::Internal("decryptor lost".into()))?;
         let out = tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();
             d.finish(&mut out).map(|_| out)
         })
-        .await
-        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+        .await??;
         if !out.is_empty() {
             let _ = tx.send(Msg::Data(Bytes::from(out))).await;
         }
@@ -1032,8 +1027,7 @@ impl Fetch {
         let rd = tokio::task::spawn_blocking(move || {
             RangeDecryptor::new(parsed, keyring.as_ref(), &options, size)
         })
-        .await
-        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+        .await??;
         Ok(Arc::new(rd))
     }
 
@@ -1085,7 +1079,7 @@ impl Fetch {
                 return Ok(());
             };
             let out = tokio::select! {
-                r = &mut h.0 => r.map_err(|e| Error::Io(std::io::Error::other(e)))??,
+                r = &mut h.0 => r??,
                 () = tx.closed() => return Ok(()),
             };
             if tx.send(Msg::Data(out)).await.is_err() {
@@ -1157,13 +1151,13 @@ impl Fetch {
                         r.map(|n| (n, is_tail))
                     })
                     .await
-                    .map_err(|e| Error::Io(std::io::Error::other(e)))?
+                    .map_err(Error::from)?
                 });
             }
             let Some(done) = tasks.join_next().await else {
                 return Ok(written);
             };
-            let (n, was_tail) = done.map_err(|e| Error::Io(std::io::Error::other(e)))??;
+            let (n, was_tail) = done??;
             if was_tail {
                 // The final frame verified: the message is as long as its layout says.
                 reserve(&sink, len).await?;
@@ -1204,7 +1198,7 @@ impl Fetch {
             then(ct)
         })
         .await
-        .map_err(|e| Error::Io(std::io::Error::other(e)))?
+        .map_err(Error::from)?
     }
 }
 
@@ -1254,9 +1248,7 @@ impl Drop for StopOnDrop {
 /// Reserves `len` bytes in `sink` (see [`PositionalSink::allocate`]), off the async threads.
 async fn reserve<S: PositionalSink>(sink: &Arc<S>, len: u64) -> Result<()> {
     let s = Arc::clone(sink);
-    tokio::task::spawn_blocking(move || s.allocate(len))
-        .await
-        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+    tokio::task::spawn_blocking(move || s.allocate(len)).await??;
     Ok(())
 }
 

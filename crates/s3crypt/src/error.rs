@@ -54,11 +54,16 @@ pub enum Error {
     /// The transfer was cancelled; any multipart upload was aborted.
     #[error("cancelled")]
     Cancelled,
+
+    /// A broken invariant inside s3crypt, or a task that panicked: a bug, never the caller's
+    /// input or the object's.
+    #[error("internal error (a bug in s3crypt, please report it): {0}")]
+    Internal(String),
 }
 
 impl Error {
     /// A short, stable class name (the core's classes, plus `not-found`, `not-encrypted`,
-    /// `service`, `cancelled`).
+    /// `service`, `cancelled`, `internal`).
     pub fn class(&self) -> &'static str {
         match self {
             Self::Crypto(e) => e.class(),
@@ -68,7 +73,32 @@ impl Error {
             Self::InvalidArgument(_) => "invalid-argument",
             Self::Io(_) => "io",
             Self::Cancelled => "cancelled",
+            Self::Internal(_) => "internal",
         }
+    }
+
+    /// Whether trying again later may succeed: S3 throttling (`SlowDown`, 429, 503), server
+    /// errors (5xx), and requests that got no response. The SDK has already retried these
+    /// ([`crate::Client`] uses its standard retry mode); a service may queue the object for
+    /// later. Refusals, missing objects, tampered or undecryptable objects, and bugs are not.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Service { status: None, .. } => true,
+            Self::Service {
+                status: Some(s), ..
+            } => *s == 429 || *s >= 500,
+            _ => false,
+        }
+    }
+}
+
+impl From<tokio::task::JoinError> for Error {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Error::Internal(if e.is_panic() {
+            "a task panicked".into()
+        } else {
+            "a task was cancelled".into()
+        })
     }
 }
 
@@ -106,5 +136,38 @@ where
         operation,
         status,
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(status: Option<u16>) -> Error {
+        Error::Service {
+            operation: "PutObject",
+            status,
+            message: "x".into(),
+        }
+    }
+
+    #[test]
+    fn throttling_and_server_errors_are_retryable_refusals_are_not() {
+        for s in [Some(429), Some(500), Some(503), None] {
+            assert!(service(s).is_retryable(), "{s:?}");
+        }
+        for s in [Some(400), Some(403), Some(404), Some(412)] {
+            assert!(!service(s).is_retryable(), "{s:?}");
+        }
+        assert!(!Error::Crypto(s3crypt_core::Error::Authentication).is_retryable());
+        assert!(!Error::Internal("x".into()).is_retryable());
+    }
+
+    #[tokio::test]
+    async fn a_panicked_task_is_an_internal_error_not_the_callers() {
+        let r = tokio::spawn(async { panic!("boom") }).await;
+        let e = Error::from(r.unwrap_err());
+        assert_eq!(e.class(), "internal");
+        assert!(e.to_string().contains("a bug in s3crypt"), "{e}");
     }
 }

@@ -247,9 +247,8 @@ impl PutObject {
             .clone()
             .unwrap_or_else(|| inner.keyring.clone());
         // Wrapping the data key may block (a remote keyring): keep it off the async threads.
-        let enc = tokio::task::spawn_blocking(move || Encryptor::new(keyring.as_ref(), &opts))
-            .await
-            .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+        let enc =
+            tokio::task::spawn_blocking(move || Encryptor::new(keyring.as_ref(), &opts)).await??;
         let sealer = MessageSealer::new(enc)?;
         let meta = metadata::for_new_object(
             encryption.suite,
@@ -325,7 +324,7 @@ async fn seal(part: PartSealer, plaintext: Vec<u8>, prefix: Vec<u8>) -> Result<V
         Ok(buf)
     })
     .await
-    .map_err(|e| Error::Io(std::io::Error::other(e)))?
+    .map_err(Error::from)?
 }
 
 impl Upload {
@@ -491,7 +490,7 @@ impl Upload {
                 completed.push(join(tasks).await?);
             }
             let Some(s) = sealer.as_mut() else {
-                return Err(Error::InvalidArgument("sealer used up".into()));
+                return Err(Error::Internal("sealer used up".into()));
             };
             let prefix = if part_number == 1 {
                 s.header().len()
@@ -514,7 +513,7 @@ impl Upload {
             if n < part_len || !input.more().await? {
                 let s = sealer
                     .take()
-                    .ok_or_else(|| Error::InvalidArgument("sealer used up".into()))?;
+                    .ok_or_else(|| Error::Internal("sealer used up".into()))?;
                 let (k, r) = (n / frame, n % frame);
                 let (part, mut tail) = s.last_part(k, r)?;
                 let len = prefix + part.sealed_len();
@@ -546,7 +545,7 @@ impl Upload {
                 // blocking pool: hashing a part is CPU work too).
                 let mut s = sealer
                     .take()
-                    .ok_or_else(|| Error::InvalidArgument("sealer used up".into()))?;
+                    .ok_or_else(|| Error::Internal("sealer used up".into()))?;
                 let (s, bytes) = blocking(move || {
                     part.seal(&mut buf[prefix..])?;
                     s.absorb(&buf[prefix..]);
@@ -598,9 +597,7 @@ impl Upload {
 
 /// Runs CPU work (sealing, hashing) on the blocking pool.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Io(std::io::Error::other(e)))?
+    tokio::task::spawn_blocking(f).await.map_err(Error::from)?
 }
 
 /// The rest of the input: what was read ahead (`carry[pos..]`), then `body`.
@@ -672,7 +669,7 @@ impl Pool {
 pub(crate) async fn join(tasks: &mut JoinSet<Result<CompletedPart>>) -> Result<CompletedPart> {
     match tasks.join_next().await {
         Some(Ok(r)) => r,
-        Some(Err(e)) => Err(Error::Io(std::io::Error::other(e))),
+        Some(Err(e)) => Err(e.into()),
         None => Err(Error::InvalidArgument("no part in flight".into())),
     }
 }
