@@ -295,6 +295,29 @@ struct Upload {
     header_length: u64,
 }
 
+/// Reads up to `limit` bytes (fewer if the input ends first) into a buffer that starts at
+/// `initial` bytes and doubles as data arrives, never beyond `limit`: small inputs cost small
+/// buffers, and large ones no more than `limit`.
+async fn read_up_to(
+    r: &mut (dyn AsyncRead + Send + Unpin),
+    limit: usize,
+    initial: usize,
+) -> std::io::Result<Vec<u8>> {
+    let mut buf: Vec<u8> = Vec::with_capacity(initial.clamp(1, limit.max(1)));
+    while buf.len() < limit {
+        if buf.len() == buf.capacity() {
+            let grow = buf.capacity().min(limit - buf.len());
+            buf.reserve_exact(grow);
+        }
+        // Into the spare capacity, without zeroing it first, and never past `limit`.
+        let left = (limit - buf.len()) as u64;
+        if (&mut *r).take(left).read_buf(&mut buf).await? == 0 {
+            break;
+        }
+    }
+    Ok(buf)
+}
+
 /// Reads until `buf` is full or the input ends.
 async fn fill(r: &mut (dyn AsyncRead + Send + Unpin), buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
@@ -376,17 +399,15 @@ impl Upload {
         // not cost a part-sized allocation (mapping and unmapping 16 MiB per object was most of
         // a small put's CPU time, in the kernel).
         let limit = first_len + 1;
-        let mut first = Vec::with_capacity(
-            self.size_hint
-                .and_then(|n| usize::try_from(n).ok())
-                .map_or(64 << 10, |n| n.saturating_add(1))
-                .min(limit),
-        );
-        let mut head = (&mut *body).take(limit as u64);
-        let n = tokio::select! {
-            r = head.read_to_end(&mut first) => r?,
+        let initial = self
+            .size_hint
+            .and_then(|n| usize::try_from(n).ok())
+            .map_or(64 << 10, |n| n.saturating_add(1));
+        let first = tokio::select! {
+            r = read_up_to(body.as_mut(), limit, initial) => r?,
             () = &mut cancel => return Err(Error::Cancelled),
         };
+        let n = first.len();
         if n <= threshold {
             return self.single(sealer, first).await;
         }
@@ -797,4 +818,29 @@ async fn send_part(t: &PartTarget, part_number: i32, bytes: bytes::Bytes) -> Res
         .set_e_tag(out.e_tag().map(str::to_owned))
         .set_checksum_crc32(out.checksum_crc32().map(str::to_owned))
         .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_first_read_grows_with_the_data_and_stops_at_its_limit() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        // Shorter than the limit: all of it, in a buffer about its size.
+        let got = read_up_to(&mut &data[..1000], 1 << 20, 64).await.unwrap();
+        assert_eq!(got, &data[..1000]);
+        assert!(got.capacity() <= 1024, "{}", got.capacity());
+        // Longer: exactly the limit, and never a buffer larger than it.
+        for initial in [1, 64 << 10, 1 << 30] {
+            let got = read_up_to(&mut &data[..], 70_000, initial).await.unwrap();
+            assert_eq!(got, &data[..70_000]);
+            assert!(got.capacity() <= 70_000, "{}", got.capacity());
+        }
+        // Empty input.
+        assert!(read_up_to(&mut &data[..0], 10, 64)
+            .await
+            .unwrap()
+            .is_empty());
+    }
 }
