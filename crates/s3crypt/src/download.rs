@@ -216,6 +216,16 @@ impl PlaintextStream {
 
     /// The next chunk of authenticated plaintext; `None` once everything verified.
     pub async fn next(&mut self) -> Option<Result<Bytes>> {
+        std::future::poll_fn(|cx| self.poll_chunk(cx)).await
+    }
+
+    /// The next chunk (what a partial `AsyncRead` left over first); `None` once everything
+    /// verified. A stream that failed keeps failing: `None` is never its answer.
+    fn poll_chunk(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Bytes>>> {
+        use std::task::Poll;
         self.start();
         let State::Running {
             rx,
@@ -225,22 +235,21 @@ impl PlaintextStream {
             leftover,
         } = &mut self.state
         else {
-            return None;
+            return Poll::Ready(None);
         };
         if !leftover.is_empty() {
             let b = std::mem::take(leftover);
             *delivered += b.len() as u64;
-            return Some(Ok(b));
+            return Poll::Ready(Some(Ok(b)));
         }
         if *finished {
-            // `None` means "everything verified": a stream that failed keeps saying so.
-            return failed.then(|| {
+            return Poll::Ready(failed.then(|| {
                 Err(Error::Io(std::io::Error::other(
                     "the download already failed",
                 )))
-            });
+            }));
         }
-        match rx.recv().await {
+        Poll::Ready(match std::task::ready!(rx.poll_recv(cx)) {
             Some(Msg::Data(b)) => {
                 *delivered += b.len() as u64;
                 Some(Ok(b))
@@ -259,7 +268,7 @@ impl PlaintextStream {
                     "the download stopped before the object was verified",
                 ))))
             }
-        }
+        })
     }
 
     /// All of the plaintext in memory, once the whole message (or range) verified.
@@ -369,49 +378,31 @@ impl tokio::io::AsyncRead for PlaintextStream {
     ) -> std::task::Poll<std::io::Result<()>> {
         use std::task::Poll;
         let this = self.get_mut();
-        this.start();
-        loop {
-            let State::Running {
-                rx,
-                finished,
-                failed,
-                delivered,
-                leftover,
-            } = &mut this.state
-            else {
-                return Poll::Ready(Ok(()));
-            };
-            if !leftover.is_empty() {
-                let n = leftover.len().min(buf.remaining());
-                buf.put_slice(&leftover.split_to(n));
-                *delivered += n as u64;
-                return Poll::Ready(Ok(()));
+        // (An empty chunk must not read as the end: wait for one with bytes.)
+        let next = loop {
+            match std::task::ready!(this.poll_chunk(cx)) {
+                Some(Ok(chunk)) if chunk.is_empty() => continue,
+                other => break other,
             }
-            if *finished {
-                return Poll::Ready(if *failed {
-                    Err(std::io::Error::other(Error::Io(std::io::Error::other(
-                        "the download already failed",
-                    ))))
-                } else {
-                    Ok(())
-                });
-            }
-            match std::task::ready!(rx.poll_recv(cx)) {
-                Some(Msg::Data(b)) => *leftover = b,
-                Some(Msg::Done) => *finished = true,
-                Some(Msg::Err(e)) => {
-                    (*finished, *failed) = (true, true);
-                    return Poll::Ready(Err(std::io::Error::other(e)));
+        };
+        match next {
+            Some(Ok(mut chunk)) => {
+                let n = chunk.len().min(buf.remaining());
+                buf.put_slice(&chunk.split_to(n));
+                // What did not fit comes first next time (and counts as delivered then).
+                if let State::Running {
+                    leftover,
+                    delivered,
+                    ..
+                } = &mut this.state
+                {
+                    *delivered -= chunk.len() as u64;
+                    *leftover = chunk;
                 }
-                None => {
-                    (*finished, *failed) = (true, true);
-                    return Poll::Ready(Err(std::io::Error::other(Error::Io(
-                        std::io::Error::other(
-                            "the download stopped before the object was verified",
-                        ),
-                    ))));
-                }
+                Poll::Ready(Ok(()))
             }
+            Some(Err(e)) => Poll::Ready(Err(std::io::Error::other(e))),
+            None => Poll::Ready(Ok(())),
         }
     }
 }
