@@ -212,17 +212,9 @@ async fn head_any(
     sse_c: bool,
 ) -> Result<(u64, Option<String>, Option<Arc<SseCKey>>)> {
     let head = |sse: Option<Arc<SseCKey>>| async move {
-        let req = client
-            .inner
-            .s3
-            .head_object()
-            .bucket(bucket)
-            .key(key)
-            .set_version_id(version.map(str::to_owned));
-        let out = crate::sse_c::with_sse_c!(req, sse.as_deref())
-            .send()
-            .await
-            .map_err(|e| not_found_or(bucket, key, service("HeadObject", e)))?;
+        let out = client
+            .head_raw(bucket, key, version, sse.as_deref())
+            .await?;
         let size = out
             .content_length()
             .and_then(|n| u64::try_from(n).ok())

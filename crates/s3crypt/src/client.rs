@@ -240,17 +240,7 @@ impl Client {
         version_id: Option<&str>,
         sse: Option<&crate::sse_c::SseCKey>,
     ) -> Result<ObjectInfo> {
-        let req = self
-            .inner
-            .s3
-            .head_object()
-            .bucket(bucket)
-            .key(key)
-            .set_version_id(version_id.map(str::to_owned));
-        let out = crate::sse_c::with_sse_c!(req, sse)
-            .send()
-            .await
-            .map_err(|e| not_found_or(bucket, key, service("HeadObject", e)))?;
+        let out = self.head_raw(bucket, key, version_id, sse).await?;
         let size = out
             .content_length()
             .and_then(|n| u64::try_from(n).ok())
@@ -263,6 +253,29 @@ impl Client {
             out.e_tag(),
             out.version_id(),
         )
+    }
+}
+
+impl Client {
+    /// HEAD with an optional SSE-C key, whatever the object holds.
+    pub(crate) async fn head_raw(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        sse: Option<&crate::sse_c::SseCKey>,
+    ) -> Result<aws_sdk_s3::operation::head_object::HeadObjectOutput> {
+        let req = self
+            .inner
+            .s3
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(version_id.map(str::to_owned));
+        crate::sse_c::with_sse_c!(req, sse)
+            .send()
+            .await
+            .map_err(|e| not_found_or(bucket, key, service("HeadObject", e)))
     }
 }
 
