@@ -97,7 +97,7 @@ impl Failure {
             Failure::S3(e) => {
                 let code = match &e {
                     s3crypt::Error::NotFound { .. } => 10,
-                    s3crypt::Error::Service { .. } => 11,
+                    s3crypt::Error::Service { .. } | s3crypt::Error::Transport { .. } => 11,
                     s3crypt::Error::NotEncrypted { .. } => 12,
                     s3crypt::Error::InvalidArgument(_) => 2,
                     s3crypt::Error::Io(_) => 3,

@@ -689,7 +689,7 @@ async fn ls(a: LsArgs) -> Result<(), Failure> {
         let mut heads = tokio::task::JoinSet::new();
         for (i, (k, _)) in keys.iter().enumerate() {
             let (c, b, k) = (c.clone(), bucket.clone(), k.clone());
-            heads.spawn(async move { (i, c.head_object(&b, &k, None).await) });
+            heads.spawn(async move { (i, c.head_object().bucket(b).key(k).send().await) });
             while heads.len() >= 16 {
                 if let Some(Ok((j, r))) = heads.join_next().await {
                     infos[j] = Some(r);
@@ -1090,37 +1090,15 @@ async fn inspect(a: InspectArgs) -> Result<(), Failure> {
         .unwrap_or_default()
         .to_owned();
     let (bucket, key) = object_url(&url)?;
-    let s3 = s3_client(&a.s3).await;
     let keyring: Arc<dyn s3crypt_core::Keyring> =
         Arc::new(s3crypt_core::keyring::multi::MultiKeyring::default());
-    let c = Client::builder(s3.clone(), keyring).build()?;
-    let info = c.head_object(&bucket, &key, None).await?;
-    let got = s3
-        .get_object()
+    let c = Client::builder(s3_client(&a.s3).await, keyring).build()?;
+    let (info, bytes) = c
+        .head_object()
         .bucket(&bucket)
         .key(&key)
-        .range(format!("bytes=0-{}", info.header_length.saturating_sub(1)))
-        .send()
-        .await
-        .map_err(|e| {
-            Failure::S3(s3crypt::Error::Service {
-                operation: "GetObject",
-                status: None,
-                message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
-            })
-        })?;
-    let bytes = got
-        .body
-        .collect()
-        .await
-        .map_err(|e| {
-            Failure::S3(s3crypt::Error::Service {
-                operation: "GetObject",
-                status: None,
-                message: e.to_string(),
-            })
-        })?
-        .into_bytes();
+        .fetch_header()
+        .await?;
     let parsed = crate::inspect::read_header(&mut &bytes[..])?;
     let extra = json!({
         "object": format!("s3://{bucket}/{key}"), "stored_bytes": info.size, "content_type": info.content_type,

@@ -53,9 +53,11 @@ pub enum Error {
     #[error("encryption context mismatch: {0}")]
     ContextMismatch(String),
 
-    /// A keyring (file or configuration) is unusable: unreadable, insecure permissions, bad syntax.
-    #[error("keyring error: {0}")]
-    Keyring(String),
+    /// A keyring could not do its work: a key file is unreadable, insecure or malformed, or a key
+    /// service (AWS KMS) refused or failed. [`KeyringError`] says which key, the service's error
+    /// code and whether trying again later may succeed.
+    #[error(transparent)]
+    Keyring(KeyringError),
 
     /// A plaintext byte range starts at or after the end of the plaintext (HTTP 416 semantics).
     #[error("range not satisfiable: the plaintext is {plaintext_len} bytes long")]
@@ -152,13 +154,144 @@ impl Error {
             Self::Authentication => Self::Authentication,
             Self::NoDecryptableKey(s) => Self::NoDecryptableKey(s.clone()),
             Self::ContextMismatch(s) => Self::ContextMismatch(s.clone()),
-            Self::Keyring(s) => Self::Keyring(s.clone()),
+            Self::Keyring(k) => Self::Keyring(k.clone()),
             Self::RangeNotSatisfiable { plaintext_len } => Self::RangeNotSatisfiable {
                 plaintext_len: *plaintext_len,
             },
             Self::InvalidArgument(s) => Self::InvalidArgument(s.clone()),
             Self::Io(e) => Self::Io(std::io::Error::new(e.kind(), e.to_string())),
         }
+    }
+}
+
+impl Error {
+    /// A [`Error::Keyring`] with only a message (for key files and configuration; key services
+    /// build a [`KeyringError`] with its code and source).
+    pub fn keyring(message: impl Into<String>) -> Self {
+        Self::Keyring(KeyringError::new(message))
+    }
+}
+
+/// Why a keyring failed: a message that names the key and what went wrong (never key material),
+/// and, for key services such as AWS KMS, the key, the service's error code, whether the failure
+/// is transient, and the service SDK's error as [`std::error::Error::source`].
+///
+/// `Display` is `keyring error: ` and the message; it does not repeat the source.
+#[derive(Clone)]
+pub struct KeyringError {
+    message: String,
+    key: Option<String>,
+    service_code: Option<String>,
+    retryable: bool,
+    source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl KeyringError {
+    /// A failure described by `message` (name the key; never include key material).
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            key: None,
+            service_code: None,
+            retryable: false,
+            source: None,
+        }
+    }
+
+    /// The key concerned (a KMS key ARN, a `namespace/name`, a file path).
+    #[must_use]
+    pub fn with_key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// The key service's error code (`ThrottlingException`, `AccessDeniedException`, ...).
+    #[must_use]
+    pub fn with_service_code(mut self, code: impl Into<String>) -> Self {
+        self.service_code = Some(code.into());
+        self
+    }
+
+    /// Whether trying again later may succeed (throttling, service unavailable, timeouts).
+    #[must_use]
+    pub fn with_retryable(mut self, retryable: bool) -> Self {
+        self.retryable = retryable;
+        self
+    }
+
+    /// The underlying error (the service SDK's), for callers that inspect it.
+    #[must_use]
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(std::sync::Arc::new(source));
+        self
+    }
+
+    /// The same error with another message (for adding context; keeps the key, code and source).
+    #[must_use]
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
+    }
+
+    /// What went wrong, naming the key.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The key concerned, when one is.
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+
+    /// The key service's error code, when the service answered.
+    pub fn service_code(&self) -> Option<&str> {
+        self.service_code.as_deref()
+    }
+
+    /// Whether trying again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+
+    /// Whether the key service throttled the request (AWS KMS `ThrottlingException` or
+    /// `LimitExceededException`) after the SDK's retries.
+    pub fn is_throttling(&self) -> bool {
+        matches!(
+            self.service_code.as_deref(),
+            Some("ThrottlingException" | "LimitExceededException")
+        )
+    }
+}
+
+impl fmt::Display for KeyringError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "keyring error: {}", self.message)
+    }
+}
+
+impl fmt::Debug for KeyringError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyringError")
+            .field("message", &self.message)
+            .field("key", &self.key)
+            .field("service_code", &self.service_code)
+            .field("retryable", &self.retryable)
+            .field("has_source", &self.source.is_some())
+            .finish()
+    }
+}
+
+impl std::error::Error for KeyringError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<KeyringError> for Error {
+    fn from(e: KeyringError) -> Self {
+        Self::Keyring(e)
     }
 }
 

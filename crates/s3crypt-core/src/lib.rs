@@ -64,7 +64,7 @@ pub use encrypt::{
     EncryptOptions, EncryptSummary, EncryptWriter, Encryptor, DEFAULT_FRAME_LENGTH,
     MAX_FRAME_LENGTH,
 };
-pub use error::{Error, Malformed, Result};
+pub use error::{Error, KeyringError, Malformed, Result};
 pub use header::{EncryptedDataKey, Header, ParsedHeader, ReadLimits};
 pub use keyring::Keyring;
 pub use suite::Suite;

@@ -95,7 +95,7 @@ impl RegionalClients {
             return Ok(self.home.clone());
         }
         if !is_plausible_region(region) {
-            return Err(Error::Keyring(format!(
+            return Err(Error::keyring(format!(
                 "\"{}\" is not an AWS region name",
                 printable(region, 64)
             )));

@@ -101,6 +101,92 @@ where
     }
 }
 
+/// KMS error codes after which trying again later may succeed.
+fn transient(code: &str) -> bool {
+    matches!(
+        code,
+        "ThrottlingException"
+            | "LimitExceededException"
+            | "KeyUnavailableException"
+            | "DependencyTimeoutException"
+            | "KMSInternalException"
+    )
+}
+
+/// A failed KMS call as a structured keyring error: the message
+/// (`AWS KMS {operation} with {key} failed: {why}`), the key, KMS's error code, whether trying
+/// again later may succeed (throttling, 5xx, timeouts, no connection), and the SDK's error as
+/// the source.
+pub(crate) fn kms_failure<E>(
+    operation: &str,
+    key: &str,
+    err: SdkError<E, aws_sdk_kms::config::http::HttpResponse>,
+) -> s3crypt_core::KeyringError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let why = describe_sdk_error(&err);
+    let shown = printable(key, 200);
+    let mut out =
+        s3crypt_core::KeyringError::new(format!("AWS KMS {operation} with {shown} failed: {why}"))
+            .with_key(key);
+    let refused = refused_transport(&err).is_some();
+    let retryable = match &err {
+        _ if refused => false,
+        SdkError::ServiceError(ctx) => {
+            let status = ctx.raw().status().as_u16();
+            ctx.err().code().is_some_and(transient) || status == 429 || status >= 500
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        _ => false,
+    };
+    if let Some(code) = err.code() {
+        out = out.with_service_code(printable(code, 80));
+    }
+    out.with_retryable(retryable).with_source(err)
+}
+
+/// A keyring failure that is not KMS's answer (a malformed reply, a refused ARN), naming the key.
+pub(crate) fn kms_refusal(
+    operation: &str,
+    key: &str,
+    why: impl std::fmt::Display,
+) -> s3crypt_core::KeyringError {
+    s3crypt_core::KeyringError::new(format!(
+        "AWS KMS {operation} with {} failed: {why}",
+        printable(key, 200)
+    ))
+    .with_key(key)
+}
+
+/// One error for several keys' failures: the messages joined after `lead`; retryable if any is
+/// (another attempt may reach the key that failed transiently); the code and source kept when
+/// there is one failure.
+pub(crate) fn combine(
+    lead: &str,
+    mut failures: Vec<s3crypt_core::KeyringError>,
+) -> s3crypt_core::KeyringError {
+    if failures.len() == 1 {
+        let only = failures.remove(0);
+        let message = format!("{lead}: {}", only.message());
+        return only.with_message(message);
+    }
+    let retryable = failures
+        .iter()
+        .any(s3crypt_core::KeyringError::is_retryable);
+    let codes: Vec<_> = failures.iter().map(|f| f.service_code()).collect();
+    let same_code = codes.windows(2).all(|w| w[0] == w[1]);
+    let joined: Vec<&str> = failures.iter().map(|f| f.message()).collect();
+    let mut out = s3crypt_core::KeyringError::new(format!("{lead}: {}", joined.join("; ")))
+        .with_retryable(retryable);
+    if let (true, Some(Some(code))) = (same_code, codes.first()) {
+        out = out.with_service_code(*code);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,7 +22,7 @@ use zeroize::Zeroizing;
 
 use crate::arn::{KeyIdentifier, KmsArn};
 use crate::clients::RegionalClients;
-use crate::error::{describe_sdk_error, printable};
+use crate::error::{combine, kms_failure, kms_refusal, printable};
 use crate::runtime;
 
 /// The provider id of every EDK this keyring writes and reads.
@@ -339,13 +339,8 @@ impl KmsKeyring {
                 key_id: out.key_id.take(),
             })
         })?;
-        let fail = |why: String| {
-            Error::Keyring(format!(
-                "AWS KMS GenerateDataKey with {} failed: {why}",
-                printable(id.as_str(), 200)
-            ))
-        };
-        let reply = reply.map_err(|e| fail(describe_sdk_error(&e)))?;
+        let fail = |why: String| Error::from(kms_refusal("GenerateDataKey", id.as_str(), why));
+        let reply = reply.map_err(|e| kms_failure("GenerateDataKey", id.as_str(), e))?;
         let data_key = reply
             .plaintext
             .as_deref()
@@ -380,16 +375,10 @@ impl KmsKeyring {
                 key_id: out.key_id.take(),
             })
         })?;
-        let fail = |why: String| {
-            Error::Keyring(format!(
-                "AWS KMS Encrypt with {} failed: {why}",
-                printable(id.as_str(), 200)
-            ))
-        };
         reply
-            .map_err(|e| fail(describe_sdk_error(&e)))?
+            .map_err(|e| kms_failure("Encrypt", id.as_str(), e))?
             .into_edk()
-            .map_err(fail)
+            .map_err(|why| kms_refusal("Encrypt", id.as_str(), why).into())
     }
 
     /// `Decrypt` of one EDK with the key ARN it names; `Err` is the line for the collected errors.
@@ -398,14 +387,11 @@ impl KmsKeyring {
         arn: &KmsArn,
         edk: &EncryptedDataKey,
         context: Option<HashMap<String, String>>,
-    ) -> std::result::Result<DataKey, String> {
-        let shown = printable(arn.as_str(), 200);
-        let client = self.clients.get(Some(arn.region())).map_err(|e| {
-            let e = match e {
-                Error::Keyring(m) => m,
-                other => other.to_string(),
-            };
-            format!("{shown}: {e}")
+    ) -> std::result::Result<DataKey, s3crypt_core::KeyringError> {
+        let refused = |why: String| kms_refusal("Decrypt", arn.as_str(), why);
+        let client = self.clients.get(Some(arn.region())).map_err(|e| match e {
+            Error::Keyring(k) => k.with_key(arn.as_str()),
+            other => refused(other.to_string()),
         })?;
         let request = client
             .decrypt()
@@ -421,15 +407,18 @@ impl KmsKeyring {
                 key_id: out.key_id.take(),
             })
         })
-        .map_err(|e| format!("{shown}: {e}"))?
-        .map_err(|e| format!("{shown}: Decrypt failed: {}", describe_sdk_error(&e)))?;
+        .map_err(|e| match e {
+            Error::Keyring(k) => k.with_key(arn.as_str()),
+            other => refused(other.to_string()),
+        })?
+        .map_err(|e| kms_failure("Decrypt", arn.as_str(), e))?;
         // Spec: the response's KeyId must equal the ARN asked for, and the plaintext must be the
         // suite's key derivation input length.
         if reply.key_id.as_deref() != Some(arn.as_str()) {
-            return Err(format!(
-                "{shown}: KMS answered for a different key ({})",
+            return Err(refused(format!(
+                "KMS answered for a different key ({})",
                 printable(reply.key_id.as_deref().unwrap_or("none"), 200)
-            ));
+            )));
         }
         reply
             .plaintext
@@ -437,7 +426,9 @@ impl KmsKeyring {
             .map(Vec::as_slice)
             .and_then(data_key_from)
             .ok_or_else(|| {
-                format!("{shown}: KMS returned a plaintext that is not {DATA_KEY_LEN} bytes long")
+                refused(format!(
+                    "KMS returned a plaintext that is not {DATA_KEY_LEN} bytes long"
+                ))
             })
     }
 }
@@ -553,7 +544,7 @@ impl Keyring for KmsKeyring {
                     }
                 })
                 .map_err(|why| {
-                    Error::Keyring(format!(
+                    Error::keyring(format!(
                         "the message has an aws-kms encrypted data key that is unusable: {why}"
                     ))
                 })?;
@@ -570,7 +561,7 @@ impl Keyring for KmsKeyring {
                     named.truncate(SHOWN);
                     named.push(format!("and {more} more"));
                 }
-                return Err(Error::Keyring(format!(
+                return Err(Error::keyring(format!(
                     "the AWS KMS keyring for {} cannot decrypt: messages name their KMS key by key \
                      ARN and a strict keyring only uses the key ARN it is configured with (not a \
                      key id or alias); configure the key ARN, or use a discovery keyring (this \
@@ -594,10 +585,7 @@ impl Keyring for KmsKeyring {
         if failures.is_empty() {
             return Ok(());
         }
-        Err(Error::Keyring(format!(
-            "AWS KMS could not decrypt the data key: {}",
-            failures.join("; ")
-        )))
+        Err(combine("AWS KMS could not decrypt the data key", failures).into())
     }
 }
 

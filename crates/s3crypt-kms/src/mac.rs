@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 
 use crate::arn::KeyIdentifier;
 use crate::clients::RegionalClients;
-use crate::error::{describe_sdk_error, printable};
+use crate::error::{kms_failure, kms_refusal};
 use crate::runtime;
 
 /// The longest message `GenerateMac` accepts.
@@ -90,13 +90,9 @@ impl KmsHmacKey {
             })
         })
         .await?;
-        let fail = |why: String| {
-            Error::Keyring(format!(
-                "AWS KMS GenerateMac with {} failed: {why}",
-                printable(self.id.as_str(), 200)
-            ))
-        };
-        let (mac, algorithm) = reply.map_err(|e| fail(describe_sdk_error(&e)))?;
+        let fail = |why: String| Error::from(kms_refusal("GenerateMac", self.id.as_str(), why));
+        let (mac, algorithm) =
+            reply.map_err(|e| kms_failure("GenerateMac", self.id.as_str(), e))?;
         if algorithm.is_some_and(|a| a != MacAlgorithmSpec::HmacSha256) {
             return Err(fail("the response names another MAC algorithm".to_owned()));
         }

@@ -52,7 +52,7 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime, Error> {
                 .map_err(|e| e.to_string())
         })
         .as_ref()
-        .map_err(|e| Error::Keyring(format!("cannot start the AWS KMS worker thread: {e}")))
+        .map_err(|e| Error::keyring(format!("cannot start the AWS KMS worker thread: {e}")))
 }
 
 /// Runs `fut` on the KMS runtime and blocks the calling thread until it finishes.
@@ -66,7 +66,7 @@ where
     F::Output: Send + 'static,
 {
     if std::thread::current().name() == Some(THREAD_NAME) {
-        return Err(Error::Keyring(
+        return Err(Error::keyring(
             "an AWS KMS keyring was called from inside its own worker thread".to_owned(),
         ));
     }
@@ -76,7 +76,7 @@ where
         let _ = tx.send(fut.await);
     });
     rx.recv().map_err(|_| {
-        Error::Keyring("the AWS KMS request was abandoned (its task panicked)".to_owned())
+        Error::keyring("the AWS KMS request was abandoned (its task panicked)".to_owned())
     })
 }
 
@@ -93,7 +93,7 @@ where
     runtime()?
         .spawn(fut)
         .await
-        .map_err(|e| Error::Keyring(format!("the AWS KMS task failed: {e}")))
+        .map_err(|e| Error::keyring(format!("the AWS KMS task failed: {e}")))
 }
 
 #[cfg(test)]

@@ -244,15 +244,9 @@ async fn head_any(
         }
     }
     head(None).await.map_err(|e| match e {
-        Error::Service {
-            status: Some(400),
-            operation,
-            message,
-        } if !sse_c => Error::Service {
-            status: Some(400),
-            operation,
-            message: format!("{message} (an SSE-C object? scan with SSE-C keys)"),
-        },
+        e @ Error::Service {
+            status: Some(400), ..
+        } if !sse_c => e.with_hint("an SSE-C object? scan with SSE-C keys"),
         other => other,
     })
 }

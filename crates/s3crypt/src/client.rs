@@ -218,18 +218,10 @@ impl Client {
         GetObject::new(self.clone())
     }
 
-    /// Reads an object's s3crypt metadata with a HEAD request.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`], [`Error::NotEncrypted`] if it is not an s3crypt object, or
-    /// [`Error::Service`].
-    pub async fn head_object(
-        &self,
-        bucket: &str,
-        key: &str,
-        version_id: Option<&str>,
-    ) -> Result<ObjectInfo> {
-        self.head_with(bucket, key, version_id, None).await
+    /// Reads an object's s3crypt metadata with a HEAD request:
+    /// `client.head_object().bucket(b).key(k).send()`.
+    pub fn head_object(&self) -> crate::head::HeadObject {
+        crate::head::HeadObject::new(self.clone())
     }
 
     /// HEAD with an optional SSE-C key.

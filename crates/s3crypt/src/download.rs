@@ -595,7 +595,7 @@ pub(crate) async fn head(
     sse_c: bool,
 ) -> Result<(ObjectInfo, Option<(usize, Arc<crate::sse_c::SseCKey>)>)> {
     if !sse_c {
-        return Ok((client.head_object(bucket, key, version_id).await?, None));
+        return Ok((client.head_with(bucket, key, version_id, None).await?, None));
     }
     let source = crate::sse_c::source(client.inner.sse_c.as_ref())?;
     let mut last = None;
@@ -783,13 +783,10 @@ impl Fetch {
                     }
                     attempt += 1;
                     if attempt >= BODY_ATTEMPTS {
-                        return Err(Error::Service {
-                            operation: "GetObject",
-                            status: None,
-                            message: format!(
-                                "reading the body failed {attempt} times; last: {message}"
-                            ),
-                        });
+                        return Err(Error::transport(
+                            "GetObject",
+                            format!("reading the body failed {attempt} times; last: {message}"),
+                        ));
                     }
                     tokio::time::sleep(backoff(attempt)).await;
                 }
@@ -828,11 +825,10 @@ impl Fetch {
                     got += chunk.len() as u64;
                     if got > want {
                         // A server that ignores the range: not something a retry fixes.
-                        return Err(BodyError::Request(Error::Service {
-                            operation: "GetObject",
-                            status: None,
-                            message: format!("asked for {want} bytes, got more"),
-                        }));
+                        return Err(BodyError::Request(Error::bad_response(
+                            "GetObject",
+                            format!("asked for {want} bytes, got more"),
+                        )));
                     }
                     buf.extend_from_slice(&chunk);
                 }

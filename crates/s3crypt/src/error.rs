@@ -3,11 +3,19 @@
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// What can go wrong talking to S3 or decrypting what it returns.
+/// What can go wrong talking to S3 or decrypting what it returns, grouped by whose fault it is
+/// ([`Error::fault`]): the object (malformed, tampered, not s3crypt's), the keys (wrong, missing,
+/// refused by KMS), the caller (invalid arguments), the service (S3 refused or failed), the
+/// transport (no response), or s3crypt itself ([`Error::Internal`]).
+///
+/// `Display` is one line that never contains key material or plaintext and does not repeat the
+/// [`std::error::Error::source`] (the SDK's error, kept for callers that inspect it).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Encryption or decryption failed (malformed, tampered, wrong key, context mismatch, ...).
+    /// Encryption or decryption failed: the object is malformed or was tampered with, no
+    /// configured key can decrypt it, a keyring (file or AWS KMS) failed, the encryption context
+    /// does not match (see [`s3crypt_core::Error`] and [`s3crypt_core::KeyringError`]).
     #[error(transparent)]
     Crypto(#[from] s3crypt_core::Error),
 
@@ -32,18 +40,38 @@ pub enum Error {
         reason: String,
     },
 
-    /// S3 refused or failed a request (after the SDK's retries).
+    /// S3 answered with an error (after the SDK's retries), or with something s3crypt cannot use.
     #[error("S3 {operation} failed: {message}")]
+    #[non_exhaustive]
     Service {
         /// The S3 operation.
         operation: &'static str,
-        /// HTTP status, when a response arrived.
+        /// HTTP status of the response.
         status: Option<u16>,
-        /// The service's message.
+        /// S3's error code (`SlowDown`, `AccessDenied`, `NoSuchBucket`, ...), when it sent one.
+        code: Option<String>,
+        /// The error code and S3's message, or what was wrong with the response.
         message: String,
+        /// The SDK's error.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 
-    /// The caller passed an invalid argument.
+    /// No response arrived (after the SDK's retries): no connection, a timeout, a body that broke
+    /// off and could not be resumed.
+    #[error("S3 {operation}: no response: {reason}")]
+    #[non_exhaustive]
+    Transport {
+        /// The S3 operation.
+        operation: &'static str,
+        /// What happened (the innermost cause: `Connection refused`, a timeout, ...).
+        reason: String,
+        /// The SDK's error.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+
+    /// The caller passed an invalid argument or configuration.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
@@ -61,15 +89,42 @@ pub enum Error {
     Internal(String),
 }
 
+/// Whose fault an [`Error`] is: what a service does next depends on it (reject the object, fix
+/// the keys or the configuration, retry later, report a bug).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// The object: malformed, truncated, tampered with, not an s3crypt object, or not the object
+    /// that was asked for (its authenticated context names another location).
+    Object,
+    /// The keys: no configured key can decrypt the object, or a keyring failed (unreadable key
+    /// file, AWS KMS refused, throttled or unreachable; see [`Error::is_retryable`]).
+    Key,
+    /// The caller: an invalid argument or configuration, a missing object or bucket, a range
+    /// past the end.
+    Caller,
+    /// S3 answered with an error.
+    Service,
+    /// No response arrived from S3.
+    Transport,
+    /// Local input or output failed.
+    Io,
+    /// The caller cancelled the transfer.
+    Cancelled,
+    /// A bug in s3crypt.
+    Internal,
+}
+
 impl Error {
     /// A short, stable class name (the core's classes, plus `not-found`, `not-encrypted`,
-    /// `service`, `cancelled`, `internal`).
+    /// `service`, `transport`, `cancelled`, `internal`).
     pub fn class(&self) -> &'static str {
         match self {
             Self::Crypto(e) => e.class(),
             Self::NotFound { .. } => "not-found",
             Self::NotEncrypted { .. } => "not-encrypted",
             Self::Service { .. } => "service",
+            Self::Transport { .. } => "transport",
             Self::InvalidArgument(_) => "invalid-argument",
             Self::Io(_) => "io",
             Self::Cancelled => "cancelled",
@@ -77,17 +132,119 @@ impl Error {
         }
     }
 
-    /// Whether trying again later may succeed: S3 throttling (`SlowDown`, 429, 503), server
-    /// errors (5xx), and requests that got no response. The SDK has already retried these
-    /// ([`crate::Client`] uses its standard retry mode); a service may queue the object for
-    /// later. Refusals, missing objects, tampered or undecryptable objects, and bugs are not.
+    /// Whose fault this is.
+    pub fn fault(&self) -> Fault {
+        use s3crypt_core::Error as Core;
+        match self {
+            Self::Crypto(e) => match e {
+                Core::NoDecryptableKey(_) | Core::Keyring(_) => Fault::Key,
+                Core::InvalidArgument(_) | Core::RangeNotSatisfiable { .. } => Fault::Caller,
+                Core::Io(_) => Fault::Io,
+                _ => Fault::Object,
+            },
+            Self::NotEncrypted { .. } => Fault::Object,
+            Self::NotFound { .. } | Self::InvalidArgument(_) => Fault::Caller,
+            Self::Service { .. } => Fault::Service,
+            Self::Transport { .. } => Fault::Transport,
+            Self::Io(_) => Fault::Io,
+            Self::Cancelled => Fault::Cancelled,
+            Self::Internal(_) => Fault::Internal,
+        }
+    }
+
+    /// Whether trying again later may succeed: S3 throttling (`SlowDown`, 429, 503) and server
+    /// errors (5xx), requests that got no response, and AWS KMS throttling or unavailability.
+    /// The SDKs have already retried these ([`crate::Client`] uses their standard retry mode); a
+    /// service may queue the object for later. Refusals, missing objects, tampered or
+    /// undecryptable objects, and bugs are not retryable.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Service { status: None, .. } => true,
-            Self::Service {
-                status: Some(s), ..
-            } => *s == 429 || *s >= 500,
+            Self::Transport { .. } => true,
+            Self::Service { status, code, .. } => {
+                matches!(status, Some(s) if *s == 429 || *s >= 500)
+                    || matches!(
+                        code.as_deref(),
+                        Some(
+                            "SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable"
+                        )
+                    )
+            }
+            Self::Crypto(s3crypt_core::Error::Keyring(k)) => k.is_retryable(),
             _ => false,
+        }
+    }
+
+    /// Whether S3 (`SlowDown`, HTTP 429/503) or AWS KMS (`ThrottlingException`,
+    /// `LimitExceededException`) throttled the request after the SDKs' retries: lower the request
+    /// rate.
+    pub fn is_throttling(&self) -> bool {
+        match self {
+            Self::Service { status, code, .. } => {
+                matches!(status, Some(429 | 503))
+                    || matches!(
+                        code.as_deref(),
+                        Some("SlowDown" | "Throttling" | "ThrottlingException" | "TooManyRequests")
+                    )
+            }
+            Self::Crypto(s3crypt_core::Error::Keyring(k)) => k.is_throttling(),
+            _ => false,
+        }
+    }
+
+    /// The HTTP status of S3's answer, for [`Error::Service`].
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Service { status, .. } => *status,
+            _ => None,
+        }
+    }
+
+    /// S3's or AWS KMS's error code (`SlowDown`, `AccessDenied`, `ThrottlingException`, ...).
+    pub fn service_code(&self) -> Option<&str> {
+        match self {
+            Self::Service { code, .. } => code.as_deref(),
+            Self::Crypto(s3crypt_core::Error::Keyring(k)) => k.service_code(),
+            _ => None,
+        }
+    }
+
+    /// A [`Error::Service`] for an answer s3crypt cannot use (no SDK error behind it).
+    pub(crate) fn bad_response(operation: &'static str, message: impl Into<String>) -> Self {
+        Self::Service {
+            operation,
+            status: None,
+            code: None,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A [`Error::Transport`] with no SDK error behind it.
+    pub(crate) fn transport(operation: &'static str, reason: impl Into<String>) -> Self {
+        Self::Transport {
+            operation,
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// The same [`Error::Service`] with `more` appended to its message.
+    pub(crate) fn with_hint(self, more: &str) -> Self {
+        match self {
+            Self::Service {
+                operation,
+                status,
+                code,
+                message,
+                source,
+            } => Self::Service {
+                operation,
+                status,
+                code,
+                message: format!("{message} ({more})"),
+                source,
+            },
+            other => other,
         }
     }
 }
@@ -111,13 +268,25 @@ impl From<std::io::Error> for Error {
             if let Some(Ok(inner)) = e.into_inner().map(|b| b.downcast::<Error>()) {
                 return *inner;
             }
-            return Error::Io(std::io::Error::other("an error was lost in conversion"));
+            return Error::Internal("an error was lost in conversion".into());
         }
         Error::Io(e)
     }
 }
 
-/// Converts an SDK error, keeping the HTTP status and the service's message.
+/// The innermost cause in `err`'s chain of sources (the OS's `Connection refused`, a TLS
+/// alert), escaped and shortened: what a transport failure's message shows.
+pub(crate) fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = err;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    s3crypt_core::text::printable(&cur.to_string(), 300)
+}
+
+/// Converts an SDK error: S3's answers become [`Error::Service`] (HTTP status, error code and
+/// message), requests without an answer [`Error::Transport`], a request the SSE-C transport
+/// guard refused [`Error::InvalidArgument`]; the SDK's error is kept as the source.
 pub(crate) fn service<E>(
     operation: &'static str,
     err: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
@@ -125,17 +294,50 @@ pub(crate) fn service<E>(
 where
     E: std::error::Error + aws_sdk_s3::error::ProvideErrorMetadata + Send + Sync + 'static,
 {
-    use aws_sdk_s3::error::ProvideErrorMetadata;
+    use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+    use s3crypt_core::text::printable;
+    // The SSE-C guard's refusal is a configuration error, whichever variant carries it.
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(e) = cur {
+        if let Some(refused) = e.downcast_ref::<s3crypt_core::transport::InsecureTransport>() {
+            return Error::InvalidArgument(refused.to_string());
+        }
+        cur = e.source();
+    }
     let status = err.raw_response().map(|r| r.status().as_u16());
-    let message = match (err.code(), err.message()) {
-        (Some(c), Some(m)) => format!("{c}: {m}"),
-        (Some(c), None) => c.to_owned(),
-        _ => aws_sdk_s3::error::DisplayErrorContext(&err).to_string(),
-    };
-    Error::Service {
-        operation,
-        status,
-        message,
+    match &err {
+        SdkError::ServiceError(_) | SdkError::ResponseError(_) if status.is_some() => {
+            let code = err.code().map(|c| printable(c, 80));
+            let message = match (code.as_deref(), err.message()) {
+                (Some(c), Some(m)) if !m.is_empty() => format!("{c}: {}", printable(m, 300)),
+                (Some(c), _) => c.to_owned(),
+                (None, _) => match status {
+                    Some(s) => format!("HTTP {s}"),
+                    None => "no error code".to_owned(),
+                },
+            };
+            Error::Service {
+                operation,
+                status,
+                code,
+                message,
+                source: Some(Box::new(err)),
+            }
+        }
+        SdkError::ConstructionFailure(_) => {
+            Error::InvalidArgument(format!("S3 {operation}: {}", root_cause(&err)))
+        }
+        _ => {
+            let reason = match &err {
+                SdkError::TimeoutError(_) => "the request timed out".to_owned(),
+                _ => root_cause(&err),
+            };
+            Error::Transport {
+                operation,
+                reason,
+                source: Some(Box::new(err)),
+            }
+        }
     }
 }
 
@@ -147,16 +349,19 @@ mod tests {
         Error::Service {
             operation: "PutObject",
             status,
+            code: None,
             message: "x".into(),
+            source: None,
         }
     }
 
     #[test]
     fn throttling_and_server_errors_are_retryable_refusals_are_not() {
-        for s in [Some(429), Some(500), Some(503), None] {
+        for s in [Some(429), Some(500), Some(503)] {
             assert!(service(s).is_retryable(), "{s:?}");
         }
-        for s in [Some(400), Some(403), Some(404), Some(412)] {
+        assert!(Error::transport("GetObject", "timed out").is_retryable());
+        for s in [Some(400), Some(403), Some(404), Some(412), None] {
             assert!(!service(s).is_retryable(), "{s:?}");
         }
         assert!(!Error::Crypto(s3crypt_core::Error::Authentication).is_retryable());

@@ -52,6 +52,7 @@ mod client;
 mod copy;
 mod download;
 mod error;
+mod head;
 pub mod listing;
 pub mod location;
 pub mod metadata;
@@ -74,7 +75,8 @@ pub mod keyring {
 pub use client::{s3_config, Client, ClientBuilder, Encryption, Transfer, DEFAULT_READ_TIMEOUT};
 pub use copy::{names_key, CopyMode, CopyObject, CopyOutput, KeepKeys};
 pub use download::{ByteRange, GetObject, GetOutput, PlaintextStream, PositionalSink};
-pub use error::{Error, Result};
+pub use error::{Error, Fault, Result};
+pub use head::HeadObject;
 #[cfg(feature = "kms")]
 pub use keyring::KmsKeyring;
 pub use keyring::{CachingKeyring, Keyring, LocalKeyring, MultiKeyring};

@@ -723,11 +723,7 @@ impl AbortOnDrop {
     ) -> Result<(Self, String)> {
         let upload_id = created
             .upload_id()
-            .ok_or_else(|| Error::Service {
-                operation: "CreateMultipartUpload",
-                status: None,
-                message: "no upload id".into(),
-            })?
+            .ok_or_else(|| Error::bad_response("CreateMultipartUpload", "no upload id"))?
             .to_owned();
         let guard = Self {
             s3: Some(s3.clone()),

@@ -76,8 +76,8 @@ impl KeyringFile {
         let mut seen = std::collections::HashSet::new();
         for k in self.keys() {
             if !valid_label(&k.namespace) || !valid_label(&k.name) {
-                return Err(Error::Keyring(
-                    "key namespaces and names must be non-empty and contain no whitespace or control characters".into(),
+                return Err(Error::keyring(
+                    "key namespaces and names must be non-empty and contain no whitespace or control characters",
                 ));
             }
             // Also enforces the raw AES keyring's own rules (no "aws-kms" prefix, lengths).
@@ -87,7 +87,7 @@ impl KeyringFile {
                 WrappingKey::from_bytes([0; 32]),
             )?;
             if !seen.insert((k.namespace.as_str(), k.name.as_str())) {
-                return Err(Error::Keyring(format!(
+                return Err(Error::keyring(format!(
                     "key {}/{} appears twice",
                     k.namespace, k.name
                 )));
@@ -129,7 +129,7 @@ impl KeyringFile {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let err = |what: &str| Error::Keyring(format!("line {}: {what}", i + 1));
+            let err = |what: &str| Error::keyring(format!("line {}: {what}", i + 1));
             if !saw_magic {
                 if line.split_whitespace().collect::<Vec<_>>()
                     != MAGIC.split(' ').collect::<Vec<_>>()
@@ -165,9 +165,9 @@ impl KeyringFile {
             }
         }
         if !saw_magic {
-            return Err(Error::Keyring("empty keyring file".into()));
+            return Err(Error::keyring("empty keyring file"));
         }
-        let primary = primary.ok_or_else(|| Error::Keyring("no primary key".into()))?;
+        let primary = primary.ok_or_else(|| Error::keyring("no primary key"))?;
         let kf = Self { primary, others };
         kf.check()?;
         Ok(kf)
@@ -206,7 +206,7 @@ impl KeyringFile {
         let shown = path.display();
         let (mut f, meta) = open_key_file(path)?;
         if meta.len() > MAX_FILE_LEN {
-            return Err(Error::Keyring(format!(
+            return Err(Error::keyring(format!(
                 "keyring {shown} is larger than {MAX_FILE_LEN} bytes"
             )));
         }
@@ -215,11 +215,11 @@ impl KeyringFile {
         Read::by_ref(&mut f)
             .take(MAX_FILE_LEN + 1)
             .read_to_end(&mut bytes)
-            .map_err(|e| Error::Keyring(format!("cannot read keyring {shown}: {e}")))?;
+            .map_err(|e| Error::keyring(format!("cannot read keyring {shown}: {e}")))?;
         let text = std::str::from_utf8(&bytes)
-            .map_err(|_| Error::Keyring(format!("keyring {shown} is not UTF-8 text")))?;
+            .map_err(|_| Error::keyring(format!("keyring {shown} is not UTF-8 text")))?;
         Self::parse(text).map_err(|e| match e {
-            Error::Keyring(m) => Error::Keyring(format!("keyring {shown}: {m}")),
+            Error::Keyring(m) => Error::keyring(format!("keyring {shown}: {}", m.message())),
             other => other,
         })
     }
@@ -236,14 +236,14 @@ impl KeyringFile {
         let shown = path.display();
         let mut f = opts
             .open(path)
-            .map_err(|e| Error::Keyring(format!("cannot create keyring {shown}: {e}")))?;
+            .map_err(|e| Error::keyring(format!("cannot create keyring {shown}: {e}")))?;
         let written = f
             .write_all(self.to_text().as_bytes())
             .and_then(|()| f.sync_all());
         if let Err(e) = written {
             drop(f);
             let _ = std::fs::remove_file(path);
-            return Err(Error::Keyring(format!("cannot write keyring {shown}: {e}")));
+            return Err(Error::keyring(format!("cannot write keyring {shown}: {e}")));
         }
         Ok(())
     }
@@ -267,7 +267,7 @@ impl KeyringFile {
         self.create(&tmp)?;
         std::fs::rename(&tmp, path).map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
-            Error::Keyring(format!("cannot replace keyring {}: {e}", path.display()))
+            Error::keyring(format!("cannot replace keyring {}: {e}", path.display()))
         })
     }
 
@@ -296,12 +296,12 @@ fn open_key_file(path: &Path) -> Result<(File, std::fs::Metadata)> {
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
     let fd = rustix::fs::open(path, flags, Mode::empty()).map_err(|e| {
         if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
-            Error::Keyring(format!(
+            Error::keyring(format!(
                 "keyring {shown} is a symbolic link; s3crypt does not follow links to key files: \
                  pass the path of the file itself"
             ))
         } else {
-            Error::Keyring(format!(
+            Error::keyring(format!(
                 "cannot open keyring {shown}: {}",
                 std::io::Error::from(e)
             ))
@@ -311,7 +311,7 @@ fn open_key_file(path: &Path) -> Result<(File, std::fs::Metadata)> {
     // fstat of the opened file: what is checked is what will be read.
     let meta = f
         .metadata()
-        .map_err(|e| Error::Keyring(format!("cannot read keyring {shown}: {e}")))?;
+        .map_err(|e| Error::keyring(format!("cannot read keyring {shown}: {e}")))?;
     let ft = meta.file_type();
     if !ft.is_file() {
         let kind = if ft.is_dir() {
@@ -325,13 +325,13 @@ fn open_key_file(path: &Path) -> Result<(File, std::fs::Metadata)> {
         } else {
             "not a regular file"
         };
-        return Err(Error::Keyring(format!(
+        return Err(Error::keyring(format!(
             "keyring {shown} is {kind}; a keyring must be a regular file"
         )));
     }
     let me = rustix::process::geteuid().as_raw();
     if meta.uid() != me {
-        return Err(Error::Keyring(format!(
+        return Err(Error::keyring(format!(
             "keyring {shown} belongs to another user (uid {}; s3crypt runs as uid {me}): \
              s3crypt reads only key files of the user running it; to take it over, run: \
              chown {me} {shown} && chmod 600 {shown}",
@@ -340,7 +340,7 @@ fn open_key_file(path: &Path) -> Result<(File, std::fs::Metadata)> {
     }
     let mode = meta.mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(Error::Keyring(format!(
+        return Err(Error::keyring(format!(
             "keyring {shown} is accessible by group or others (mode {mode:o}); run: chmod 600 {shown}"
         )));
     }
@@ -352,12 +352,12 @@ fn open_key_file(path: &Path) -> Result<(File, std::fs::Metadata)> {
 fn open_key_file(path: &Path) -> Result<(File, std::fs::Metadata)> {
     let shown = path.display();
     let f = File::open(path)
-        .map_err(|e| Error::Keyring(format!("cannot open keyring {shown}: {e}")))?;
+        .map_err(|e| Error::keyring(format!("cannot open keyring {shown}: {e}")))?;
     let meta = f
         .metadata()
-        .map_err(|e| Error::Keyring(format!("cannot read keyring {shown}: {e}")))?;
+        .map_err(|e| Error::keyring(format!("cannot read keyring {shown}: {e}")))?;
     if !meta.is_file() {
-        return Err(Error::Keyring(format!(
+        return Err(Error::keyring(format!(
             "keyring {shown} is not a regular file"
         )));
     }

@@ -44,7 +44,7 @@ impl DataKey {
     /// [`crate::Error::Keyring`] if `bytes` is not [`DATA_KEY_LEN`] bytes long.
     pub fn from_slice(bytes: &[u8]) -> Result<Self> {
         if bytes.len() != DATA_KEY_LEN {
-            return Err(crate::Error::Keyring(format!(
+            return Err(crate::Error::keyring(format!(
                 "a data key must be {DATA_KEY_LEN} bytes, not {}",
                 bytes.len()
             )));

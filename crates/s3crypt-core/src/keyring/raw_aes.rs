@@ -39,7 +39,7 @@ impl WrappingKey {
     /// [`Error::Keyring`] if the slice is not 32 bytes long.
     pub fn from_slice(bytes: &[u8]) -> Result<Self> {
         if bytes.len() != 32 {
-            return Err(Error::Keyring(format!(
+            return Err(Error::keyring(format!(
                 "a wrapping key must be 32 bytes, not {}",
                 bytes.len()
             )));
@@ -92,19 +92,17 @@ impl RawAesKeyring {
     ) -> Result<Self> {
         let (namespace, name) = (namespace.into(), name.into());
         if namespace.is_empty() || name.is_empty() {
-            return Err(Error::Keyring(
-                "key namespace and name must not be empty".into(),
-            ));
+            return Err(Error::keyring("key namespace and name must not be empty"));
         }
         if namespace.starts_with("aws-kms") {
-            return Err(Error::Keyring(
-                "a raw key namespace must not start with \"aws-kms\"".into(),
+            return Err(Error::keyring(
+                "a raw key namespace must not start with \"aws-kms\"",
             ));
         }
         if namespace.len() > usize::from(u16::MAX)
             || name.len() + INFO_SUFFIX_LEN > usize::from(u16::MAX)
         {
-            return Err(Error::Keyring("key namespace or name is too long".into()));
+            return Err(Error::keyring("key namespace or name is too long"));
         }
         Ok(Self {
             namespace,

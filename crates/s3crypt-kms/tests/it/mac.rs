@@ -63,9 +63,12 @@ fn wrong_keys_and_messages_are_clear_errors() {
     // An ENCRYPT_DECRYPT key cannot make MACs: KMS's code is named with the key.
     let key = KmsHmacKey::new(kms.client(HOME), symmetric.clone()).unwrap();
     let e = rt.block_on(key.hmac_sha256(b"m")).unwrap_err();
-    let Error::Keyring(m) = &e else {
+    let Error::Keyring(k) = &e else {
         panic!("{e:?}")
     };
+    let m = k.message();
+    assert_eq!(k.service_code(), Some("InvalidKeyUsageException"));
+    assert!(!k.is_retryable() && !k.is_throttling());
     assert!(m.contains("GenerateMac") && m.contains(&symmetric), "{m}");
     assert!(m.contains("InvalidKeyUsageException"), "{m}");
 
@@ -73,7 +76,7 @@ fn wrong_keys_and_messages_are_clear_errors() {
     let key = KmsHmacKey::new(kms.client(HOME), missing.clone()).unwrap();
     let e = rt.block_on(key.hmac_sha256(b"m")).unwrap_err();
     assert!(
-        matches!(&e, Error::Keyring(m) if m.contains(&missing)),
+        matches!(&e, Error::Keyring(m) if m.message().contains(&missing)),
         "{e:?}"
     );
 

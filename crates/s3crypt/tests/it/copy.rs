@@ -152,7 +152,13 @@ async fn copy_and_move_re_encrypt_under_a_new_message_id() {
                 .send()
                 .await
                 .unwrap();
-            let before = a.head_object("cpy", name, None).await.unwrap();
+            let before = a
+                .head_object()
+                .bucket("cpy")
+                .key(name)
+                .send()
+                .await
+                .unwrap();
             let dst = format!("copies/{name}");
             let out = a
                 .copy_object()
@@ -176,7 +182,13 @@ async fn copy_and_move_re_encrypt_under_a_new_message_id() {
             // Both read back, each bound to its own location; metadata carried over.
             assert!(get(&a, "cpy", &dst).await.unwrap() == pt);
             assert!(get(&a, "cpy", name).await.unwrap() == pt);
-            let info = a.head_object("cpy", &dst, None).await.unwrap();
+            let info = a
+                .head_object()
+                .bucket("cpy")
+                .key(&dst)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(info.user_metadata, before.user_metadata);
             assert_eq!(info.content_type.as_deref(), Some("text/plain"));
             assert_eq!(info.plaintext_length, Some(n as u64));
@@ -196,7 +208,13 @@ async fn copy_and_move_re_encrypt_under_a_new_message_id() {
             assert_no_retagged_header(&cpy, &raw(&server, "cpy", &moved).await, name);
             assert!(get(&a, "cpy", &moved).await.unwrap() == pt);
             assert_eq!(
-                a.head_object("cpy", &dst, None).await.unwrap_err().class(),
+                a.head_object()
+                    .bucket("cpy")
+                    .key(&dst)
+                    .send()
+                    .await
+                    .unwrap_err()
+                    .class(),
                 "not-found"
             );
         }
@@ -245,7 +263,14 @@ async fn a_copy_that_keeps_the_header_is_made_by_s3_byte_for_byte() {
             assert_no_retagged_header(&src, &raw(&server, "other", name).await, name);
             assert!(get(&a, "other", name).await.unwrap() == pt);
             // In place with nothing to change: nothing is written.
-            let etag = a.head_object("same", name, None).await.unwrap().etag;
+            let etag = a
+                .head_object()
+                .bucket("same")
+                .key(name)
+                .send()
+                .await
+                .unwrap()
+                .etag;
             let out = a
                 .copy_object()
                 .source("same", name)
@@ -254,7 +279,16 @@ async fn a_copy_that_keeps_the_header_is_made_by_s3_byte_for_byte() {
                 .await
                 .unwrap();
             assert_eq!(out.mode, CopyMode::Unchanged, "{out:?}");
-            assert_eq!(a.head_object("same", name, None).await.unwrap().etag, etag);
+            assert_eq!(
+                a.head_object()
+                    .bucket("same")
+                    .key(name)
+                    .send()
+                    .await
+                    .unwrap()
+                    .etag,
+                etag
+            );
         }
     }
 }
@@ -421,7 +455,13 @@ async fn copy_refusals_and_signed_objects() {
         assert_eq!(out.mode, CopyMode::Reencrypted);
         assert!(get(&a, "nop", "x").await.unwrap() == pattern(100));
         assert_eq!(
-            a.head_object("nop", "x", None).await.unwrap().suite,
+            a.head_object()
+                .bucket("nop")
+                .key("x")
+                .send()
+                .await
+                .unwrap()
+                .suite,
             Suite::Aes256GcmHkdfSha512CommitEcdsaP384
         );
         // A source that was moved behind s3crypt's back is refused unless allowed.
@@ -477,7 +517,13 @@ async fn copy_refusals_and_signed_objects() {
             .unwrap_err();
         assert_eq!(e.class(), "no-key", "{e}");
         assert_eq!(
-            a.head_object("nop", "z", None).await.unwrap_err().class(),
+            a.head_object()
+                .bucket("nop")
+                .key("z")
+                .send()
+                .await
+                .unwrap_err()
+                .class(),
             "not-found"
         );
     }
@@ -501,7 +547,13 @@ async fn a_tampered_source_is_not_copied() {
         let mut bytes = raw(&server, "tmp", name).await;
         let at = bytes.len() - 100;
         bytes[at] ^= 1;
-        let info = a.head_object("tmp", name, None).await.unwrap();
+        let info = a
+            .head_object()
+            .bucket("tmp")
+            .key(name)
+            .send()
+            .await
+            .unwrap();
         let meta: std::collections::HashMap<String, String> = server
             .s3()
             .head_object()
@@ -532,7 +584,10 @@ async fn a_tampered_source_is_not_copied() {
             .unwrap_err();
         assert_eq!(e.class(), "authentication", "{name}: {e}");
         let e = a
-            .head_object("tmp", &format!("c/{name}"), None)
+            .head_object()
+            .bucket("tmp")
+            .key(format!("c/{name}"))
+            .send()
             .await
             .unwrap_err();
         assert_eq!(e.class(), "not-found", "{name}: {info:?}");
@@ -897,7 +952,13 @@ async fn a_server_side_copy_takes_its_metadata_from_the_header() {
         .await
         .unwrap();
     assert_eq!(out.mode, CopyMode::ServerSide);
-    let info = loose.head_object("mdh", "dst", None).await.unwrap();
+    let info = loose
+        .head_object()
+        .bucket("mdh")
+        .key("dst")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(info.suite, Suite::DEFAULT);
     assert_eq!(info.frame_length, s3crypt_core::DEFAULT_FRAME_LENGTH);
     assert!(get(&loose, "mdh", "dst").await.unwrap() == pattern(5000));

@@ -180,7 +180,13 @@ async fn round_trips_across_sizes_parts_and_suites() {
                     server.kind,
                     put.parts
                 );
-                let info = c.head_object("roundtrip", &key, None).await.unwrap();
+                let info = c
+                    .head_object()
+                    .bucket("roundtrip")
+                    .key(&key)
+                    .send()
+                    .await
+                    .unwrap();
                 assert_eq!(info.suite, suite);
                 assert_eq!(info.frame_length, frame);
                 if !suite.is_signed() {
@@ -449,7 +455,10 @@ async fn a_tampered_object_fails_authentication() {
             put_all(&c, "tamper", "t", &pt).await.unwrap();
             let (meta, good) = raw_get(&server, "tamper", "t").await;
             let h = c
-                .head_object("tamper", "t", None)
+                .head_object()
+                .bucket("tamper")
+                .key("t")
+                .send()
                 .await
                 .unwrap()
                 .header_length as usize;
@@ -539,7 +548,13 @@ async fn a_tampered_object_fails_authentication() {
         let mut meta = meta.unwrap();
         meta.insert("s3crypt-suite".into(), "0x0478".into());
         raw_put(&server, "tamper", "s", Some(meta), body).await;
-        let info = signed.head_object("tamper", "s", None).await.unwrap();
+        let info = signed
+            .head_object()
+            .bucket("tamper")
+            .key("s")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(info.suite, Suite::DEFAULT, "the metadata was not rewritten");
         assert_eq!(get_all(&signed, "tamper", "s").await.unwrap(), pt);
     }
@@ -629,7 +644,13 @@ async fn a_failed_upload_is_aborted_and_leaves_nothing() {
             .await
             .unwrap_err();
         assert_eq!(e.class(), "io", "{e}");
-        let e = c.head_object("abort", "x", None).await.unwrap_err();
+        let e = c
+            .head_object()
+            .bucket("abort")
+            .key("x")
+            .send()
+            .await
+            .unwrap_err();
         assert_eq!(e.class(), "not-found", "{e}");
         if server.kind == Kind::Moto {
             // s3s-fs has no ListMultipartUploads.
