@@ -99,12 +99,11 @@ fn transfer(a: &S3Args) -> Result<Transfer, Failure> {
             "--part-size must be at least 5MiB (S3's smallest part)".into(),
         ));
     }
-    Ok(Transfer {
-        part_size: part,
-        multipart_threshold: part,
-        concurrency: a.concurrency.unwrap_or(defaults.concurrency),
-        download_concurrency: a.concurrency.unwrap_or(defaults.download_concurrency),
-    })
+    Ok(defaults
+        .with_part_size(part)
+        .with_multipart_threshold(part)
+        .with_concurrency(a.concurrency.unwrap_or(defaults.concurrency))
+        .with_download_concurrency(a.concurrency.unwrap_or(defaults.download_concurrency)))
 }
 
 fn storage_options(a: &PutArgs) -> Result<s3crypt::StorageOptions, Failure> {
@@ -151,13 +150,13 @@ fn storage_options(a: &PutArgs) -> Result<s3crypt::StorageOptions, Failure> {
             "--object-lock-mode and --object-lock-retain-until go together".into(),
         ));
     }
-    Ok(s3crypt::StorageOptions {
-        server_side_encryption: sse,
-        sse_kms_key_id: a.sse_kms_key_id.clone(),
-        storage_class: a.storage_class.as_deref().map(StorageClass::from),
-        object_lock_mode: mode,
-        object_lock_retain_until: until,
-    })
+    let mut o = s3crypt::StorageOptions::new();
+    o.server_side_encryption = sse;
+    o.sse_kms_key_id = a.sse_kms_key_id.clone();
+    o.storage_class = a.storage_class.as_deref().map(StorageClass::from);
+    o.object_lock_mode = mode;
+    o.object_lock_retain_until = until;
+    Ok(o)
 }
 
 fn parse_meta(pairs: &[String]) -> Result<BTreeMap<String, String>, Failure> {
@@ -271,7 +270,9 @@ async fn client_with(
         Some(c) => c.clone(),
         None => Arc::new(config::load_keys_with(&keys, kms.clone())?),
     };
-    let mut b = Client::builder(s3_client(&s3.endpoint).await, keyring)
+    let mut b = Client::builder()
+        .s3_client(s3_client(&s3.endpoint).await)
+        .keyring(keyring)
         .transfer(transfer(s3)?)
         .location_binding(binding(s3)?)
         .encryption(enc);
@@ -445,10 +446,9 @@ async fn put(a: PutArgs) -> Result<(), Failure> {
         let c = client_with(
             &a.s3,
             &a.keys,
-            Encryption {
-                suite,
-                frame_length,
-            },
+            Encryption::new()
+                .with_suite(suite)
+                .with_frame_length(frame_length),
             &a.sse_c,
             cache.as_ref(),
         )
@@ -489,10 +489,9 @@ async fn put(a: PutArgs) -> Result<(), Failure> {
     let c = client(
         &a.s3,
         &a.keys,
-        Encryption {
-            suite,
-            frame_length,
-        },
+        Encryption::new()
+            .with_suite(suite)
+            .with_frame_length(frame_length),
         &a.sse_c,
     )
     .await?;
@@ -524,10 +523,10 @@ async fn put(a: PutArgs) -> Result<(), Failure> {
         .metadata(parse_meta(&a.meta)?)
         .storage_options(storage_options(&a)?)
         .sse_c(a.sse_c.on())
-        .body(Counting {
+        .body(s3crypt::Body::from_reader(Counting {
             inner: body,
             bar: bar.clone(),
-        })
+        }))
         .cancel_on(interrupted());
     if let Some(ct) = &a.content_type {
         req = req.content_type(ct);
@@ -678,7 +677,7 @@ async fn ls(a: LsArgs) -> Result<(), Failure> {
     // Only metadata is read: no keyring needed.
     let keyring: Arc<dyn s3crypt_core::Keyring> =
         Arc::new(s3crypt_core::keyring::multi::MultiKeyring::default());
-    let c = Client::builder(s3, keyring).build()?;
+    let c = Client::builder().s3_client(s3).keyring(keyring).build()?;
     let mut stdout = std::io::stdout().lock();
     let mut pages = c.list_objects().bucket(&bucket).prefix(&prefix).send()?;
     while let Some(page) = pages.next_page().await {
@@ -985,7 +984,10 @@ async fn scan_ids(a: ScanIdsArgs) -> Result<(), Failure> {
         // Nothing is decrypted: no keyring needed.
         let keyring: Arc<dyn s3crypt_core::Keyring> =
             Arc::new(s3crypt_core::keyring::multi::MultiKeyring::default());
-        Client::builder(s3_client(&a.s3.endpoint).await, keyring).build()?
+        Client::builder()
+            .s3_client(s3_client(&a.s3.endpoint).await)
+            .keyring(keyring)
+            .build()?
     };
     let scan = c.scan_message_ids(&bucket, &prefix, a.sse_c.on()).await?;
     let name = |k: &str, v: &Option<String>| match v {
@@ -1072,7 +1074,9 @@ async fn rm(a: RmArgs) -> Result<(), Failure> {
     // Nothing is decrypted: no keyring needed.
     let keyring: Arc<dyn s3crypt_core::Keyring> =
         Arc::new(s3crypt_core::keyring::multi::MultiKeyring::default());
-    Client::builder(s3_client(&a.s3).await, keyring)
+    Client::builder()
+        .s3_client(s3_client(&a.s3).await)
+        .keyring(keyring)
         .build()?
         .delete_object()
         .bucket(&bucket)
@@ -1092,7 +1096,10 @@ async fn inspect(a: InspectArgs) -> Result<(), Failure> {
     let (bucket, key) = object_url(&url)?;
     let keyring: Arc<dyn s3crypt_core::Keyring> =
         Arc::new(s3crypt_core::keyring::multi::MultiKeyring::default());
-    let c = Client::builder(s3_client(&a.s3).await, keyring).build()?;
+    let c = Client::builder()
+        .s3_client(s3_client(&a.s3).await)
+        .keyring(keyring)
+        .build()?;
     let (info, bytes) = c
         .head_object()
         .bucket(&bucket)

@@ -1,62 +1,18 @@
-//! The client: an `aws_sdk_s3::Client`, a keyring, and transfer settings.
+//! The client (an `aws_sdk_s3::Client`, a keyring, transfer and encryption settings, shared by
+//! every operation through one `Arc`), its builder, and the loader from the AWS environment.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use s3crypt_core::{Keyring, Suite};
+use s3crypt_core::Keyring;
 
 use crate::download::GetObject;
 use crate::error::{service, Error, Result};
 use crate::metadata::{self, ObjectInfo};
+pub(crate) use crate::settings::{Encryption, Transfer};
 use crate::upload::PutObject;
 
-/// How transfers are cut and how many run at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Transfer {
-    /// Plaintext bytes per multipart part, rounded to whole frames (default 16 MiB; every part
-    /// but the last holds at least 5 MiB, as S3 requires).
-    pub part_size: usize,
-    /// Objects whose plaintext is at most this long are sent with one PUT (default 16 MiB).
-    pub multipart_threshold: usize,
-    /// Parts in flight at once per upload (default 8). Memory is about
-    /// `(concurrency + 1) × part_size` per upload; part buffers are recycled.
-    pub concurrency: usize,
-    /// Ranged GETs in flight at once per download (default 16). Ranges are at most 8 MiB (less
-    /// when `part_size` is smaller), so memory is about
-    /// `(download_concurrency + 4) × min(part_size, 8 MiB)` per download, about what an upload
-    /// holds; buffers are recycled. More ranges than parts because a GET's throughput is bound
-    /// by the server's per-stream rate, and its buffers are half an upload part's size.
-    pub download_concurrency: usize,
-}
-
-impl Default for Transfer {
-    fn default() -> Self {
-        Self {
-            part_size: 16 << 20,
-            multipart_threshold: 16 << 20,
-            concurrency: 8,
-            download_concurrency: 16,
-        }
-    }
-}
-
-/// What new objects are encrypted with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Encryption {
-    /// Algorithm suite (default 0x0478).
-    pub suite: Suite,
-    /// Plaintext bytes per frame (default 64 KiB).
-    pub frame_length: u32,
-}
-
-impl Default for Encryption {
-    fn default() -> Self {
-        Self {
-            suite: Suite::DEFAULT,
-            frame_length: s3crypt_core::DEFAULT_FRAME_LENGTH,
-        }
-    }
-}
-
+/// What every operation of a client shares: the S3 client and the settings.
 pub(crate) struct Inner {
     pub(crate) s3: aws_sdk_s3::Client,
     pub(crate) keyring: Arc<dyn Keyring>,
@@ -68,6 +24,9 @@ pub(crate) struct Inner {
 
 /// An encrypting S3 client. Cheap to clone and safe to share across tasks; CPU work (sealing and
 /// opening frames, key wrapping) runs on tokio's blocking pool, never on the async threads.
+///
+/// Make one with [`crate::from_env`] (the AWS environment, like `aws_config::load_from_env`) or
+/// [`Client::builder`] (your own `aws_sdk_s3::Client`).
 #[derive(Clone)]
 pub struct Client {
     pub(crate) inner: Arc<Inner>,
@@ -83,11 +42,13 @@ impl std::fmt::Debug for Client {
     }
 }
 
-/// Builds a [`Client`].
-#[derive(Debug)]
+/// Builds a [`Client`] over your own `aws_sdk_s3::Client`:
+/// `Client::builder().s3_client(s3).keyring(k).build()`.
+#[derive(Debug, Default)]
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct ClientBuilder {
-    s3: aws_sdk_s3::Client,
-    keyring: Arc<dyn Keyring>,
+    s3: Option<aws_sdk_s3::Client>,
+    keyring: Option<Arc<dyn Keyring>>,
     transfer: Transfer,
     encryption: Encryption,
     sse_c: Option<Arc<dyn crate::sse_c::SseCSource>>,
@@ -95,6 +56,21 @@ pub struct ClientBuilder {
 }
 
 impl ClientBuilder {
+    /// The S3 client requests go through (required). Configure path-style addressing, timeouts
+    /// and retries on it; [`crate::from_env`] does that for you.
+    pub fn s3_client(mut self, s3: aws_sdk_s3::Client) -> Self {
+        self.s3 = Some(s3);
+        self
+    }
+
+    /// Who can decrypt (required): a [`crate::LocalKeyring`], a `KmsKeyring`, a
+    /// [`crate::MultiKeyring`] of several, a [`crate::CachingKeyring`] around any of them, or an
+    /// `Arc` of one.
+    pub fn keyring(mut self, keyring: impl Keyring + 'static) -> Self {
+        self.keyring = Some(Arc::new(keyring));
+        self
+    }
+
     /// How new objects are bound to their location and what reads require (default: bucket
     /// and key; see [`crate::location::Binding`] before choosing the bucket only).
     pub fn location_binding(mut self, b: crate::location::Binding) -> Self {
@@ -123,24 +99,21 @@ impl ClientBuilder {
     /// The client.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for a frame length that is not a non-zero multiple of 16, or
-    /// zero concurrency.
+    /// [`Error::InvalidArgument`] without an S3 client or a keyring, for zero concurrency or
+    /// part size; [`Error::Crypto`] for a frame length that is not a non-zero multiple of 16.
     pub fn build(self) -> Result<Client> {
-        let opts = s3crypt_core::EncryptOptions {
-            suite: self.encryption.suite,
-            frame_length: self.encryption.frame_length,
-            ..Default::default()
-        };
-        opts.validate()?;
-        if self.transfer.concurrency == 0 || self.transfer.download_concurrency == 0 {
-            return Err(Error::InvalidArgument(
-                "concurrency and download_concurrency must be at least 1".into(),
-            ));
-        }
+        self.encryption.validate()?;
+        self.transfer.validate()?;
+        let s3 = self.s3.ok_or_else(|| {
+            Error::InvalidArgument("Client::builder() needs an S3 client (.s3_client)".into())
+        })?;
+        let keyring = self.keyring.ok_or_else(|| {
+            Error::InvalidArgument("Client::builder() needs a keyring (.keyring)".into())
+        })?;
         Ok(Client {
             inner: Arc::new(Inner {
-                s3: crate::sse_c::guarded(self.s3),
-                keyring: self.keyring,
+                s3: crate::sse_c::guarded(s3),
+                keyring,
                 transfer: self.transfer,
                 encryption: self.encryption,
                 sse_c: self.sse_c,
@@ -150,36 +123,263 @@ impl ClientBuilder {
     }
 }
 
-impl Client {
-    /// A client configured from the standard AWS environment (profiles, environment variables,
-    /// region, `AWS_ENDPOINT_URL`); path-style addressing when an endpoint URL is set.
-    pub async fn from_env(keyring: Arc<dyn Keyring>) -> Self {
-        let conf = aws_config::load_from_env().await;
-        let path_style = std::env::var_os("AWS_ENDPOINT_URL").is_some()
-            || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-        let s3conf = s3_config(&conf, path_style);
-        Client {
-            inner: Arc::new(Inner {
-                s3: crate::sse_c::guarded(aws_sdk_s3::Client::from_conf(s3conf)),
-                keyring,
-                transfer: Transfer::default(),
-                encryption: Encryption::default(),
-                sse_c: None,
-                binding: Default::default(),
-            }),
-        }
+/// Loads a [`Client`] from the standard AWS environment, in the AWS SDK's own style:
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), s3crypt::Error> {
+/// let keyring = s3crypt::LocalKeyring::load("team.keyring".as_ref())?;
+/// let client = s3crypt::from_env().keyring(keyring).load().await?;
+/// # Ok(()) }
+/// ```
+///
+/// Credentials, region and endpoint come from the environment (`AWS_PROFILE`, `AWS_REGION`,
+/// `AWS_ENDPOINT_URL`, `~/.aws/config`, SSO, instance roles) unless set here; S3-compatible
+/// endpoints get path-style addressing. See [`Loader`].
+pub fn from_env() -> Loader {
+    Loader::default()
+}
+
+/// Configures and loads a [`Client`] (see [`from_env`]).
+#[derive(Debug, Default)]
+#[must_use = "a loader does nothing until `load` is awaited"]
+pub struct Loader {
+    sdk_config: Option<aws_config::SdkConfig>,
+    profile: Option<String>,
+    region: Option<String>,
+    endpoint_url: Option<String>,
+    path_style: Option<bool>,
+    connect_timeout: Option<Duration>,
+    read_timeout: Option<Duration>,
+    operation_timeout: Option<Duration>,
+    attempt_timeout: Option<Duration>,
+    max_attempts: Option<u32>,
+    keyrings: Vec<Arc<dyn Keyring>>,
+    #[cfg(feature = "kms")]
+    kms_keys: Vec<String>,
+    cache: Option<crate::keyring::CacheLimits>,
+    client: ClientBuilder,
+}
+
+impl Loader {
+    /// A keyring (who can decrypt). Several calls (and [`Loader::kms_key`]) combine into a
+    /// [`crate::MultiKeyring`]: the first generates each data key, every one wraps it, any one
+    /// may decrypt.
+    pub fn keyring(mut self, keyring: impl Keyring + 'static) -> Self {
+        self.keyrings.push(Arc::new(keyring));
+        self
     }
 
-    /// A builder over the caller's own `aws_sdk_s3::Client`.
-    pub fn builder(s3: aws_sdk_s3::Client, keyring: Arc<dyn Keyring>) -> ClientBuilder {
-        ClientBuilder {
-            s3,
-            keyring,
-            transfer: Transfer::default(),
-            encryption: Encryption::default(),
-            sse_c: None,
-            binding: Default::default(),
+    /// An AWS KMS key (key ARN, key id, alias name or alias ARN) to wrap data keys with, through
+    /// a KMS client loaded from the same environment (profile, region, credentials). A key ARN is
+    /// needed to decrypt (a strict keyring only uses the key ARN it is given).
+    #[cfg(feature = "kms")]
+    pub fn kms_key(mut self, key_id: impl Into<String>) -> Self {
+        self.kms_keys.push(key_id.into());
+        self
+    }
+
+    /// Caches data keys ([`crate::CachingKeyring`] around the keyrings): fewer key-service calls
+    /// for services that write many objects, each data key used within `limits`.
+    pub fn data_key_cache(mut self, limits: crate::keyring::CacheLimits) -> Self {
+        self.cache = Some(limits);
+        self
+    }
+
+    /// Transfer settings.
+    pub fn transfer(mut self, t: Transfer) -> Self {
+        self.client = self.client.transfer(t);
+        self
+    }
+
+    /// Encryption settings for new objects.
+    pub fn encryption(mut self, e: Encryption) -> Self {
+        self.client = self.client.encryption(e);
+        self
+    }
+
+    /// Location binding (see [`ClientBuilder::location_binding`]).
+    pub fn location_binding(mut self, b: crate::location::Binding) -> Self {
+        self.client = self.client.location_binding(b);
+        self
+    }
+
+    /// Where SSE-C keys come from.
+    pub fn sse_c(mut self, source: Arc<dyn crate::sse_c::SseCSource>) -> Self {
+        self.client = self.client.sse_c(source);
+        self
+    }
+
+    /// An AWS SDK configuration you loaded already (instead of loading one); the settings below
+    /// still apply on top of it.
+    pub fn sdk_config(mut self, conf: aws_config::SdkConfig) -> Self {
+        self.sdk_config = Some(conf);
+        self
+    }
+
+    /// The named profile of `~/.aws/config` (default: `AWS_PROFILE`, else `default`).
+    pub fn profile_name(mut self, name: impl Into<String>) -> Self {
+        self.profile = Some(name.into());
+        self
+    }
+
+    /// The region (default: `AWS_REGION`, the profile's).
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// An S3-compatible endpoint (default: `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`); implies
+    /// path-style addressing unless [`Loader::force_path_style`] says otherwise.
+    pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
+        self.endpoint_url = Some(url.into());
+        self
+    }
+
+    /// Path-style (`https://host/bucket/key`) rather than virtual-hosted addressing (default:
+    /// path style when an endpoint URL is set, here or in the environment).
+    pub fn force_path_style(mut self, yes: bool) -> Self {
+        self.path_style = Some(yes);
+        self
+    }
+
+    /// How long to wait for a connection (SDK default 3.1 s).
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = Some(d);
+        self
+    }
+
+    /// How long a request may wait for its response, its body's upload included (default
+    /// [`DEFAULT_READ_TIMEOUT`]).
+    pub fn read_timeout(mut self, d: Duration) -> Self {
+        self.read_timeout = Some(d);
+        self
+    }
+
+    /// The most one operation may take, retries included (default: none).
+    pub fn operation_timeout(mut self, d: Duration) -> Self {
+        self.operation_timeout = Some(d);
+        self
+    }
+
+    /// The most one attempt may take (default: none).
+    pub fn operation_attempt_timeout(mut self, d: Duration) -> Self {
+        self.attempt_timeout = Some(d);
+        self
+    }
+
+    /// Attempts per request, the first included (SDK standard retry mode; default
+    /// `AWS_MAX_ATTEMPTS`, else 3).
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = Some(n);
+        self
+    }
+
+    /// Loads the AWS configuration and builds the client.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] without any keyring or KMS key, for zero `max_attempts`, or
+    /// settings [`ClientBuilder::build`] refuses; [`Error::Crypto`] for an invalid KMS key id or
+    /// cache limits.
+    pub async fn load(self) -> Result<Client> {
+        if self.max_attempts == Some(0) {
+            return Err(Error::InvalidArgument(
+                "max_attempts must be at least 1".into(),
+            ));
         }
+        let conf = match self.sdk_config.clone() {
+            Some(c) => c,
+            None => {
+                let mut l = aws_config::defaults(aws_config::BehaviorVersion::latest());
+                if let Some(p) = &self.profile {
+                    l = l.profile_name(p);
+                }
+                if let Some(r) = &self.region {
+                    l = l.region(aws_config::Region::new(r.clone()));
+                }
+                l.load().await
+            }
+        };
+        let endpoint_env = std::env::var_os("AWS_ENDPOINT_URL").is_some()
+            || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
+            || conf.endpoint_url().is_some();
+        let path_style = self
+            .path_style
+            .unwrap_or(self.endpoint_url.is_some() || endpoint_env);
+        let mut b = aws_sdk_s3::config::Builder::from(&conf).force_path_style(path_style);
+        if let Some(r) = &self.region {
+            b = b.region(aws_config::Region::new(r.clone()));
+        }
+        if let Some(e) = &self.endpoint_url {
+            b = b.endpoint_url(e);
+        }
+        if let Some(n) = self.max_attempts {
+            b = b.retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(n));
+        }
+        let mut t = conf
+            .timeout_config()
+            .cloned()
+            .map(|t| t.to_builder())
+            .unwrap_or_default();
+        if let Some(d) = self.connect_timeout {
+            t.set_connect_timeout(Some(d));
+        }
+        if let Some(d) = self.read_timeout.or(conf
+            .timeout_config()
+            .and_then(|t| t.read_timeout())
+            .or(Some(DEFAULT_READ_TIMEOUT)))
+        {
+            t.set_read_timeout(Some(d));
+        }
+        if let Some(d) = self.operation_timeout {
+            t.set_operation_timeout(Some(d));
+        }
+        if let Some(d) = self.attempt_timeout {
+            t.set_operation_attempt_timeout(Some(d));
+        }
+        b = b.timeout_config(t.build());
+        let s3 = aws_sdk_s3::Client::from_conf(b.build());
+
+        let mut keyrings = self.keyrings;
+        #[cfg(feature = "kms")]
+        if !self.kms_keys.is_empty() {
+            let mut kb = aws_sdk_kms::config::Builder::from(&conf)
+                .retry_config(s3crypt_kms::recommended_retry_config())
+                .timeout_config(s3crypt_kms::recommended_timeout_config());
+            if let Some(r) = &self.region {
+                kb = kb.region(aws_config::Region::new(r.clone()));
+            }
+            let kms = aws_sdk_kms::Client::from_conf(kb.build());
+            for id in self.kms_keys {
+                keyrings.push(Arc::new(crate::KmsKeyring::new(kms.clone(), id)?));
+            }
+        }
+        let keyring: Arc<dyn Keyring> = match keyrings.len() {
+            0 => {
+                return Err(Error::InvalidArgument(
+                    "s3crypt::from_env() needs a keyring (.keyring) or a KMS key (.kms_key)".into(),
+                ))
+            }
+            1 => keyrings.remove(0),
+            _ => Arc::new(crate::MultiKeyring::new(
+                keyrings
+                    .into_iter()
+                    .map(|k| Box::new(k) as Box<dyn Keyring>)
+                    .collect(),
+            )),
+        };
+        let keyring: Arc<dyn Keyring> = match self.cache {
+            Some(limits) => Arc::new(crate::CachingKeyring::new(keyring, limits)?),
+            None => keyring,
+        };
+        self.client.s3_client(s3).keyring(keyring).build()
+    }
+}
+
+impl Client {
+    /// A builder over the caller's own `aws_sdk_s3::Client`:
+    /// `Client::builder().s3_client(s3).keyring(k).build()`.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
     }
 
     /// The same client with other transfer settings.
@@ -279,6 +479,9 @@ pub const DEFAULT_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_
 /// The S3 configuration s3crypt uses for an SDK configuration: `path_style` addressing for
 /// S3-compatible endpoints, and [`DEFAULT_READ_TIMEOUT`] unless a read timeout is configured.
 /// Retries (standard mode, `AWS_MAX_ATTEMPTS`) and stalled-stream protection are the SDK's.
+///
+/// [`from_env`] applies it; this is for callers that build their own `aws_sdk_s3::Client` from
+/// a configuration and want the same behaviour.
 pub fn s3_config(conf: &aws_config::SdkConfig, path_style: bool) -> aws_sdk_s3::Config {
     let mut b = aws_sdk_s3::config::Builder::from(conf).force_path_style(path_style);
     let timeouts = conf.timeout_config().cloned();

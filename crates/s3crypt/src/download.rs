@@ -48,6 +48,7 @@ pub struct GetObject {
 
 /// A download: the object's metadata and its authenticated plaintext.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct GetOutput {
     /// What the object's metadata says.
     pub info: ObjectInfo,
@@ -271,6 +272,12 @@ impl PlaintextStream {
         })
     }
 
+    /// The plaintext as an `AsyncRead` (this stream implements it; the method is for symmetry
+    /// with the SDK's `ByteStream::into_async_read`).
+    pub fn into_async_read(self) -> impl tokio::io::AsyncRead + Send + Unpin {
+        self
+    }
+
     /// All of the plaintext in memory, once the whole message (or range) verified.
     ///
     /// # Errors
@@ -363,6 +370,32 @@ impl PlaintextStream {
             progress(len);
         }
         Ok(n)
+    }
+}
+
+/// The authenticated plaintext as a `Stream` of `Bytes` chunks, like the AWS SDK's `ByteStream`
+/// (use it with `futures::StreamExt`, `axum::body::Body::from_stream`, ...). It ends (`None`)
+/// only after the whole message (or range) verified; an error is the last item.
+impl futures_core::Stream for PlaintextStream {
+    type Item = Result<Bytes>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let State::Running { finished, .. } = &this.state else {
+            return this.poll_chunk(cx);
+        };
+        // After an error has been reported, a stream ends.
+        if *finished {
+            if let State::Running { leftover, .. } = &this.state {
+                if leftover.is_empty() {
+                    return std::task::Poll::Ready(None);
+                }
+            }
+        }
+        this.poll_chunk(cx)
     }
 }
 

@@ -48,6 +48,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+mod body;
 mod client;
 mod copy;
 mod download;
@@ -56,6 +57,7 @@ mod head;
 pub mod listing;
 pub mod location;
 pub mod metadata;
+mod settings;
 pub mod sse_c;
 mod upload;
 
@@ -72,7 +74,8 @@ pub mod keyring {
     pub use s3crypt_kms::{DiscoveryFilter, KmsKeyring};
 }
 
-pub use client::{s3_config, Client, ClientBuilder, Encryption, Transfer, DEFAULT_READ_TIMEOUT};
+pub use body::Body;
+pub use client::{from_env, s3_config, Client, ClientBuilder, Loader, DEFAULT_READ_TIMEOUT};
 pub use copy::{names_key, CopyMode, CopyObject, CopyOutput, KeepKeys};
 pub use download::{ByteRange, GetObject, GetOutput, PlaintextStream, PositionalSink};
 pub use error::{Error, Fault, Result};
@@ -82,6 +85,7 @@ pub use keyring::KmsKeyring;
 pub use keyring::{CachingKeyring, Keyring, LocalKeyring, MultiKeyring};
 pub use metadata::ObjectInfo;
 pub use s3crypt_core::{EncryptionContext, Suite};
+pub use settings::{Encryption, Transfer};
 pub use upload::{PutObject, PutOutput, StorageOptions};
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ pub const FORMAT: &str = "esdk-v2";
 
 /// What s3crypt's metadata says about an object (unauthenticated until the header is read).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ObjectInfo {
     /// Ciphertext (stored) size in bytes.
     pub size: u64,

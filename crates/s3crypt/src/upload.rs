@@ -19,8 +19,10 @@ use s3crypt_core::{EncryptOptions, EncryptionContext, Encryptor, Keyring};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinSet;
 
-use crate::client::{Client, Encryption};
+use crate::body::Opened;
+use crate::client::Client;
 use crate::error::{service, Error, Result};
+use crate::settings::Encryption;
 use crate::{location, metadata};
 
 /// S3's smallest part (all parts but the last).
@@ -41,7 +43,7 @@ pub struct PutObject {
     context: EncryptionContext,
     metadata: BTreeMap<String, String>,
     content_type: Option<String>,
-    body: Option<Box<dyn AsyncRead + Send + Unpin>>,
+    body: Option<crate::body::Body>,
     size_hint: Option<u64>,
     cancel: Option<Cancel>,
     options: StorageOptions,
@@ -57,7 +59,16 @@ pub struct PutObject {
 
 /// S3-side options passed through to the upload: server-side encryption by S3 (on top of
 /// s3crypt's), storage class, object lock.
+///
+/// ```
+/// use aws_sdk_s3::types::{ServerSideEncryption, StorageClass};
+/// let o = s3crypt::StorageOptions::new()
+///     .with_server_side_encryption(ServerSideEncryption::Aes256)
+///     .with_storage_class(StorageClass::StandardIa);
+/// assert!(o.sse_kms_key_id.is_none());
+/// ```
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct StorageOptions {
     /// `AES256` (SSE-S3) or `aws:kms` (SSE-KMS).
     pub server_side_encryption: Option<aws_sdk_s3::types::ServerSideEncryption>,
@@ -69,6 +80,49 @@ pub struct StorageOptions {
     pub object_lock_mode: Option<aws_sdk_s3::types::ObjectLockMode>,
     /// Object lock retain-until date.
     pub object_lock_retain_until: Option<aws_smithy_types::DateTime>,
+}
+
+impl StorageOptions {
+    /// None of them (S3's defaults).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `AES256` (SSE-S3) or `aws:kms` (SSE-KMS).
+    #[must_use]
+    pub fn with_server_side_encryption(
+        mut self,
+        sse: aws_sdk_s3::types::ServerSideEncryption,
+    ) -> Self {
+        self.server_side_encryption = Some(sse);
+        self
+    }
+
+    /// The KMS key for SSE-KMS.
+    #[must_use]
+    pub fn with_sse_kms_key_id(mut self, key_id: impl Into<String>) -> Self {
+        self.sse_kms_key_id = Some(key_id.into());
+        self
+    }
+
+    /// Storage class.
+    #[must_use]
+    pub fn with_storage_class(mut self, class: aws_sdk_s3::types::StorageClass) -> Self {
+        self.storage_class = Some(class);
+        self
+    }
+
+    /// Object lock mode and retain-until date (the bucket must have object lock enabled).
+    #[must_use]
+    pub fn with_object_lock(
+        mut self,
+        mode: aws_sdk_s3::types::ObjectLockMode,
+        retain_until: aws_smithy_types::DateTime,
+    ) -> Self {
+        self.object_lock_mode = Some(mode);
+        self.object_lock_retain_until = Some(retain_until);
+        self
+    }
 }
 
 impl std::fmt::Debug for PutObject {
@@ -96,6 +150,12 @@ pub struct PutOutput {
     pub version_id: Option<String>,
     /// Length of the message header (the first bytes of the object).
     pub header_length: u64,
+    /// Whether the plaintext length was declared to the keyring before the data key was
+    /// requested. A caching keyring ([`crate::CachingKeyring`]) serves only messages of declared
+    /// length: this is `false` only for a body of unknown length (a reader or stream without
+    /// [`crate::Body::with_length`] or [`PutObject::size_hint`]) longer than the multipart
+    /// threshold, whose data key was then not cached.
+    pub length_declared: bool,
 }
 
 impl PutObject {
@@ -170,15 +230,17 @@ impl PutObject {
         self
     }
 
-    /// The plaintext, read to its end.
-    pub fn body(mut self, r: impl AsyncRead + Send + Unpin + 'static) -> Self {
-        self.body = Some(Box::new(r));
+    /// The plaintext: `Bytes`, `Vec<u8>`, a `tokio::fs::File`, [`crate::Body::from_path`],
+    /// [`crate::Body::from_reader`] or [`crate::Body::from_stream`] (see [`crate::Body`]).
+    pub fn body(mut self, body: impl Into<crate::body::Body>) -> Self {
+        self.body = Some(body.into());
         self
     }
 
-    /// The plaintext length if known (files): lets part sizes grow so that huge objects stay
-    /// within S3's 10,000 parts, and lets a caching keyring count the bytes under each data key.
-    /// It is a maximum: a body longer than this fails the upload (which is then aborted).
+    /// The plaintext length if known and not inferred from the body (a reader, a stream): lets
+    /// part sizes grow so that huge objects stay within S3's 10,000 parts, and lets a caching
+    /// keyring count the bytes under each data key. It is a maximum: a body longer than this
+    /// fails the upload (which is then aborted). Same as [`crate::Body::with_length`].
     pub fn size_hint(mut self, n: u64) -> Self {
         self.size_hint = Some(n);
         self
@@ -230,54 +292,71 @@ impl PutObject {
             ),
             None => None,
         };
-        let inner = &self.client.inner;
-        let mut context = self.context.clone();
-        let binding = self.binding.unwrap_or(inner.binding);
-        location::bind_with(&mut context, &bucket, &key, binding)?;
+        let (opened, length) = body.open().await?;
+        let inner = self.client.inner.clone();
         let encryption = self.encryption.unwrap_or(inner.encryption);
-        let opts = EncryptOptions {
-            suite: encryption.suite,
-            frame_length: encryption.frame_length,
-            context,
-            // Lets a caching keyring account for this message's bytes.
-            plaintext_length: self.size_hint,
-        };
-        let keyring = self
-            .keyring
-            .clone()
-            .unwrap_or_else(|| inner.keyring.clone());
-        // Wrapping the data key may block (a remote keyring): keep it off the async threads.
-        let enc =
-            tokio::task::spawn_blocking(move || Encryptor::new(keyring.as_ref(), &opts)).await??;
-        let sealer = MessageSealer::new(enc)?;
-        let meta = metadata::for_new_object(
-            encryption.suite,
-            encryption.frame_length,
-            sealer.header().len(),
-            self.content_type.as_deref(),
-            &self.metadata,
-        );
         let job = Upload {
             client: self.client.clone(),
             bucket,
             key,
-            meta,
-            size_hint: self.size_hint,
+            meta: Default::default(),
+            size_hint: self.size_hint.or(length),
             options: self.options.clone(),
             sse: sse_key,
             pool: Pool::default(),
             encryption,
             if_match: self.if_match.clone(),
-            header_length: sealer.header().len() as u64,
+            header_length: 0,
         };
-        match self.cancel.take() {
-            Some(cancel) => job.run(sealer, body, cancel).await,
-            None => {
-                job.run(sealer, body, Box::pin(std::future::pending()))
-                    .await
+        let mut cancel = self
+            .cancel
+            .take()
+            .unwrap_or_else(|| Box::pin(std::future::pending()));
+        let header = HeaderParts {
+            context: std::mem::take(&mut self.context),
+            binding: self.binding,
+            keyring: self.keyring.take(),
+            content_type: self.content_type.take(),
+            metadata: std::mem::take(&mut self.metadata),
+        };
+        let frame = encryption.frame_length as usize;
+        let part_len = job.part_plaintext(frame);
+        let threshold = inner.transfer.multipart_threshold;
+        // Read one byte past the threshold (and the first part) to know whether more follows.
+        let limit = part_len.max(threshold) + 1;
+        let mut body: Box<dyn AsyncRead + Send + Unpin> = match opened {
+            Opened::Bytes(b) if b.len() < limit => {
+                // Small and in memory: nothing to read.
+                return job
+                    .start(header, b.to_vec(), None, part_len, threshold, &mut cancel)
+                    .await;
             }
-        }
+            Opened::Bytes(b) => Box::new(std::io::Cursor::new(b)),
+            Opened::Reader(r) => r,
+        };
+        // The buffer grows with what arrives (from the size hint, if any): a small object must
+        // not cost a part-sized allocation (mapping and unmapping 16 MiB per object was most of
+        // a small put's CPU time, in the kernel).
+        let initial = job
+            .size_hint
+            .and_then(|n| usize::try_from(n).ok())
+            .map_or(64 << 10, |n| n.saturating_add(1));
+        let first = tokio::select! {
+            r = read_up_to(body.as_mut(), limit, initial) => r?,
+            () = &mut cancel => return Err(Error::Cancelled),
+        };
+        job.start(header, first, Some(body), part_len, threshold, &mut cancel)
+            .await
     }
+}
+
+/// What the header and the stored metadata are made from.
+struct HeaderParts {
+    context: EncryptionContext,
+    binding: Option<location::Binding>,
+    keyring: Option<Arc<dyn Keyring>>,
+    content_type: Option<String>,
+    metadata: BTreeMap<String, String>,
 }
 
 struct Upload {
@@ -384,33 +463,72 @@ impl Upload {
             .max(base.min(max))
     }
 
-    async fn run(
-        self,
-        sealer: MessageSealer,
-        mut body: Box<dyn AsyncRead + Send + Unpin>,
-        mut cancel: Cancel,
+    /// Requests the data key, then sends `first` with one PUT if it is the whole body (at most
+    /// `threshold` bytes), else a multipart upload of `first` and the rest of `body`.
+    ///
+    /// The data key is requested only now, after the first read: a body that fits in one PUT
+    /// has a known length even when the caller declared none, so a caching keyring can serve it.
+    async fn start(
+        mut self,
+        put: HeaderParts,
+        first: Vec<u8>,
+        body: Option<Box<dyn AsyncRead + Send + Unpin>>,
+        part_len: usize,
+        threshold: usize,
+        cancel: &mut Cancel,
     ) -> Result<PutOutput> {
-        let frame = sealer.frame_length() as usize;
-        let part_len = self.part_plaintext(frame);
-        let threshold = self.client.inner.transfer.multipart_threshold;
-        // Read one byte past the threshold (and the first part) to know whether more follows.
-        let first_len = part_len.max(threshold);
-        // The buffer grows with what arrives (from the size hint, if any): a small object must
-        // not cost a part-sized allocation (mapping and unmapping 16 MiB per object was most of
-        // a small put's CPU time, in the kernel).
-        let limit = first_len + 1;
-        let initial = self
-            .size_hint
-            .and_then(|n| usize::try_from(n).ok())
-            .map_or(64 << 10, |n| n.saturating_add(1));
-        let first = tokio::select! {
-            r = read_up_to(body.as_mut(), limit, initial) => r?,
-            () = &mut cancel => return Err(Error::Cancelled),
-        };
         let n = first.len();
-        if n <= threshold {
-            return self.single(sealer, first).await;
-        }
+        let whole = n <= threshold;
+        let declared = match self.size_hint {
+            Some(h) => Some(h),
+            None if whole => Some(n as u64),
+            None => None,
+        };
+        let inner = &self.client.inner;
+        let mut context = put.context;
+        let binding = put.binding.unwrap_or(inner.binding);
+        location::bind_with(&mut context, &self.bucket, &self.key, binding)?;
+        let opts = EncryptOptions {
+            suite: self.encryption.suite,
+            frame_length: self.encryption.frame_length,
+            context,
+            // Lets a caching keyring account for this message's bytes.
+            plaintext_length: declared,
+        };
+        let keyring = put.keyring.unwrap_or_else(|| inner.keyring.clone());
+        // Wrapping the data key may block (a remote keyring): keep it off the async threads.
+        let enc = tokio::select! {
+            r = tokio::task::spawn_blocking(move || Encryptor::new(keyring.as_ref(), &opts)) => r??,
+            () = &mut *cancel => return Err(Error::Cancelled),
+        };
+        let sealer = MessageSealer::new(enc)?;
+        self.meta = metadata::for_new_object(
+            self.encryption.suite,
+            self.encryption.frame_length,
+            sealer.header().len(),
+            put.content_type.as_deref(),
+            &put.metadata,
+        );
+        self.header_length = sealer.header().len() as u64;
+        let mut out = match body {
+            Some(mut body) if !whole => {
+                self.multipart(sealer, first, part_len, body.as_mut(), cancel)
+                    .await?
+            }
+            _ => self.single(sealer, first).await?,
+        };
+        out.length_declared = declared.is_some();
+        Ok(out)
+    }
+
+    async fn multipart(
+        &self,
+        sealer: MessageSealer,
+        first: Vec<u8>,
+        part_len: usize,
+        body: &mut (dyn AsyncRead + Send + Unpin),
+        cancel: &mut Cancel,
+    ) -> Result<PutOutput> {
         let s3 = &self.client.inner.s3;
         let created = s3.create_multipart_upload();
         let created = crate::sse_c::with_sse_c!(created, self.sse.as_deref())
@@ -431,8 +549,8 @@ impl Upload {
         let mut slot = Some(sealer);
         let mut tasks: JoinSet<Result<CompletedPart>> = JoinSet::new();
         let result = tokio::select! {
-            r = self.parts(&mut slot, &mut tasks, first, part_len, body.as_mut(), &upload_id) => r,
-            () = &mut cancel => Err(Error::Cancelled),
+            r = self.parts(&mut slot, &mut tasks, first, part_len, body, &upload_id) => r,
+            () = &mut *cancel => Err(Error::Cancelled),
         };
         guard.settle(result.is_err(), &mut tasks).await;
         result
@@ -472,6 +590,7 @@ impl Upload {
             etag: out.e_tag().map(str::to_owned),
             version_id: out.version_id().map(str::to_owned),
             header_length: self.header_length,
+            length_declared: false,
         })
     }
 
@@ -621,6 +740,7 @@ impl Upload {
             etag: out.e_tag().map(str::to_owned),
             version_id: out.version_id().map(str::to_owned),
             header_length: self.header_length,
+            length_declared: false,
         })
     }
 }

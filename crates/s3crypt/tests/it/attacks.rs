@@ -20,12 +20,11 @@ use crate::servers::{start, Kind, Server};
 
 const MIB: usize = 1 << 20;
 
-const SMALL_PARTS: Transfer = Transfer {
-    part_size: 5 * MIB,
-    multipart_threshold: 5 * MIB,
-    concurrency: 4,
-    download_concurrency: 4,
-};
+const SMALL_PARTS: Transfer = Transfer::new()
+    .with_part_size(5 * MIB)
+    .with_multipart_threshold(5 * MIB)
+    .with_concurrency(4)
+    .with_download_concurrency(4);
 
 fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| ((i * 7 + 3) % 251) as u8).collect()
@@ -57,7 +56,9 @@ fn sdk(endpoint: &str) -> aws_sdk_s3::Client {
 }
 
 fn client_at(endpoint: &str, keyring: Arc<dyn Keyring>, binding: Binding) -> Client {
-    Client::builder(sdk(endpoint), keyring)
+    Client::builder()
+        .s3_client(sdk(endpoint))
+        .keyring(keyring)
         .transfer(SMALL_PARTS)
         .location_binding(binding)
         .build()
@@ -73,12 +74,15 @@ fn bucket_bound(server: &Server, keyring: Arc<dyn Keyring>) -> Client {
 }
 
 fn signed_client(server: &Server, keyring: Arc<dyn Keyring>) -> Client {
-    Client::builder(server.s3(), keyring)
+    Client::builder()
+        .s3_client(server.s3())
+        .keyring(keyring)
         .transfer(SMALL_PARTS)
-        .encryption(Encryption {
-            suite: Suite::Aes256GcmHkdfSha512CommitEcdsaP384,
-            frame_length: 4096,
-        })
+        .encryption(
+            Encryption::new()
+                .with_suite(Suite::Aes256GcmHkdfSha512CommitEcdsaP384)
+                .with_frame_length(4096),
+        )
         .build()
         .unwrap()
 }
@@ -110,7 +114,7 @@ async fn put(c: &Client, bucket: &str, k: &str, pt: &[u8]) {
     c.put_object()
         .bucket(bucket)
         .key(k)
-        .body(Cursor::new(pt.to_vec()))
+        .body(s3crypt::Body::from_reader(Cursor::new(pt.to_vec())))
         .send()
         .await
         .unwrap();
@@ -501,7 +505,7 @@ async fn a_copy_neither_takes_nor_leaves_a_cached_data_key() {
                 .bucket("cch")
                 .key(k)
                 .size_hint(100)
-                .body(Cursor::new(pattern(100)))
+                .body(s3crypt::Body::from_reader(Cursor::new(pattern(100))))
                 .send()
                 .await
                 .unwrap();
@@ -625,12 +629,11 @@ async fn a_truncated_or_extended_source_is_never_copied() {
     };
     make_bucket(&server, "cut", false).await;
     let ka = key("a", 1);
-    let small_frames = Client::builder(server.s3(), ka.clone())
+    let small_frames = Client::builder()
+        .s3_client(server.s3())
+        .keyring(ka.clone())
         .transfer(SMALL_PARTS)
-        .encryption(Encryption {
-            suite: Suite::DEFAULT,
-            frame_length: 64,
-        })
+        .encryption(Encryption::new().with_frame_length(64))
         .build()
         .unwrap();
     let signed = signed_client(&server, ka.clone());
@@ -1324,7 +1327,9 @@ async fn hole_the_scan_misses_a_pair_split_between_sse_c_and_plain() {
         .await
         .unwrap();
     let scanner = |endpoint: &str| {
-        Client::builder(sdk(endpoint), ka.clone())
+        Client::builder()
+            .s3_client(sdk(endpoint))
+            .keyring(ka.clone())
             .sse_c(Arc::new(LocalSseC::new([Zeroizing::new(secret)]).unwrap()))
             .build()
             .unwrap()

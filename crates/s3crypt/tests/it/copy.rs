@@ -30,22 +30,25 @@ fn multi(keys: &[&Arc<dyn Keyring>]) -> Arc<dyn Keyring> {
     ))
 }
 
-const SMALL_PARTS: Transfer = Transfer {
-    part_size: 5 * MIB,
-    multipart_threshold: 5 * MIB,
-    concurrency: 4,
-    download_concurrency: 4,
-};
+const SMALL_PARTS: Transfer = Transfer::new()
+    .with_part_size(5 * MIB)
+    .with_multipart_threshold(5 * MIB)
+    .with_concurrency(4)
+    .with_download_concurrency(4);
 
 fn client(server: &Server, keyring: Arc<dyn Keyring>) -> Client {
-    Client::builder(server.s3(), keyring)
+    Client::builder()
+        .s3_client(server.s3())
+        .keyring(keyring)
         .transfer(SMALL_PARTS)
         .build()
         .unwrap()
 }
 
 fn bucket_bound(server: &Server, keyring: Arc<dyn Keyring>) -> Client {
-    Client::builder(server.s3(), keyring)
+    Client::builder()
+        .s3_client(server.s3())
+        .keyring(keyring)
         .transfer(SMALL_PARTS)
         .location_binding(Binding::Bucket)
         .build()
@@ -148,7 +151,7 @@ async fn copy_and_move_re_encrypt_under_a_new_message_id() {
                 .key(name)
                 .metadata([("owner".to_string(), "ops".to_string())].into())
                 .content_type("text/plain")
-                .body(std::io::Cursor::new(pt.clone()))
+                .body(s3crypt::Body::from_reader(std::io::Cursor::new(pt.clone())))
                 .send()
                 .await
                 .unwrap();
@@ -232,7 +235,7 @@ async fn a_copy_that_keeps_the_header_is_made_by_s3_byte_for_byte() {
             a.put_object()
                 .bucket("same")
                 .key(name)
-                .body(std::io::Cursor::new(pt.clone()))
+                .body(s3crypt::Body::from_reader(std::io::Cursor::new(pt.clone())))
                 .send()
                 .await
                 .unwrap();
@@ -307,7 +310,7 @@ async fn rewrap_in_place_adds_and_removes_keys_under_a_new_data_key() {
             a.put_object()
                 .bucket("rwp")
                 .key(name)
-                .body(std::io::Cursor::new(pt.clone()))
+                .body(s3crypt::Body::from_reader(std::io::Cursor::new(pt.clone())))
                 .send()
                 .await
                 .unwrap();
@@ -388,7 +391,9 @@ async fn a_kept_key_the_client_does_not_hold_is_named_and_nothing_is_written() {
         .put_object()
         .bucket("kept")
         .key("o")
-        .body(std::io::Cursor::new(pattern(100)))
+        .body(s3crypt::Body::from_reader(std::io::Cursor::new(pattern(
+            100,
+        ))))
         .send()
         .await
         .unwrap();
@@ -430,18 +435,21 @@ async fn copy_refusals_and_signed_objects() {
         make_bucket(&server, "nop", false).await;
         let a = client(&server, key("a", 1));
         // A signed object is re-encrypted (and signed again, with a new key pair).
-        let signed = Client::builder(server.s3(), key("a", 1))
-            .encryption(s3crypt::Encryption {
-                suite: Suite::Aes256GcmHkdfSha512CommitEcdsaP384,
-                ..Default::default()
-            })
+        let signed = Client::builder()
+            .s3_client(server.s3())
+            .keyring(key("a", 1))
+            .encryption(
+                s3crypt::Encryption::new().with_suite(Suite::Aes256GcmHkdfSha512CommitEcdsaP384),
+            )
             .build()
             .unwrap();
         signed
             .put_object()
             .bucket("nop")
             .key("signed")
-            .body(std::io::Cursor::new(pattern(100)))
+            .body(s3crypt::Body::from_reader(std::io::Cursor::new(pattern(
+                100,
+            ))))
             .send()
             .await
             .unwrap();
@@ -468,7 +476,9 @@ async fn copy_refusals_and_signed_objects() {
         a.put_object()
             .bucket("nop")
             .key("orig")
-            .body(std::io::Cursor::new(pattern(100)))
+            .body(s3crypt::Body::from_reader(std::io::Cursor::new(pattern(
+                100,
+            ))))
             .send()
             .await
             .unwrap();
@@ -540,7 +550,7 @@ async fn a_tampered_source_is_not_copied() {
         a.put_object()
             .bucket("tmp")
             .key(name)
-            .body(std::io::Cursor::new(pattern(n)))
+            .body(s3crypt::Body::from_reader(std::io::Cursor::new(pattern(n))))
             .send()
             .await
             .unwrap();
@@ -609,7 +619,9 @@ async fn no_copy_path_retags_a_header_under_an_old_message_id() {
     let (ka, kb) = (key("a", 1), key("b", 2));
     let sse = Arc::new(LocalSseC::new([zeroize::Zeroizing::new([7u8; 32])]).unwrap());
     let build = |binding: Binding| {
-        Client::builder(server.s3(), multi(&[&ka, &kb]))
+        Client::builder()
+            .s3_client(server.s3())
+            .keyring(multi(&[&ka, &kb]))
             .transfer(SMALL_PARTS)
             .location_binding(binding)
             .sse_c(sse.clone())
@@ -627,7 +639,7 @@ async fn no_copy_path_retags_a_header_under_an_old_message_id() {
                     .bucket("ver")
                     .key(&k)
                     .sse_c(sse_c)
-                    .body(std::io::Cursor::new(pt.clone()))
+                    .body(s3crypt::Body::from_reader(std::io::Cursor::new(pt.clone())))
                     .send()
                     .await
                     .unwrap();
@@ -757,7 +769,9 @@ async fn a_copied_over_object_under_bind_bucket_is_refused() {
                     .put_object()
                     .bucket("swap")
                     .key(k)
-                    .body(std::io::Cursor::new(pattern(n + k.len())))
+                    .body(s3crypt::Body::from_reader(std::io::Cursor::new(pattern(
+                        n + k.len(),
+                    ))))
                     .send()
                     .await
                     .unwrap();
@@ -789,7 +803,7 @@ async fn a_copied_over_object_under_bind_bucket_is_refused() {
                 .put_object()
                 .bucket("swap")
                 .key(format!("{x}-loose"))
-                .body(std::io::Cursor::new(pattern(n)))
+                .body(s3crypt::Body::from_reader(std::io::Cursor::new(pattern(n))))
                 .send()
                 .await
                 .unwrap();
@@ -815,7 +829,7 @@ async fn scan_finds_messages_rewrapped_the_old_way() {
         c.put_object()
             .bucket("adv")
             .key(k)
-            .body(std::io::Cursor::new(pt.clone()))
+            .body(s3crypt::Body::from_reader(std::io::Cursor::new(pt.clone())))
             .send()
             .await
             .unwrap();
@@ -852,7 +866,7 @@ async fn scan_finds_messages_rewrapped_the_old_way() {
         .put_object()
         .bucket("adv")
         .key("p/loose")
-        .body(std::io::Cursor::new(pt.clone()))
+        .body(s3crypt::Body::from_reader(std::io::Cursor::new(pt.clone())))
         .send()
         .await
         .unwrap();
@@ -918,7 +932,9 @@ async fn a_server_side_copy_takes_its_metadata_from_the_header() {
         .put_object()
         .bucket("mdh")
         .key("src")
-        .body(std::io::Cursor::new(pattern(5000)))
+        .body(s3crypt::Body::from_reader(std::io::Cursor::new(pattern(
+            5000,
+        ))))
         .send()
         .await
         .unwrap();

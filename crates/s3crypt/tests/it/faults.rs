@@ -55,13 +55,16 @@ fn client(endpoint: &str) -> Client {
     let keyring = Arc::new(
         RawAesKeyring::new("s3crypt-test", "key-1", WrappingKey::from_bytes([0x22; 32])).unwrap(),
     );
-    Client::builder(sdk(endpoint), keyring)
-        .transfer(Transfer {
-            part_size: 5 * MIB,
-            multipart_threshold: 5 * MIB,
-            concurrency: 2,
-            download_concurrency: 2,
-        })
+    Client::builder()
+        .s3_client(sdk(endpoint))
+        .keyring(keyring)
+        .transfer(
+            Transfer::new()
+                .with_part_size(5 * MIB)
+                .with_multipart_threshold(5 * MIB)
+                .with_concurrency(2)
+                .with_download_concurrency(2),
+        )
         .build()
         .unwrap()
 }
@@ -136,7 +139,9 @@ async fn uploads_survive_throttling_resets_and_stalls() {
         c.put_object()
             .bucket("faults")
             .key("big")
-            .body(std::io::Cursor::new(data.clone()))
+            .body(s3crypt::Body::from_reader(std::io::Cursor::new(
+                data.clone(),
+            )))
             .send()
             .await
             .unwrap_or_else(|e| panic!("{kind:?}: {e}"));
@@ -153,7 +158,9 @@ async fn uploads_survive_throttling_resets_and_stalls() {
         c.put_object()
             .bucket("faults")
             .key("small")
-            .body(std::io::Cursor::new(pattern(1000)))
+            .body(s3crypt::Body::from_reader(std::io::Cursor::new(pattern(
+                1000,
+            ))))
             .send()
             .await
             .unwrap();
@@ -178,7 +185,9 @@ async fn downloads_resume_after_resets_and_stalls() {
         c.put_object()
             .bucket("faults")
             .key("big")
-            .body(std::io::Cursor::new(data.clone()))
+            .body(s3crypt::Body::from_reader(std::io::Cursor::new(
+                data.clone(),
+            )))
             .send()
             .await
             .unwrap();
@@ -292,7 +301,9 @@ async fn persistent_failures_abort_and_leave_nothing() {
             .put_object()
             .bucket("faults")
             .key("a")
-            .body(std::io::Cursor::new(pattern(12 * MIB)))
+            .body(s3crypt::Body::from_reader(std::io::Cursor::new(pattern(
+                12 * MIB,
+            ))))
             .send()
             .await
             .unwrap_err();
@@ -307,11 +318,15 @@ async fn persistent_failures_abort_and_leave_nothing() {
             .put_object()
             .bucket("faults")
             .key("b")
-            .body(std::io::Cursor::new(pattern(12 * MIB)))
+            .body(s3crypt::Body::from_reader(std::io::Cursor::new(pattern(
+                12 * MIB,
+            ))))
             .send()
             .await
             .unwrap_err();
-        assert_eq!(e.class(), "service", "{kind:?}: {e}");
+        // No response: a transport error (before errors were classed by fault, "service").
+        assert_eq!(e.class(), "transport", "{kind:?}: {e}");
+        assert!(e.is_retryable(), "{kind:?}: {e}");
         nothing_left(&server, "faults", "b").await;
         proxy.clear();
 
@@ -323,7 +338,9 @@ async fn persistent_failures_abort_and_leave_nothing() {
             .put_object()
             .bucket("faults")
             .key("c")
-            .body(std::io::Cursor::new(pattern(12 * MIB)))
+            .body(s3crypt::Body::from_reader(std::io::Cursor::new(pattern(
+                12 * MIB,
+            ))))
             .cancel_on(once_hit(hung))
             .send()
             .await
@@ -336,7 +353,9 @@ async fn persistent_failures_abort_and_leave_nothing() {
         c.put_object()
             .bucket("faults")
             .key("d")
-            .body(std::io::Cursor::new(pattern(3 * MIB)))
+            .body(s3crypt::Body::from_reader(std::io::Cursor::new(pattern(
+                3 * MIB,
+            ))))
             .send()
             .await
             .unwrap();
@@ -346,7 +365,10 @@ async fn persistent_failures_abort_and_leave_nothing() {
             Request::is_ranged_get,
         );
         let e = get_all(&c, "faults", "d").await.unwrap_err();
-        assert_eq!(e.class(), "service", "{kind:?}: {e}");
+        // A body that keeps breaking off: a transport error ("service" before errors were
+        // classed by fault).
+        assert_eq!(e.class(), "transport", "{kind:?}: {e}");
+        assert!(e.is_retryable(), "{kind:?}: {e}");
     }
 }
 
@@ -365,7 +387,9 @@ async fn interrupted_rewrap_and_move_leave_readable_objects() {
         c.put_object()
             .bucket("faults")
             .key("obj")
-            .body(std::io::Cursor::new(data.clone()))
+            .body(s3crypt::Body::from_reader(std::io::Cursor::new(
+                data.clone(),
+            )))
             .send()
             .await
             .unwrap();
@@ -443,7 +467,9 @@ async fn a_cancelled_move_aborts_and_keeps_its_source() {
         c.put_object()
             .bucket("faults")
             .key("src")
-            .body(std::io::Cursor::new(data.clone()))
+            .body(s3crypt::Body::from_reader(std::io::Cursor::new(
+                data.clone(),
+            )))
             .send()
             .await
             .unwrap();

@@ -22,20 +22,18 @@ fn keyring() -> Arc<dyn Keyring> {
 const MIB: usize = 1 << 20;
 
 /// 5 MiB parts, 4 in flight.
-const SMALL_PARTS: Transfer = Transfer {
-    part_size: 5 * MIB,
-    multipart_threshold: 5 * MIB,
-    concurrency: 4,
-    download_concurrency: 4,
-};
+const SMALL_PARTS: Transfer = Transfer::new()
+    .with_part_size(5 * MIB)
+    .with_multipart_threshold(5 * MIB)
+    .with_concurrency(4)
+    .with_download_concurrency(4);
 
 fn client(server: &Server, suite: Suite, frame: u32) -> Client {
-    Client::builder(server.s3(), keyring())
+    Client::builder()
+        .s3_client(server.s3())
+        .keyring(keyring())
         .transfer(SMALL_PARTS)
-        .encryption(Encryption {
-            suite,
-            frame_length: frame,
-        })
+        .encryption(Encryption::new().with_suite(suite).with_frame_length(frame))
         .build()
         .unwrap()
 }
@@ -70,7 +68,9 @@ async fn put_with(
         .bucket(bucket)
         .key(key)
         .sse_c(sse_c)
-        .body(std::io::Cursor::new(pt.to_vec()))
+        .body(s3crypt::Body::from_reader(std::io::Cursor::new(
+            pt.to_vec(),
+        )))
         .send()
         .await
 }
@@ -639,7 +639,7 @@ async fn a_failed_upload_is_aborted_and_leaves_nothing() {
             .put_object()
             .bucket("abort")
             .key("x")
-            .body(Failing { left: 12 * MIB })
+            .body(s3crypt::Body::from_reader(Failing { left: 12 * MIB }))
             .send()
             .await
             .unwrap_err();
@@ -700,7 +700,7 @@ async fn python_esdk_decrypts_objects_downloaded_raw() {
                 .bucket("interop")
                 .key(&key)
                 .context(ctx)
-                .body(std::io::Cursor::new(pattern(n)))
+                .body(s3crypt::Body::from_reader(std::io::Cursor::new(pattern(n))))
                 .send()
                 .await
                 .unwrap();
@@ -848,7 +848,9 @@ async fn sse_c_keys_from_a_kms_hmac_key() {
         .unwrap();
     let source =
         |arn: &str| Arc::new(KmsSseC::new([KmsHmacKey::new(kms.clone(), arn).unwrap()]).unwrap());
-    let c = Client::builder(server.s3(), keyring())
+    let c = Client::builder()
+        .s3_client(server.s3())
+        .keyring(keyring())
         .transfer(SMALL_PARTS)
         .sse_c(source(&hmac_key))
         .build()
@@ -911,7 +913,9 @@ async fn sse_c_keys_from_a_kms_hmac_key() {
     // A key that cannot make MACs: a keyring-class error naming the key, nothing uploaded.
     let symmetric = kms.create_key().send().await.unwrap();
     let symmetric = symmetric.key_metadata.unwrap().arn.unwrap();
-    let bad = Client::builder(server.s3(), keyring())
+    let bad = Client::builder()
+        .s3_client(server.s3())
+        .keyring(keyring())
         .sse_c(source(&symmetric))
         .build()
         .unwrap();
@@ -937,7 +941,9 @@ async fn sse_c_headers_on_every_request_with_a_key_per_object() {
     };
     bucket(&server, "sse").await;
     let secret = [0x5Au8; 32];
-    let c = Client::builder(server.s3(), keyring())
+    let c = Client::builder()
+        .s3_client(server.s3())
+        .keyring(keyring())
         .transfer(SMALL_PARTS)
         .sse_c(Arc::new(
             LocalSseC::new([secret, [0x11; 32]].map(zeroize::Zeroizing::new)).unwrap(),
@@ -998,7 +1004,9 @@ async fn sse_c_headers_on_every_request_with_a_key_per_object() {
             .endpoint_url("http://s3crypt-test.invalid:9")
             .build(),
     );
-    let c = Client::builder(remote, keyring())
+    let c = Client::builder()
+        .s3_client(remote)
+        .keyring(keyring())
         .sse_c(Arc::new(
             LocalSseC::new([zeroize::Zeroizing::new(secret)]).unwrap(),
         ))
@@ -1038,11 +1046,7 @@ async fn sse_c_on_copy_move_and_rewrap() {
     // moto does not enforce SSE-C; its request recorder shows what every request carried. It
     // appends each request (body included) to its file in two writes, so concurrent large
     // requests can interleave: one request at a time here.
-    let one_at_a_time = Transfer {
-        concurrency: 1,
-        download_concurrency: 1,
-        ..SMALL_PARTS
-    };
+    let one_at_a_time = SMALL_PARTS.with_concurrency(1).with_download_concurrency(1);
     let Some(server) = start(Kind::Moto) else {
         return;
     };
@@ -1052,7 +1056,9 @@ async fn sse_c_on_copy_move_and_rewrap() {
         LocalSseC::new([zeroize::Zeroizing::new(secret)]).unwrap(),
         Default::default(),
     ));
-    let c = Client::builder(server.s3(), keyring())
+    let c = Client::builder()
+        .s3_client(server.s3())
+        .keyring(keyring())
         .transfer(one_at_a_time)
         .sse_c(source.clone())
         .build()
@@ -1074,7 +1080,9 @@ async fn sse_c_on_copy_move_and_rewrap() {
     assert!(out.parts >= 2, "a multipart upload: {out:?}");
     assert_eq!(out.mode, s3crypt::CopyMode::Reencrypted);
     // A bucket-bound object copied within its bucket is copied by S3, each side with its key.
-    let loose = Client::builder(server.s3(), keyring())
+    let loose = Client::builder()
+        .s3_client(server.s3())
+        .keyring(keyring())
         .transfer(one_at_a_time)
         .sse_c(source.clone())
         .location_binding(s3crypt::location::Binding::Bucket)
