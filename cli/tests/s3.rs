@@ -3,10 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 /// The attack of advisory S3C-2026-01 and the old rewrap, re-made for scan-ids.
-#[path = "../../crates/s3crypt-core/tests/it/forbidden.rs"]
-mod forbidden;
-#[path = "../../crates/s3crypt/tests/it/servers.rs"]
-mod servers;
+use s3crypt_test_support::{forbidden, servers};
 
 use base64::Engine as _;
 use std::io::Write;

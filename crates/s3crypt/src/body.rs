@@ -96,7 +96,7 @@ impl Body {
     /// Opens the body: its bytes (in memory) or a reader, and its length when known.
     pub(crate) async fn open(self) -> Result<(Opened, Option<u64>)> {
         let declared = self.length;
-        let file_len = |m: std::fs::Metadata| m.is_file().then(|| m.len());
+        let file_len = |m: std::fs::Metadata| m.is_file().then_some(m.len());
         match self.kind {
             Kind::Bytes(b) => {
                 let n = b.len() as u64;

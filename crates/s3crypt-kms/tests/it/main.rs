@@ -5,13 +5,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod fault;
 mod interop;
 mod keyring;
 mod kms;
 mod mac;
 mod runtimes;
-// The S3 tests' server helper, shared rather than copied (it also builds S3 clients we don't use).
-#[allow(dead_code)]
-#[path = "../../../s3crypt/tests/it/servers.rs"]
-mod servers;
+/// Shared with the other crates' tests.
+use s3crypt_test_support::{kms_proxy as fault, servers};

@@ -7,10 +7,8 @@
 mod attacks;
 mod copy;
 mod faults;
-/// The attack of advisory S3C-2026-01 (GHASH key recovery from two header tags), shared with the
-/// core's tests.
-#[path = "../../../s3crypt-core/tests/it/forbidden.rs"]
-mod forbidden;
-mod proxy;
+mod errors;
 mod s3;
-mod servers;
+
+/// Shared with the other crates' tests.
+use s3crypt_test_support::{forbidden, s3_proxy as proxy, servers};
