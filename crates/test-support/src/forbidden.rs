@@ -702,4 +702,3 @@ pub fn payroll() -> Vec<u8> {
     pt.truncate(4 * FRAME as usize + 21);
     pt
 }
-

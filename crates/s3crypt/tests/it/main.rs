@@ -6,8 +6,8 @@
 
 mod attacks;
 mod copy;
-mod faults;
 mod errors;
+mod faults;
 mod s3;
 
 /// Shared with the other crates' tests.
