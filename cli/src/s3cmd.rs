@@ -431,13 +431,13 @@ async fn put(a: PutArgs) -> Result<(), Failure> {
                 let keys = config::resolve_keys(&a.keys, &cfg)?;
                 let keys =
                     config::load_keys_with(&keys, kms_client_for(&a.s3.endpoint, &keys).await)?;
-                let limits = s3crypt_core::keyring::caching::CacheLimits {
-                    max_age: std::time::Duration::from_secs(a.cache_max_age.max(1)),
-                    max_messages: n,
-                    // Per data key; an object larger than this gets a key of its own.
-                    max_bytes: 64 << 30,
-                    capacity: 1024,
-                };
+                let limits = s3crypt_core::keyring::caching::CacheLimits::new(
+                    std::time::Duration::from_secs(a.cache_max_age.max(1)),
+                )
+                .with_max_messages(n)
+                // Per data key; an object larger than this gets a key of its own.
+                .with_max_bytes(64 << 30)
+                .with_capacity(1024);
                 Some(Arc::new(
                     s3crypt_core::keyring::caching::CachingKeyring::new(Arc::new(keys), limits)?,
                 ))

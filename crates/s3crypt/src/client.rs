@@ -180,6 +180,12 @@ impl Loader {
 
     /// Caches data keys ([`crate::CachingKeyring`] around the keyrings): fewer key-service calls
     /// for services that write many objects, each data key used within `limits`.
+    ///
+    /// A cached data key serves only messages with the same encryption context, so caching needs
+    /// [`crate::location::Binding::Bucket`] (set with [`Loader::location_binding`]; read what it
+    /// gives up): with the default binding every object's context names its own key and nothing
+    /// would ever be reused, so [`Loader::load`] refuses that combination rather than cache
+    /// silently nothing.
     pub fn data_key_cache(mut self, limits: crate::keyring::CacheLimits) -> Self {
         self.cache = Some(limits);
         self
@@ -277,10 +283,19 @@ impl Loader {
     /// Loads the AWS configuration and builds the client.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] without any keyring or KMS key, for zero `max_attempts`, or
-    /// settings [`ClientBuilder::build`] refuses; [`Error::Crypto`] for an invalid KMS key id or
+    /// [`Error::InvalidArgument`] without any keyring or KMS key, for a data-key cache without
+    /// bucket binding, for zero `max_attempts`, or settings [`ClientBuilder::build`] refuses; [`Error::Crypto`] for an invalid KMS key id or
     /// cache limits.
     pub async fn load(self) -> Result<Client> {
+        if self.cache.is_some() && self.client.binding == crate::location::Binding::Key {
+            return Err(Error::InvalidArgument(
+                "data-key caching needs location_binding(Binding::Bucket): a cached data key only \
+                 serves messages with the same encryption context, and binding each object's key \
+                 makes every context unique (see s3crypt::location::Binding::Bucket for what \
+                 bucket binding gives up)"
+                    .into(),
+            ));
+        }
         if self.max_attempts == Some(0) {
             return Err(Error::InvalidArgument(
                 "max_attempts must be at least 1".into(),

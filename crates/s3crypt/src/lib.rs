@@ -100,12 +100,10 @@ mod tests {
         let raw: Box<dyn Keyring> =
             Box::new(RawAesKeyring::new("ns", "k", WrappingKey::generate()).unwrap());
         let multi: Arc<dyn Keyring> = Arc::new(MultiKeyring::new(vec![raw]));
-        let limits = CacheLimits {
-            max_age: std::time::Duration::from_secs(60),
-            max_messages: 10,
-            max_bytes: 1 << 20,
-            capacity: 4,
-        };
+        let limits = CacheLimits::new(std::time::Duration::from_secs(60))
+            .with_max_messages(10)
+            .with_max_bytes(1 << 20)
+            .with_capacity(4);
         let cached = CachingKeyring::new(multi, limits).unwrap();
         let mut m =
             crate::keyring::EncryptionMaterials::new(Suite::DEFAULT, EncryptionContext::new());

@@ -13,12 +13,11 @@
 //!
 //! # fn main() -> Result<(), s3crypt_core::Error> {
 //! let inner = Arc::new(RawAesKeyring::new("ns", "key", WrappingKey::generate())?);
-//! let cached = CachingKeyring::new(inner, CacheLimits {
-//!     max_age: Duration::from_secs(300),
-//!     max_messages: 1000,
-//!     max_bytes: 1 << 30,
-//!     capacity: 100,
-//! })?;
+//! let limits = CacheLimits::new(Duration::from_secs(300))
+//!     .with_max_messages(1000)
+//!     .with_max_bytes(1 << 30)
+//!     .with_capacity(100);
+//! let cached = CachingKeyring::new(inner, limits)?;
 //! let record = b"one small record";
 //! let mut options = EncryptOptions::default();
 //! options.context.insert("stream", "ingest-7")?;
@@ -129,7 +128,11 @@ pub const MAX_MESSAGES_PER_KEY: u64 = 1 << 32;
 pub const MAX_BYTES_PER_KEY: u64 = i64::MAX as u64;
 
 /// How long and how much one cached data key may be used, and how many are kept.
+///
+/// Start from [`CacheLimits::new`] and narrow with the `with_*` methods (the struct is
+/// `#[non_exhaustive]`: limits added later will not break your code).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CacheLimits {
     /// Time after which an entry is no longer used, counted from just before the inner keyring
     /// was asked for the key. Must be non-zero.
@@ -147,6 +150,39 @@ pub struct CacheLimits {
 }
 
 impl CacheLimits {
+    /// Entries used for at most `max_age`; otherwise the spec's widest limits
+    /// ([`MAX_MESSAGES_PER_KEY`] messages, [`MAX_BYTES_PER_KEY`] bytes per data key) and 1,024
+    /// entries. Narrow them to what your threat model allows.
+    pub const fn new(max_age: Duration) -> Self {
+        Self {
+            max_age,
+            max_messages: MAX_MESSAGES_PER_KEY,
+            max_bytes: MAX_BYTES_PER_KEY,
+            capacity: 1024,
+        }
+    }
+
+    /// Messages one data key may encrypt.
+    #[must_use]
+    pub const fn with_max_messages(mut self, n: u64) -> Self {
+        self.max_messages = n;
+        self
+    }
+
+    /// Plaintext bytes one data key may encrypt.
+    #[must_use]
+    pub const fn with_max_bytes(mut self, n: u64) -> Self {
+        self.max_bytes = n;
+        self
+    }
+
+    /// Most entries kept.
+    #[must_use]
+    pub const fn with_capacity(mut self, n: usize) -> Self {
+        self.capacity = n;
+        self
+    }
+
     /// Checks the limits.
     ///
     /// # Errors

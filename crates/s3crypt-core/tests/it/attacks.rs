@@ -402,12 +402,10 @@ fn a_cached_data_key_never_repeats_a_message_key() {
     let cache: Arc<dyn Keyring> = Arc::new(
         CachingKeyring::new(
             inner.clone(),
-            CacheLimits {
-                max_age: Duration::from_secs(600),
-                max_messages: 1000,
-                max_bytes: 1 << 30,
-                capacity: 4,
-            },
+            CacheLimits::new(Duration::from_secs(600))
+                .with_max_messages(1000)
+                .with_max_bytes(1 << 30)
+                .with_capacity(4),
         )
         .unwrap(),
     );

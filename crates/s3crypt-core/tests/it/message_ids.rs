@@ -78,12 +78,7 @@ proptest! {
     fn no_two_headers_share_a_message_id(ops in prop::collection::vec(op(), 1..24), signed in any::<bool>()) {
         let suite = if signed { Suite::Aes256GcmHkdfSha512CommitEcdsaP384 } else { Suite::DEFAULT };
         let k = keyring(vec![raw("ns", "a", 1), raw("ns", "b", 2)]);
-        let limits = CacheLimits {
-            max_age: Duration::from_secs(600),
-            max_messages: 1000,
-            max_bytes: 1 << 30,
-            capacity: 8,
-        };
+        let limits = CacheLimits::new(Duration::from_secs(600)).with_max_messages(1000).with_max_bytes(1 << 30).with_capacity(8);
         let cached: Arc<dyn Keyring> = Arc::new(CachingKeyring::new(k.clone(), limits).unwrap());
         let mut seen: HashMap<[u8; 32], Vec<u8>> = HashMap::new();
         for op in ops {

@@ -487,12 +487,10 @@ async fn a_copy_neither_takes_nor_leaves_a_cached_data_key() {
     let cache: Arc<dyn Keyring> = Arc::new(
         CachingKeyring::new(
             ka.clone(),
-            CacheLimits {
-                max_age: std::time::Duration::from_secs(600),
-                max_messages: 100,
-                max_bytes: 1 << 30,
-                capacity: 8,
-            },
+            CacheLimits::new(std::time::Duration::from_secs(600))
+                .with_max_messages(100)
+                .with_max_bytes(1 << 30)
+                .with_capacity(8),
         )
         .unwrap(),
     );
