@@ -17,17 +17,26 @@
 //! * [`Client::scan_message_ids`]: find objects affected by advisory S3C-2026-01.
 //! * [`Client::list_objects`], [`Client::delete_object`], [`Client::head_object`]: the rest of
 //!   what a service needs, in the same shape.
+//! * [`from_env`] (a [`Loader`] in the AWS SDK's style) or [`Client::builder`] (your own
+//!   `aws_sdk_s3::Client`) make a [`Client`]; [`Body`] is what uploads read.
 //! * [`metadata`]: what s3crypt stores beside the object (nothing secret).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), s3crypt::Error> {
 //! use std::sync::Arc;
-//! use s3crypt::LocalKeyring;
+//! use s3crypt::{Body, LocalKeyring};
 //!
-//! let keyring = Arc::new(LocalKeyring::load("team.keyring".as_ref())?);
-//! let client = s3crypt::Client::from_env(keyring).await;
+//! // From the standard AWS environment, like `aws_config::load_from_env()`.
+//! let client = s3crypt::from_env()
+//!     .keyring(LocalKeyring::load("team.keyring".as_ref())?)
+//!     .load()
+//!     .await?;
 //! client.put_object().bucket("my-bucket").key("report.pdf")
-//!     .body(tokio::fs::File::open("report.pdf").await?).send().await?;
+//!     .body(Body::from_path("report.pdf")).send().await?;
+//! client.put_object().bucket("my-bucket").key("hello.txt").body("hello").send().await?;
+//! // All of it in memory, once it verified:
+//! let out = client.get_object().bucket("my-bucket").key("hello.txt").send().await?;
+//! assert_eq!(&out.body.collect().await?[..], b"hello");
 //! // A stream, in order (to stdout, a socket, ...):
 //! let out = client.get_object().bucket("my-bucket").key("report.pdf").send().await?;
 //! out.body.write_to(&mut tokio::io::stdout()).await?;
@@ -44,6 +53,10 @@
 //! }
 //! # Ok(()) }
 //! ```
+//!
+//! Errors say whose fault they are ([`Error::fault`]) and whether trying again later may help
+//! ([`Error::is_retryable`], [`Error::is_throttling`]); see [`Error`]. A service that writes many
+//! objects with AWS KMS and data-key caching: `examples/ingest.rs`.
 
 #![forbid(unsafe_code)]
 
