@@ -197,7 +197,48 @@ impl SignatureTail {
     }
 }
 
+/// Bytes one sealed regular frame of `frame_length` plaintext bytes occupies (sequence number,
+/// IV, content and tag): what a reader or writer needs to size ranges and parts in whole frames.
+pub const fn sealed_frame_len(frame_length: usize) -> usize {
+    frame_length + REGULAR_OVERHEAD
+}
+
+/// Where the plaintext of the `i`-th regular frame of a part goes, relative to the part's start:
+/// a writer can read plaintext straight into these slots before it knows whether the part is the
+/// last (then [`PartSealer::move_final_plaintext`] moves the final frame's bytes into place).
+pub fn regular_plaintext_slot(frame_length: usize, i: usize) -> Range<usize> {
+    let at = i * sealed_frame_len(frame_length) + REGULAR_PREFIX;
+    at..at + frame_length
+}
+
 impl PartSealer {
+    /// For a last part whose plaintext was placed as if every frame were regular (at
+    /// [`regular_plaintext_slot`]): moves the final frame's bytes to where the final frame keeps
+    /// them (its header is longer). `buf` must be at least [`PartSealer::sealed_len`] bytes and
+    /// at least as long as the regular layout it was filled in; truncate it to `sealed_len`
+    /// afterwards.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if this is not a last part or `buf` is too short.
+    pub fn move_final_plaintext(&self, buf: &mut [u8]) -> Result<()> {
+        let Some(n) = self.final_len else {
+            return Err(Error::InvalidArgument("not a last part".into()));
+        };
+        let at = self.regular * sealed_frame_len(self.frame_length);
+        let need = (at + REGULAR_PREFIX + n).max(self.sealed_len());
+        if buf.len() < need {
+            return Err(Error::InvalidArgument(format!(
+                "part buffer is {} bytes, at least {need} expected",
+                buf.len()
+            )));
+        }
+        buf.copy_within(
+            at + REGULAR_PREFIX..at + REGULAR_PREFIX + n,
+            at + FINAL_PREFIX,
+        );
+        Ok(())
+    }
+
     /// Length of the sealed part in bytes (and of the buffer [`PartSealer::seal`] takes).
     pub fn sealed_len(&self) -> usize {
         self.regular * (self.frame_length + REGULAR_OVERHEAD)

@@ -1,26 +1,18 @@
 //! The client (an `aws_sdk_s3::Client`, a keyring, transfer and encryption settings, shared by
-//! every operation through one `Arc`), its builder, and the loader from the AWS environment.
+//! every operation through one `Arc`) and its builder; each method starts an operation.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use s3crypt_core::Keyring;
 
-use crate::download::GetObject;
-use crate::error::{service, Error, Result};
-use crate::metadata::{self, ObjectInfo};
-pub(crate) use crate::settings::{Encryption, Transfer};
-use crate::upload::PutObject;
-
-/// What every operation of a client shares: the S3 client and the settings.
-pub(crate) struct Inner {
-    pub(crate) s3: aws_sdk_s3::Client,
-    pub(crate) keyring: Arc<dyn Keyring>,
-    pub(crate) transfer: Transfer,
-    pub(crate) encryption: Encryption,
-    pub(crate) sse_c: Option<Arc<dyn crate::sse_c::SseCSource>>,
-    pub(crate) binding: crate::location::Binding,
-}
+use crate::error::{Error, Result};
+use crate::ops::copy::CopyObject;
+use crate::ops::get::GetObject;
+use crate::ops::head::HeadObject;
+use crate::ops::list::{DeleteObject, ListObjects};
+use crate::ops::put::PutObject;
+use crate::settings::{Encryption, Transfer};
+use crate::shared::Shared;
 
 /// An encrypting S3 client. Cheap to clone and safe to share across tasks; CPU work (sealing and
 /// opening frames, key wrapping) runs on tokio's blocking pool, never on the async threads.
@@ -29,15 +21,15 @@ pub(crate) struct Inner {
 /// [`Client::builder`] (your own `aws_sdk_s3::Client`).
 #[derive(Clone)]
 pub struct Client {
-    pub(crate) inner: Arc<Inner>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("keyring", &self.inner.keyring)
-            .field("transfer", &self.inner.transfer)
-            .field("encryption", &self.inner.encryption)
+            .field("keyring", &self.shared.keyring)
+            .field("transfer", &self.shared.transfer)
+            .field("encryption", &self.shared.encryption)
             .finish_non_exhaustive()
     }
 }
@@ -52,7 +44,7 @@ pub struct ClientBuilder {
     transfer: Transfer,
     encryption: Encryption,
     sse_c: Option<Arc<dyn crate::sse_c::SseCSource>>,
-    binding: crate::location::Binding,
+    pub(crate) binding: crate::location::Binding,
 }
 
 impl ClientBuilder {
@@ -111,7 +103,7 @@ impl ClientBuilder {
             Error::InvalidArgument("Client::builder() needs a keyring (.keyring)".into())
         })?;
         Ok(Client {
-            inner: Arc::new(Inner {
+            shared: Arc::new(Shared {
                 s3: crate::sse_c::guarded(s3),
                 keyring,
                 transfer: self.transfer,
@@ -123,273 +115,6 @@ impl ClientBuilder {
     }
 }
 
-/// Loads a [`Client`] from the standard AWS environment, in the AWS SDK's own style:
-///
-/// ```no_run
-/// # async fn demo() -> Result<(), s3crypt::Error> {
-/// let keyring = s3crypt::LocalKeyring::load("team.keyring".as_ref())?;
-/// let client = s3crypt::from_env().keyring(keyring).load().await?;
-/// # Ok(()) }
-/// ```
-///
-/// Credentials, region and endpoint come from the environment (`AWS_PROFILE`, `AWS_REGION`,
-/// `AWS_ENDPOINT_URL`, `~/.aws/config`, SSO, instance roles) unless set here; S3-compatible
-/// endpoints get path-style addressing. See [`Loader`].
-pub fn from_env() -> Loader {
-    Loader::default()
-}
-
-/// Configures and loads a [`Client`] (see [`from_env`]).
-#[derive(Debug, Default)]
-#[must_use = "a loader does nothing until `load` is awaited"]
-pub struct Loader {
-    sdk_config: Option<aws_config::SdkConfig>,
-    profile: Option<String>,
-    region: Option<String>,
-    endpoint_url: Option<String>,
-    path_style: Option<bool>,
-    connect_timeout: Option<Duration>,
-    read_timeout: Option<Duration>,
-    operation_timeout: Option<Duration>,
-    attempt_timeout: Option<Duration>,
-    max_attempts: Option<u32>,
-    keyrings: Vec<Arc<dyn Keyring>>,
-    #[cfg(feature = "kms")]
-    kms_keys: Vec<String>,
-    cache: Option<crate::keyring::CacheLimits>,
-    client: ClientBuilder,
-}
-
-impl Loader {
-    /// A keyring (who can decrypt). Several calls (and [`Loader::kms_key`]) combine into a
-    /// [`crate::MultiKeyring`]: the first generates each data key, every one wraps it, any one
-    /// may decrypt.
-    pub fn keyring(mut self, keyring: impl Keyring + 'static) -> Self {
-        self.keyrings.push(Arc::new(keyring));
-        self
-    }
-
-    /// An AWS KMS key (key ARN, key id, alias name or alias ARN) to wrap data keys with, through
-    /// a KMS client loaded from the same environment (profile, region, credentials). A key ARN is
-    /// needed to decrypt (a strict keyring only uses the key ARN it is given).
-    #[cfg(feature = "kms")]
-    pub fn kms_key(mut self, key_id: impl Into<String>) -> Self {
-        self.kms_keys.push(key_id.into());
-        self
-    }
-
-    /// Caches data keys ([`crate::CachingKeyring`] around the keyrings): fewer key-service calls
-    /// for services that write many objects, each data key used within `limits`.
-    ///
-    /// A cached data key serves only messages with the same encryption context, so caching needs
-    /// [`crate::location::Binding::Bucket`] (set with [`Loader::location_binding`]; read what it
-    /// gives up): with the default binding every object's context names its own key and nothing
-    /// would ever be reused, so [`Loader::load`] refuses that combination rather than cache
-    /// silently nothing.
-    pub fn data_key_cache(mut self, limits: crate::keyring::CacheLimits) -> Self {
-        self.cache = Some(limits);
-        self
-    }
-
-    /// Transfer settings.
-    pub fn transfer(mut self, t: Transfer) -> Self {
-        self.client = self.client.transfer(t);
-        self
-    }
-
-    /// Encryption settings for new objects.
-    pub fn encryption(mut self, e: Encryption) -> Self {
-        self.client = self.client.encryption(e);
-        self
-    }
-
-    /// Location binding (see [`ClientBuilder::location_binding`]).
-    pub fn location_binding(mut self, b: crate::location::Binding) -> Self {
-        self.client = self.client.location_binding(b);
-        self
-    }
-
-    /// Where SSE-C keys come from.
-    pub fn sse_c(mut self, source: Arc<dyn crate::sse_c::SseCSource>) -> Self {
-        self.client = self.client.sse_c(source);
-        self
-    }
-
-    /// An AWS SDK configuration you loaded already (instead of loading one); the settings below
-    /// still apply on top of it.
-    pub fn sdk_config(mut self, conf: aws_config::SdkConfig) -> Self {
-        self.sdk_config = Some(conf);
-        self
-    }
-
-    /// The named profile of `~/.aws/config` (default: `AWS_PROFILE`, else `default`).
-    pub fn profile_name(mut self, name: impl Into<String>) -> Self {
-        self.profile = Some(name.into());
-        self
-    }
-
-    /// The region (default: `AWS_REGION`, the profile's).
-    pub fn region(mut self, region: impl Into<String>) -> Self {
-        self.region = Some(region.into());
-        self
-    }
-
-    /// An S3-compatible endpoint (default: `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`); implies
-    /// path-style addressing unless [`Loader::force_path_style`] says otherwise.
-    pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
-        self.endpoint_url = Some(url.into());
-        self
-    }
-
-    /// Path-style (`https://host/bucket/key`) rather than virtual-hosted addressing (default:
-    /// path style when an endpoint URL is set, here or in the environment).
-    pub fn force_path_style(mut self, yes: bool) -> Self {
-        self.path_style = Some(yes);
-        self
-    }
-
-    /// How long to wait for a connection (SDK default 3.1 s).
-    pub fn connect_timeout(mut self, d: Duration) -> Self {
-        self.connect_timeout = Some(d);
-        self
-    }
-
-    /// How long a request may wait for its response, its body's upload included (default
-    /// [`DEFAULT_READ_TIMEOUT`]).
-    pub fn read_timeout(mut self, d: Duration) -> Self {
-        self.read_timeout = Some(d);
-        self
-    }
-
-    /// The most one operation may take, retries included (default: none).
-    pub fn operation_timeout(mut self, d: Duration) -> Self {
-        self.operation_timeout = Some(d);
-        self
-    }
-
-    /// The most one attempt may take (default: none).
-    pub fn operation_attempt_timeout(mut self, d: Duration) -> Self {
-        self.attempt_timeout = Some(d);
-        self
-    }
-
-    /// Attempts per request, the first included (SDK standard retry mode; default
-    /// `AWS_MAX_ATTEMPTS`, else 3).
-    pub fn max_attempts(mut self, n: u32) -> Self {
-        self.max_attempts = Some(n);
-        self
-    }
-
-    /// Loads the AWS configuration and builds the client.
-    ///
-    /// # Errors
-    /// [`Error::InvalidArgument`] without any keyring or KMS key, for a data-key cache without
-    /// bucket binding, for zero `max_attempts`, or settings [`ClientBuilder::build`] refuses; [`Error::Crypto`] for an invalid KMS key id or
-    /// cache limits.
-    pub async fn load(self) -> Result<Client> {
-        if self.cache.is_some() && self.client.binding == crate::location::Binding::Key {
-            return Err(Error::InvalidArgument(
-                "data-key caching needs location_binding(Binding::Bucket): a cached data key only \
-                 serves messages with the same encryption context, and binding each object's key \
-                 makes every context unique (see s3crypt::location::Binding::Bucket for what \
-                 bucket binding gives up)"
-                    .into(),
-            ));
-        }
-        if self.max_attempts == Some(0) {
-            return Err(Error::InvalidArgument(
-                "max_attempts must be at least 1".into(),
-            ));
-        }
-        let conf = match self.sdk_config.clone() {
-            Some(c) => c,
-            None => {
-                let mut l = aws_config::defaults(aws_config::BehaviorVersion::latest());
-                if let Some(p) = &self.profile {
-                    l = l.profile_name(p);
-                }
-                if let Some(r) = &self.region {
-                    l = l.region(aws_config::Region::new(r.clone()));
-                }
-                l.load().await
-            }
-        };
-        let endpoint_env = std::env::var_os("AWS_ENDPOINT_URL").is_some()
-            || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
-            || conf.endpoint_url().is_some();
-        let path_style = self
-            .path_style
-            .unwrap_or(self.endpoint_url.is_some() || endpoint_env);
-        let mut b = aws_sdk_s3::config::Builder::from(&conf).force_path_style(path_style);
-        if let Some(r) = &self.region {
-            b = b.region(aws_config::Region::new(r.clone()));
-        }
-        if let Some(e) = &self.endpoint_url {
-            b = b.endpoint_url(e);
-        }
-        if let Some(n) = self.max_attempts {
-            b = b.retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(n));
-        }
-        let mut t = conf
-            .timeout_config()
-            .cloned()
-            .map(|t| t.to_builder())
-            .unwrap_or_default();
-        if let Some(d) = self.connect_timeout {
-            t.set_connect_timeout(Some(d));
-        }
-        if let Some(d) = self.read_timeout.or(conf
-            .timeout_config()
-            .and_then(|t| t.read_timeout())
-            .or(Some(DEFAULT_READ_TIMEOUT)))
-        {
-            t.set_read_timeout(Some(d));
-        }
-        if let Some(d) = self.operation_timeout {
-            t.set_operation_timeout(Some(d));
-        }
-        if let Some(d) = self.attempt_timeout {
-            t.set_operation_attempt_timeout(Some(d));
-        }
-        b = b.timeout_config(t.build());
-        let s3 = aws_sdk_s3::Client::from_conf(b.build());
-
-        let mut keyrings = self.keyrings;
-        #[cfg(feature = "kms")]
-        if !self.kms_keys.is_empty() {
-            let mut kb = aws_sdk_kms::config::Builder::from(&conf)
-                .retry_config(s3crypt_kms::recommended_retry_config())
-                .timeout_config(s3crypt_kms::recommended_timeout_config());
-            if let Some(r) = &self.region {
-                kb = kb.region(aws_config::Region::new(r.clone()));
-            }
-            let kms = aws_sdk_kms::Client::from_conf(kb.build());
-            for id in self.kms_keys {
-                keyrings.push(Arc::new(crate::KmsKeyring::new(kms.clone(), id)?));
-            }
-        }
-        let keyring: Arc<dyn Keyring> = match keyrings.len() {
-            0 => {
-                return Err(Error::InvalidArgument(
-                    "s3crypt::from_env() needs a keyring (.keyring) or a KMS key (.kms_key)".into(),
-                ))
-            }
-            1 => keyrings.remove(0),
-            _ => Arc::new(crate::MultiKeyring::new(
-                keyrings
-                    .into_iter()
-                    .map(|k| Box::new(k) as Box<dyn Keyring>)
-                    .collect(),
-            )),
-        };
-        let keyring: Arc<dyn Keyring> = match self.cache {
-            Some(limits) => Arc::new(crate::CachingKeyring::new(keyring, limits)?),
-            None => keyring,
-        };
-        self.client.s3_client(s3).keyring(keyring).build()
-    }
-}
-
 impl Client {
     /// A builder over the caller's own `aws_sdk_s3::Client`:
     /// `Client::builder().s3_client(s3).keyring(k).build()`.
@@ -397,126 +122,62 @@ impl Client {
         ClientBuilder::default()
     }
 
-    /// The same client with other transfer settings.
-    pub(crate) fn with_transfer(&self, transfer: Transfer) -> Client {
-        let i = &self.inner;
-        Client {
-            inner: Arc::new(Inner {
-                s3: i.s3.clone(),
-                keyring: i.keyring.clone(),
-                transfer,
-                encryption: i.encryption,
-                sse_c: i.sse_c.clone(),
-                binding: i.binding,
-            }),
-        }
-    }
-
     /// The underlying S3 client.
     pub fn s3(&self) -> &aws_sdk_s3::Client {
-        &self.inner.s3
+        &self.shared.s3
     }
 
-    /// Encrypts and uploads an object: `client.put_object().bucket(b).key(k).body(reader).send()`.
+    /// Encrypts and uploads an object: `client.put_object().bucket(b).key(k).body(data).send()`.
     pub fn put_object(&self) -> PutObject {
-        PutObject::new(self.clone())
-    }
-
-    /// Copies, moves or rewraps an object, re-encrypting it under a new data key and message id
-    /// (or copying it byte for byte when its header stays the same; see [`crate::CopyObject`]).
-    pub fn copy_object(&self) -> crate::copy::CopyObject {
-        crate::copy::CopyObject::new(self.clone())
+        PutObject::new(self.shared.clone())
     }
 
     /// Downloads and decrypts an object (or a plaintext byte range of it).
     pub fn get_object(&self) -> GetObject {
-        GetObject::new(self.clone())
+        GetObject::new(self.shared.clone())
+    }
+
+    /// Copies, moves or rewraps an object, re-encrypting it under a new data key and message id
+    /// (or copying it byte for byte when its header stays the same; see [`CopyObject`]).
+    pub fn copy_object(&self) -> CopyObject {
+        CopyObject::new(self.shared.clone())
     }
 
     /// Reads an object's s3crypt metadata with a HEAD request:
     /// `client.head_object().bucket(b).key(k).send()`.
-    pub fn head_object(&self) -> crate::head::HeadObject {
-        crate::head::HeadObject::new(self.clone())
+    pub fn head_object(&self) -> HeadObject {
+        HeadObject::new(self.shared.clone())
     }
 
-    /// HEAD with an optional SSE-C key.
-    pub(crate) async fn head_with(
+    /// Lists the objects under a prefix, a page at a time, with their plaintext sizes where the
+    /// listing gives them: `client.list_objects().bucket(b).prefix(p).send()?`.
+    pub fn list_objects(&self) -> ListObjects {
+        ListObjects::new(self.shared.clone())
+    }
+
+    /// Reads the header of every object under `prefix` (and of every version, where the bucket
+    /// keeps versions) and reports the message ids held by more than one of them (advisory
+    /// S3C-2026-01; see [`crate::audit`]). Requests: the listing, then a HEAD and a ranged GET of
+    /// the header per object (two if the header is over 4 KiB), 16 at a time. Headers are read
+    /// from the object's first bytes, whatever its metadata says. With `sse_c`, each object is
+    /// read with the client's SSE-C keys, or without SSE-C if S3 refuses them all. No key is
+    /// needed: nothing is decrypted.
+    ///
+    /// # Errors
+    /// [`Error::Service`] if the listing fails. Objects that cannot be read are reported in
+    /// [`crate::audit::MessageIdScan::skipped`], not as errors; objects that are not messages
+    /// are counted in [`crate::audit::MessageIdScan::not_messages`].
+    pub async fn scan_message_ids(
         &self,
         bucket: &str,
-        key: &str,
-        version_id: Option<&str>,
-        sse: Option<&crate::sse_c::SseCKey>,
-    ) -> Result<ObjectInfo> {
-        let out = self.head_raw(bucket, key, version_id, sse).await?;
-        let size = out
-            .content_length()
-            .and_then(|n| u64::try_from(n).ok())
-            .unwrap_or(0);
-        metadata::parse(
-            bucket,
-            key,
-            size,
-            out.metadata(),
-            out.e_tag(),
-            out.version_id(),
-        )
+        prefix: &str,
+        sse_c: bool,
+    ) -> Result<crate::audit::MessageIdScan> {
+        crate::ops::audit::scan_message_ids(&self.shared, bucket, prefix, sse_c).await
     }
-}
 
-impl Client {
-    /// HEAD with an optional SSE-C key, whatever the object holds.
-    pub(crate) async fn head_raw(
-        &self,
-        bucket: &str,
-        key: &str,
-        version_id: Option<&str>,
-        sse: Option<&crate::sse_c::SseCKey>,
-    ) -> Result<aws_sdk_s3::operation::head_object::HeadObjectOutput> {
-        let req = self
-            .inner
-            .s3
-            .head_object()
-            .bucket(bucket)
-            .key(key)
-            .set_version_id(version_id.map(str::to_owned));
-        crate::sse_c::with_sse_c!(req, sse)
-            .send()
-            .await
-            .map_err(|e| not_found_or(bucket, key, service("HeadObject", e)))
-    }
-}
-
-/// How long a request may wait for its response (the request body's upload included) when the
-/// environment sets no read timeout: long enough for a 16 MiB part over a slow uplink, short
-/// enough that a server which stops answering is retried rather than waited on forever.
-pub const DEFAULT_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
-
-/// The S3 configuration s3crypt uses for an SDK configuration: `path_style` addressing for
-/// S3-compatible endpoints, and [`DEFAULT_READ_TIMEOUT`] unless a read timeout is configured.
-/// Retries (standard mode, `AWS_MAX_ATTEMPTS`) and stalled-stream protection are the SDK's.
-///
-/// [`from_env`] applies it; this is for callers that build their own `aws_sdk_s3::Client` from
-/// a configuration and want the same behaviour.
-pub fn s3_config(conf: &aws_config::SdkConfig, path_style: bool) -> aws_sdk_s3::Config {
-    let mut b = aws_sdk_s3::config::Builder::from(conf).force_path_style(path_style);
-    let timeouts = conf.timeout_config().cloned();
-    if timeouts.as_ref().and_then(|t| t.read_timeout()).is_none() {
-        let mut t = timeouts.map(|t| t.to_builder()).unwrap_or_default();
-        t.set_read_timeout(Some(DEFAULT_READ_TIMEOUT));
-        b = b.timeout_config(t.build());
-    }
-    b.build()
-}
-
-/// Maps a 404 to [`Error::NotFound`].
-pub(crate) fn not_found_or(bucket: &str, key: &str, e: Error) -> Error {
-    match e {
-        Error::Service {
-            status: Some(404), ..
-        } => Error::NotFound {
-            bucket: bucket.into(),
-            key: key.into(),
-        },
-        other => other,
+    /// Deletes an object (or one version of it): `client.delete_object().bucket(b).key(k).send()`.
+    pub fn delete_object(&self) -> DeleteObject {
+        DeleteObject::new(self.shared.clone())
     }
 }

@@ -60,19 +60,20 @@
 
 #![forbid(unsafe_code)]
 
-pub mod audit;
 mod body;
 mod client;
-mod copy;
-mod download;
 mod error;
-mod head;
-pub mod listing;
+mod loader;
 pub mod location;
 pub mod metadata;
+mod ops;
 mod settings;
+mod shared;
 pub mod sse_c;
-mod upload;
+mod transport;
+
+pub use ops::audit;
+pub use ops::list as listing;
 
 /// Keyrings (who can decrypt), so that this crate is the one dependency a service needs:
 /// re-exported from `s3crypt-core` and, with the default `kms` feature, `s3crypt-kms`.
@@ -88,18 +89,19 @@ pub mod keyring {
 }
 
 pub use body::Body;
-pub use client::{from_env, s3_config, Client, ClientBuilder, Loader, DEFAULT_READ_TIMEOUT};
-pub use copy::{names_key, CopyMode, CopyObject, CopyOutput, KeepKeys};
-pub use download::{ByteRange, GetObject, GetOutput, PlaintextStream, PositionalSink};
+pub use client::{Client, ClientBuilder};
 pub use error::{Error, Fault, Result};
-pub use head::HeadObject;
 #[cfg(feature = "kms")]
 pub use keyring::KmsKeyring;
 pub use keyring::{CachingKeyring, Keyring, LocalKeyring, MultiKeyring};
+pub use loader::{from_env, s3_config, Loader, DEFAULT_READ_TIMEOUT};
 pub use metadata::ObjectInfo;
+pub use ops::copy::{names_key, CopyMode, CopyObject, CopyOutput, KeepKeys};
+pub use ops::get::{ByteRange, GetObject, GetOutput, PlaintextStream, PositionalSink};
+pub use ops::head::HeadObject;
+pub use ops::put::{PutObject, PutOutput, StorageOptions};
 pub use s3crypt_core::{EncryptionContext, Suite};
 pub use settings::{Encryption, Transfer};
-pub use upload::{PutObject, PutOutput, StorageOptions};
 
 #[cfg(test)]
 mod tests {

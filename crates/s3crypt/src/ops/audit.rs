@@ -20,12 +20,13 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 
-use crate::client::{not_found_or, Client};
-use crate::download::Fetch;
 use crate::error::{service, Error, Result};
 use crate::listing::listed_key;
 use crate::metadata::MAX_HEADER_LENGTH;
+use crate::shared::Shared;
 use crate::sse_c::SseCKey;
+use crate::transport::fetch::Fetch;
+use crate::transport::head::{head_raw, not_found_or};
 
 /// One stored message: an object, or one version of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,83 +86,81 @@ impl MessageIdScan {
 /// Objects read at once by a scan.
 const SCAN_CONCURRENCY: usize = 16;
 
-impl Client {
-    /// Reads the header of every object under `prefix` (and of every version, where the bucket
-    /// keeps versions) and reports the message ids held by more than one of them (see the
-    /// [module documentation](self)). Requests: the listing, then a HEAD and a ranged GET of the
-    /// header per object (two if the header is over 4 KiB), 16 at a time. Headers are read from
-    /// the object's first bytes, whatever its metadata says. With `sse_c`, each object is read
-    /// with the client's SSE-C keys, or without SSE-C if S3 refuses them all. No key is needed:
-    /// nothing is decrypted.
-    ///
-    /// # Errors
-    /// [`Error::Service`] if the listing fails. Objects that cannot be read are reported in
-    /// [`MessageIdScan::skipped`], not as errors; objects that are not messages are counted in
-    /// [`MessageIdScan::not_messages`].
-    pub async fn scan_message_ids(
-        &self,
-        bucket: &str,
-        prefix: &str,
-        sse_c: bool,
-    ) -> Result<MessageIdScan> {
-        let (entries, all_versions) = list_versions(self, bucket, prefix).await?;
-        let mut scan = MessageIdScan {
-            all_versions,
-            ..Default::default()
-        };
-        let mut by_id: BTreeMap<[u8; 32], Vec<StoredMessage>> = BTreeMap::new();
-        let mut tasks = JoinSet::new();
-        let mut pending = entries.into_iter();
-        loop {
-            while tasks.len() < SCAN_CONCURRENCY {
-                let Some((key, version)) = pending.next() else {
-                    break;
-                };
-                let (c, b) = (self.clone(), bucket.to_owned());
-                tasks.spawn(async move {
-                    let r = read_header(&c, &b, &key, version.as_deref(), sse_c).await;
-                    (key, version, r)
-                });
-            }
-            let Some(done) = tasks.join_next().await else {
+/// Reads the header of every object under `prefix` (and of every version, where the bucket
+/// keeps versions) and reports the message ids held by more than one of them (see the
+/// [module documentation](crate::audit)). Requests: the listing, then a HEAD and a ranged GET of the
+/// header per object (two if the header is over 4 KiB), 16 at a time. Headers are read from
+/// the object's first bytes, whatever its metadata says. With `sse_c`, each object is read
+/// with the client's SSE-C keys, or without SSE-C if S3 refuses them all. No key is needed:
+/// nothing is decrypted.
+///
+/// # Errors
+/// [`Error::Service`] if the listing fails. Objects that cannot be read are reported in
+/// [`MessageIdScan::skipped`], not as errors; objects that are not messages are counted in
+/// [`MessageIdScan::not_messages`].
+pub(crate) async fn scan_message_ids(
+    shared: &Arc<Shared>,
+    bucket: &str,
+    prefix: &str,
+    sse_c: bool,
+) -> Result<MessageIdScan> {
+    let (entries, all_versions) = list_versions(shared, bucket, prefix).await?;
+    let mut scan = MessageIdScan {
+        all_versions,
+        ..Default::default()
+    };
+    let mut by_id: BTreeMap<[u8; 32], Vec<StoredMessage>> = BTreeMap::new();
+    let mut tasks = JoinSet::new();
+    let mut pending = entries.into_iter();
+    loop {
+        while tasks.len() < SCAN_CONCURRENCY {
+            let Some((key, version)) = pending.next() else {
                 break;
             };
-            let (key, version_id, r) = done?;
-            match r {
-                Ok((message_id, header_digest)) => {
-                    scan.scanned += 1;
-                    by_id.entry(message_id).or_default().push(StoredMessage {
-                        key,
-                        version_id,
-                        header_digest,
-                    });
-                }
-                Err(Error::Crypto(
-                    s3crypt_core::Error::Malformed(_)
-                    | s3crypt_core::Error::Unsupported(_)
-                    | s3crypt_core::Error::Truncated(_)
-                    | s3crypt_core::Error::LimitExceeded(_),
-                )) => scan.not_messages += 1,
-                Err(e) => scan.skipped.push((key, version_id, e.to_string())),
-            }
-        }
-        for (message_id, mut messages) in by_id {
-            if messages.len() < 2 {
-                continue;
-            }
-            messages.sort_by(|a, b| (&a.key, &a.version_id).cmp(&(&b.key, &b.version_id)));
-            let mut digests: Vec<[u8; 32]> = messages.iter().map(|m| m.header_digest).collect();
-            digests.sort_unstable();
-            digests.dedup();
-            scan.shared.push(SharedMessageId {
-                message_id,
-                messages,
-                distinct_headers: digests.len(),
+            let (c, b) = (shared.clone(), bucket.to_owned());
+            tasks.spawn(async move {
+                let r = read_header(&c, &b, &key, version.as_deref(), sse_c).await;
+                (key, version, r)
             });
         }
-        scan.skipped.sort();
-        Ok(scan)
+        let Some(done) = tasks.join_next().await else {
+            break;
+        };
+        let (key, version_id, r) = done?;
+        match r {
+            Ok((message_id, header_digest)) => {
+                scan.scanned += 1;
+                by_id.entry(message_id).or_default().push(StoredMessage {
+                    key,
+                    version_id,
+                    header_digest,
+                });
+            }
+            Err(Error::Crypto(
+                s3crypt_core::Error::Malformed(_)
+                | s3crypt_core::Error::Unsupported(_)
+                | s3crypt_core::Error::Truncated(_)
+                | s3crypt_core::Error::LimitExceeded(_),
+            )) => scan.not_messages += 1,
+            Err(e) => scan.skipped.push((key, version_id, e.to_string())),
+        }
     }
+    for (message_id, mut messages) in by_id {
+        if messages.len() < 2 {
+            continue;
+        }
+        messages.sort_by(|a, b| (&a.key, &a.version_id).cmp(&(&b.key, &b.version_id)));
+        let mut digests: Vec<[u8; 32]> = messages.iter().map(|m| m.header_digest).collect();
+        digests.sort_unstable();
+        digests.dedup();
+        scan.shared.push(SharedMessageId {
+            message_id,
+            messages,
+            distinct_headers: digests.len(),
+        });
+    }
+    scan.skipped.sort();
+    Ok(scan)
 }
 
 /// The message id and header digest of one stored message. The header is read from byte 0
@@ -170,15 +169,15 @@ impl Client {
 /// `sse_c`, the object is read with whichever of the client's SSE-C keys S3 accepts, or without
 /// SSE-C if it refuses them all (the old `cp --sse-c` left pairs split between the two kinds).
 async fn read_header(
-    client: &Client,
+    shared: &Arc<Shared>,
     bucket: &str,
     key: &str,
     version: Option<&str>,
     sse_c: bool,
 ) -> Result<([u8; 32], [u8; 32])> {
-    let (size, etag, sse) = head_any(client, bucket, key, version, sse_c).await?;
+    let (size, etag, sse) = head_any(shared, bucket, key, version, sse_c).await?;
     let fetch = Fetch {
-        client: client.clone(),
+        shared: shared.clone(),
         bucket: bucket.to_owned(),
         key: key.to_owned(),
         version_id: version.map(str::to_owned),
@@ -205,16 +204,14 @@ async fn read_header(
 /// HEAD of a stored message (no s3crypt metadata needed): its size, ETag and the SSE-C key it
 /// was read with, if any.
 async fn head_any(
-    client: &Client,
+    shared: &Shared,
     bucket: &str,
     key: &str,
     version: Option<&str>,
     sse_c: bool,
 ) -> Result<(u64, Option<String>, Option<Arc<SseCKey>>)> {
     let head = |sse: Option<Arc<SseCKey>>| async move {
-        let out = client
-            .head_raw(bucket, key, version, sse.as_deref())
-            .await?;
+        let out = head_raw(shared, bucket, key, version, sse.as_deref()).await?;
         let size = out
             .content_length()
             .and_then(|n| u64::try_from(n).ok())
@@ -231,7 +228,7 @@ async fn head_any(
         )
     };
     if sse_c {
-        let source = crate::sse_c::source(client.inner.sse_c.as_ref())?;
+        let source = crate::sse_c::source(shared.sse_c.as_ref())?;
         for i in 0..source.candidates() {
             let Ok(k) = source.key(i, bucket, key).await else {
                 continue;
@@ -254,11 +251,11 @@ async fn head_any(
 /// Every (key, version) under `prefix`: all versions where the server lists them, else the
 /// current objects (and `false`). Delete markers hold no message and are left out.
 async fn list_versions(
-    client: &Client,
+    shared: &Arc<Shared>,
     bucket: &str,
     prefix: &str,
 ) -> Result<(Vec<(String, Option<String>)>, bool)> {
-    let s3 = &client.inner.s3;
+    let s3 = &shared.s3;
     let mut out = Vec::new();
     let (mut key_marker, mut version_marker) = (None, None);
     loop {
@@ -275,7 +272,7 @@ async fn list_versions(
             Ok(p) => p,
             // No versioning API (some S3-compatible servers): the current objects only.
             Err(e) if out.is_empty() && !matches!(service_status(&e), Some(403 | 404)) => {
-                return Ok((list_current(client, bucket, prefix).await?, false));
+                return Ok((list_current(shared, bucket, prefix).await?, false));
             }
             Err(e) => {
                 return Err(not_found_or(
@@ -316,12 +313,11 @@ fn service_status<E>(
 }
 
 async fn list_current(
-    client: &Client,
+    shared: &Arc<Shared>,
     bucket: &str,
     prefix: &str,
 ) -> Result<Vec<(String, Option<String>)>> {
-    let (objects, _) = client
-        .list_objects()
+    let (objects, _) = crate::ops::list::ListObjects::new(shared.clone())
         .bucket(bucket)
         .prefix(prefix)
         .send()?

@@ -3,9 +3,12 @@
 
 use bytes::Bytes;
 
-use crate::client::Client;
+use std::sync::Arc;
+
 use crate::error::{root_cause, service, Error, Result};
 use crate::metadata::ObjectInfo;
+use crate::shared::Shared;
+use crate::transport::head::{head, not_found_or};
 
 /// Reads an object's s3crypt metadata: `client.head_object().bucket(b).key(k).send()`.
 ///
@@ -14,7 +17,7 @@ use crate::metadata::ObjectInfo;
 #[derive(Debug)]
 #[must_use = "a request does nothing until `send` is awaited"]
 pub struct HeadObject {
-    client: Client,
+    shared: Arc<Shared>,
     bucket: String,
     key: String,
     version_id: Option<String>,
@@ -22,9 +25,9 @@ pub struct HeadObject {
 }
 
 impl HeadObject {
-    pub(crate) fn new(client: Client) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Self {
-            client,
+            shared,
             bucket: String::new(),
             key: String::new(),
             version_id: None,
@@ -70,8 +73,8 @@ impl HeadObject {
     /// for an empty bucket or key, or `sse_c` without an SSE-C source.
     pub async fn send(self) -> Result<ObjectInfo> {
         self.check()?;
-        let (info, _) = crate::download::head(
-            &self.client,
+        let (info, _) = head(
+            &self.shared,
             &self.bucket,
             &self.key,
             self.version_id.as_deref(),
@@ -90,8 +93,8 @@ impl HeadObject {
     /// As [`HeadObject::send`], and [`Error::Service`] / [`Error::Transport`] for the GET.
     pub async fn fetch_header(self) -> Result<(ObjectInfo, Bytes)> {
         self.check()?;
-        let (info, sse) = crate::download::head(
-            &self.client,
+        let (info, sse) = head(
+            &self.shared,
             &self.bucket,
             &self.key,
             self.version_id.as_deref(),
@@ -99,8 +102,7 @@ impl HeadObject {
         )
         .await?;
         let req = self
-            .client
-            .inner
+            .shared
             .s3
             .get_object()
             .bucket(&self.bucket)
@@ -111,9 +113,7 @@ impl HeadObject {
         let out = crate::sse_c::with_sse_c!(req, sse.as_ref().map(|(_, k)| &**k))
             .send()
             .await
-            .map_err(|e| {
-                crate::client::not_found_or(&self.bucket, &self.key, service("GetObject", e))
-            })?;
+            .map_err(|e| not_found_or(&self.bucket, &self.key, service("GetObject", e)))?;
         let bytes = out
             .body
             .collect()

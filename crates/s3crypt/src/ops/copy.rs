@@ -29,13 +29,17 @@ use s3crypt_core::keyring::{same_wrapping_key, DataKey, DecryptionMaterials, Enc
 use s3crypt_core::{EncryptedDataKey, EncryptionContext, Keyring};
 use tokio::task::JoinSet;
 
-use crate::client::{not_found_or, Client, Encryption};
-use crate::download::{head, Fetch};
 use crate::error::{service, Error, Result};
 use crate::location;
 use crate::metadata::{self, ObjectInfo};
+use crate::ops::get::open_whole;
+use crate::ops::put::PutObject;
+use crate::settings::Encryption;
+use crate::shared::Shared;
 use crate::sse_c::{with_sse_c, SseCKey};
-use crate::upload::{join, AbortOnDrop, MAX_PARTS};
+use crate::transport::fetch::Fetch;
+use crate::transport::head::{head, not_found_or};
+use crate::transport::multipart::{join, Cancel, MultipartGuard, MAX_PART, MAX_PARTS};
 
 /// Which of the keys that wrapped the source's data key also wrap the new object's (each must be
 /// a key the client's keyring holds: the new data key is wrapped under it afresh).
@@ -97,9 +101,9 @@ pub fn names_key(selector: &str, e: &EncryptedDataKey) -> bool {
     e.provider_info == selector.as_bytes()
 }
 
-/// A copy, move or rewrap being configured (see [`Client::copy_object`]).
+/// A copy, move or rewrap being configured (see [`crate::Client::copy_object`]).
 pub struct CopyObject {
-    client: Client,
+    shared: Arc<Shared>,
     source: Option<(String, String)>,
     source_version_id: Option<String>,
     destination: Option<(String, String)>,
@@ -113,7 +117,7 @@ pub struct CopyObject {
     source_sse_c: bool,
     destination_sse_c: bool,
     delete_source: bool,
-    cancel: Option<crate::upload::Cancel>,
+    cancel: Option<Cancel>,
 }
 
 impl std::fmt::Debug for CopyObject {
@@ -166,13 +170,11 @@ pub struct CopyOutput {
 
 /// Bytes per `UploadPartCopy` (grown so a copy fits in 10,000 parts).
 const COPY_PART: u64 = 64 << 20;
-/// S3's largest part.
-const MAX_PART: u64 = 5 << 30;
 
 impl CopyObject {
-    pub(crate) fn new(client: Client) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Self {
-            client,
+            shared,
             source: None,
             source_version_id: None,
             destination: None,
@@ -284,16 +286,15 @@ impl CopyObject {
             ));
         }
         let version = self.source_version_id.as_deref();
-        let (info, src_sse) = head(&self.client, &sb, &sk, version, self.source_sse_c).await?;
+        let (info, src_sse) = head(&self.shared, &sb, &sk, version, self.source_sse_c).await?;
         // The source is read only as fast as the upload takes it (sealing and sending is the
         // slower side): a few ranges ahead are enough, and keep a copy's memory near a put's.
-        let t = self.client.inner.transfer;
-        let reader = self.client.with_transfer(crate::Transfer {
-            download_concurrency: t.download_concurrency.min(t.concurrency.max(2)),
-            ..t
-        });
+        let t = self.shared.transfer;
+        let reader = self.shared.with_transfer(
+            t.with_download_concurrency(t.download_concurrency.min(t.concurrency.max(2))),
+        );
         let fetch = Fetch {
-            client: reader,
+            shared: reader,
             bucket: sb.clone(),
             key: sk.clone(),
             version_id: self.source_version_id.clone().or(info.version_id.clone()),
@@ -307,10 +308,10 @@ impl CopyObject {
             &self.required,
             &sb,
             &sk,
-            self.client.inner.binding,
+            self.shared.binding,
             self.allow_moved,
         )?;
-        let source = fetch.clone().open_whole(&info, options).await?;
+        let source = open_whole(fetch.clone(), &info, options).await?;
         let old = &source.header;
 
         // The new context: the old one, bound to the destination with the source's kind of
@@ -335,7 +336,7 @@ impl CopyObject {
         // to a new location for which the caller chose neither is wrapped under the client's
         // keys (as a `put` there would be).
         let (keep, wrap) = if !same_context && !self.keep_chosen && self.wrap.is_none() {
-            (KeepKeys::None, Some(self.client.inner.keyring.clone()))
+            (KeepKeys::None, Some(self.shared.keyring.clone()))
         } else {
             (self.keep.clone(), self.wrap.clone())
         };
@@ -366,14 +367,12 @@ impl CopyObject {
                 });
             }
             let dst_sse = match self.destination_sse_c {
-                true => {
-                    Some(crate::sse_c::write_key(self.client.inner.sse_c.as_ref(), &db, &dk).await?)
-                }
+                true => Some(crate::sse_c::write_key(self.shared.sse_c.as_ref(), &db, &dk).await?),
                 false => None,
             };
             let info_etag = info.etag.clone();
             let job = ServerSideCopy {
-                client: self.client.clone(),
+                shared: self.shared.clone(),
                 fetch,
                 info,
                 suite,
@@ -388,7 +387,7 @@ impl CopyObject {
                 .unwrap_or_else(|| Box::pin(std::future::pending()));
             let out = job.run(cancel).await?;
             if self.delete_source {
-                delete_moved_source(&self.client, &sb, &sk, info_etag).await?;
+                delete_moved_source(&self.shared, &sb, &sk, info_etag).await?;
             }
             return Ok(out);
         }
@@ -399,10 +398,10 @@ impl CopyObject {
             // In place, with the key new objects are written with: the same key (derivation is
             // deterministic), without asking a key service for it again.
             Some((0, k)) if in_place => Some(k.clone()),
-            _ => Some(crate::sse_c::write_key(self.client.inner.sse_c.as_ref(), &db, &dk).await?),
+            _ => Some(crate::sse_c::write_key(self.shared.sse_c.as_ref(), &db, &dk).await?),
         };
         let keys = Arc::new(NewKeys {
-            holder: self.client.inner.keyring.clone(),
+            holder: self.shared.keyring.clone(),
             kept,
             wrap,
         });
@@ -415,16 +414,13 @@ impl CopyObject {
         .validate()
         {
             Ok(()) => old.frame_length,
-            Err(_) => self.client.inner.encryption.frame_length,
+            Err(_) => self.shared.encryption.frame_length,
         };
-        let encryption = Encryption {
-            suite: old.suite,
-            frame_length,
-        };
+        let encryption = Encryption::new()
+            .with_suite(old.suite)
+            .with_frame_length(frame_length);
         let header_length_before = info.header_length;
-        let mut put = self
-            .client
-            .put_object()
+        let mut put = PutObject::new(self.shared.clone())
             .bucket(&db)
             .key(&dk)
             .context(context)
@@ -449,7 +445,7 @@ impl CopyObject {
         }
         let out = put.body(source.body).send().await?;
         if self.delete_source {
-            delete_moved_source(&self.client, &sb, &sk, info.etag.clone()).await?;
+            delete_moved_source(&self.shared, &sb, &sk, info.etag.clone()).await?;
         }
         Ok(CopyOutput {
             mode: CopyMode::Reencrypted,
@@ -468,13 +464,12 @@ impl CopyObject {
 /// For a move, deletes the source once the destination is complete, and only if it is still the
 /// object that was copied: if someone replaced it meanwhile, S3 refuses (412) and both stay.
 async fn delete_moved_source(
-    client: &Client,
+    shared: &Shared,
     bucket: &str,
     key: &str,
     etag: Option<String>,
 ) -> Result<()> {
-    client
-        .inner
+    shared
         .s3
         .delete_object()
         .bucket(bucket)
@@ -592,7 +587,7 @@ fn key_label(e: &EncryptedDataKey) -> String {
 
 /// A copy that S3 makes byte for byte: the header stays the same.
 struct ServerSideCopy {
-    client: Client,
+    shared: Arc<Shared>,
     fetch: Fetch,
     info: ObjectInfo,
     /// From the authenticated header.
@@ -604,8 +599,8 @@ struct ServerSideCopy {
 }
 
 impl ServerSideCopy {
-    async fn run(self, mut cancel: crate::upload::Cancel) -> Result<CopyOutput> {
-        let s3 = &self.client.inner.s3;
+    async fn run(self, mut cancel: Cancel) -> Result<CopyOutput> {
+        let s3 = &self.shared.s3;
         let meta = metadata::for_new_object(
             self.suite,
             self.frame_length,
@@ -623,7 +618,7 @@ impl ServerSideCopy {
             .await
             .map_err(|e| service("CreateMultipartUpload", e))?;
         let (guard, upload_id) =
-            AbortOnDrop::started(s3, &self.dst_bucket, &self.dst_key, &created)?;
+            MultipartGuard::started(s3, &self.dst_bucket, &self.dst_key, &created)?;
         let mut tasks = JoinSet::new();
         let result = tokio::select! {
             r = self.parts(&upload_id, &mut tasks) => r,
@@ -649,17 +644,17 @@ impl ServerSideCopy {
         upload_id: &str,
         tasks: &mut JoinSet<Result<CompletedPart>>,
     ) -> Result<(u32, Option<String>, Option<String>)> {
-        let s3 = &self.client.inner.s3;
+        let s3 = &self.shared.s3;
         let size = self.info.size;
         let part = COPY_PART
             .max(size.div_ceil(u64::from(MAX_PARTS as u32)))
-            .min(MAX_PART);
+            .min(MAX_PART as u64);
         let source = copy_source(
             &self.fetch.bucket,
             &self.fetch.key,
             self.fetch.version_id.as_deref(),
         );
-        let concurrency = self.client.inner.transfer.concurrency;
+        let concurrency = self.shared.transfer.concurrency;
         let mut completed = Vec::new();
         let mut start = 0;
         let mut n = 0i32;

@@ -5,8 +5,11 @@
 //! lists the prefix fail). Keys come back URL-encoded and are decoded here; a server that lists
 //! a key outside the prefix asked for is not followed there.
 
-use crate::client::{not_found_or, Client};
+use std::sync::Arc;
+
 use crate::error::{service, Result};
+use crate::shared::Shared;
+use crate::transport::head::not_found_or;
 
 /// One listed object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,15 +23,23 @@ pub struct ListedObject {
     pub etag: Option<String>,
 }
 
-/// A listing being configured (see [`Client::list_objects`]).
+/// A listing being configured (see [`crate::Client::list_objects`]).
 #[derive(Debug)]
 pub struct ListObjects {
-    client: Client,
+    shared: Arc<Shared>,
     bucket: Option<String>,
     prefix: String,
 }
 
 impl ListObjects {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            bucket: None,
+            prefix: String::new(),
+        }
+    }
+
     /// Bucket.
     pub fn bucket(mut self, b: impl Into<String>) -> Self {
         self.bucket = Some(b.into());
@@ -50,7 +61,7 @@ impl ListObjects {
             .bucket
             .ok_or_else(|| crate::Error::InvalidArgument("no bucket".into()))?;
         Ok(ObjectPages {
-            client: self.client,
+            shared: self.shared,
             bucket,
             prefix: self.prefix,
             token: None,
@@ -63,7 +74,7 @@ impl ListObjects {
 /// A paginated listing (ListObjectsV2 with `encoding-type=url`).
 #[derive(Debug)]
 pub struct ObjectPages {
-    client: Client,
+    shared: Arc<Shared>,
     bucket: String,
     prefix: String,
     token: Option<String>,
@@ -82,8 +93,7 @@ impl ObjectPages {
             return None;
         }
         let page = self
-            .client
-            .inner
+            .shared
             .s3
             .list_objects_v2()
             .bucket(&self.bucket)
@@ -142,16 +152,25 @@ impl ObjectPages {
     }
 }
 
-/// A deletion being configured (see [`Client::delete_object`]).
+/// A deletion being configured (see [`crate::Client::delete_object`]).
 #[derive(Debug)]
 pub struct DeleteObject {
-    client: Client,
+    shared: Arc<Shared>,
     bucket: Option<String>,
     key: Option<String>,
     version_id: Option<String>,
 }
 
 impl DeleteObject {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            bucket: None,
+            key: None,
+            version_id: None,
+        }
+    }
+
     /// Bucket.
     pub fn bucket(mut self, b: impl Into<String>) -> Self {
         self.bucket = Some(b.into());
@@ -182,8 +201,7 @@ impl DeleteObject {
         let key = self
             .key
             .ok_or_else(|| crate::Error::InvalidArgument("no key".into()))?;
-        self.client
-            .inner
+        self.shared
             .s3
             .delete_object()
             .bucket(&bucket)
@@ -193,27 +211,6 @@ impl DeleteObject {
             .await
             .map_err(|e| not_found_or(&bucket, &key, service("DeleteObject", e)))?;
         Ok(())
-    }
-}
-
-impl Client {
-    /// Lists objects: `client.list_objects().bucket(b).prefix(p).send()?.next_page().await`.
-    pub fn list_objects(&self) -> ListObjects {
-        ListObjects {
-            client: self.clone(),
-            bucket: None,
-            prefix: String::new(),
-        }
-    }
-
-    /// Deletes an object: `client.delete_object().bucket(b).key(k).send().await`.
-    pub fn delete_object(&self) -> DeleteObject {
-        DeleteObject {
-            client: self.clone(),
-            bucket: None,
-            key: None,
-            version_id: None,
-        }
     }
 }
 

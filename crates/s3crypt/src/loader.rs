@@ -1,0 +1,299 @@
+//! Loading a [`Client`] from the standard AWS environment, in the AWS SDK's own style.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use s3crypt_core::Keyring;
+
+use crate::client::{Client, ClientBuilder};
+use crate::error::{Error, Result};
+use crate::settings::{Encryption, Transfer};
+
+/// Loads a [`Client`] from the standard AWS environment, in the AWS SDK's own style:
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), s3crypt::Error> {
+/// let keyring = s3crypt::LocalKeyring::load("team.keyring".as_ref())?;
+/// let client = s3crypt::from_env().keyring(keyring).load().await?;
+/// # Ok(()) }
+/// ```
+///
+/// Credentials, region and endpoint come from the environment (`AWS_PROFILE`, `AWS_REGION`,
+/// `AWS_ENDPOINT_URL`, `~/.aws/config`, SSO, instance roles) unless set here; S3-compatible
+/// endpoints get path-style addressing. See [`Loader`].
+pub fn from_env() -> Loader {
+    Loader::default()
+}
+
+/// Configures and loads a [`Client`] (see [`from_env`]).
+#[derive(Debug, Default)]
+#[must_use = "a loader does nothing until `load` is awaited"]
+pub struct Loader {
+    sdk_config: Option<aws_config::SdkConfig>,
+    profile: Option<String>,
+    region: Option<String>,
+    endpoint_url: Option<String>,
+    path_style: Option<bool>,
+    connect_timeout: Option<Duration>,
+    read_timeout: Option<Duration>,
+    operation_timeout: Option<Duration>,
+    attempt_timeout: Option<Duration>,
+    max_attempts: Option<u32>,
+    keyrings: Vec<Arc<dyn Keyring>>,
+    #[cfg(feature = "kms")]
+    kms_keys: Vec<String>,
+    cache: Option<crate::keyring::CacheLimits>,
+    client: ClientBuilder,
+}
+
+impl Loader {
+    /// A keyring (who can decrypt). Several calls (and [`Loader::kms_key`]) combine into a
+    /// [`crate::MultiKeyring`]: the first generates each data key, every one wraps it, any one
+    /// may decrypt.
+    pub fn keyring(mut self, keyring: impl Keyring + 'static) -> Self {
+        self.keyrings.push(Arc::new(keyring));
+        self
+    }
+
+    /// An AWS KMS key (key ARN, key id, alias name or alias ARN) to wrap data keys with, through
+    /// a KMS client loaded from the same environment (profile, region, credentials). A key ARN is
+    /// needed to decrypt (a strict keyring only uses the key ARN it is given).
+    #[cfg(feature = "kms")]
+    pub fn kms_key(mut self, key_id: impl Into<String>) -> Self {
+        self.kms_keys.push(key_id.into());
+        self
+    }
+
+    /// Caches data keys ([`crate::CachingKeyring`] around the keyrings): fewer key-service calls
+    /// for services that write many objects, each data key used within `limits`.
+    ///
+    /// A cached data key serves only messages with the same encryption context, so caching needs
+    /// [`crate::location::Binding::Bucket`] (set with [`Loader::location_binding`]; read what it
+    /// gives up): with the default binding every object's context names its own key and nothing
+    /// would ever be reused, so [`Loader::load`] refuses that combination rather than cache
+    /// silently nothing.
+    pub fn data_key_cache(mut self, limits: crate::keyring::CacheLimits) -> Self {
+        self.cache = Some(limits);
+        self
+    }
+
+    /// Transfer settings.
+    pub fn transfer(mut self, t: Transfer) -> Self {
+        self.client = self.client.transfer(t);
+        self
+    }
+
+    /// Encryption settings for new objects.
+    pub fn encryption(mut self, e: Encryption) -> Self {
+        self.client = self.client.encryption(e);
+        self
+    }
+
+    /// Location binding (see [`ClientBuilder::location_binding`]).
+    pub fn location_binding(mut self, b: crate::location::Binding) -> Self {
+        self.client = self.client.location_binding(b);
+        self
+    }
+
+    /// Where SSE-C keys come from.
+    pub fn sse_c(mut self, source: Arc<dyn crate::sse_c::SseCSource>) -> Self {
+        self.client = self.client.sse_c(source);
+        self
+    }
+
+    /// An AWS SDK configuration you loaded already (instead of loading one); the settings below
+    /// still apply on top of it.
+    pub fn sdk_config(mut self, conf: aws_config::SdkConfig) -> Self {
+        self.sdk_config = Some(conf);
+        self
+    }
+
+    /// The named profile of `~/.aws/config` (default: `AWS_PROFILE`, else `default`).
+    pub fn profile_name(mut self, name: impl Into<String>) -> Self {
+        self.profile = Some(name.into());
+        self
+    }
+
+    /// The region (default: `AWS_REGION`, the profile's).
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// An S3-compatible endpoint (default: `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`); implies
+    /// path-style addressing unless [`Loader::force_path_style`] says otherwise.
+    pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
+        self.endpoint_url = Some(url.into());
+        self
+    }
+
+    /// Path-style (`https://host/bucket/key`) rather than virtual-hosted addressing (default:
+    /// path style when an endpoint URL is set, here or in the environment).
+    pub fn force_path_style(mut self, yes: bool) -> Self {
+        self.path_style = Some(yes);
+        self
+    }
+
+    /// How long to wait for a connection (SDK default 3.1 s).
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = Some(d);
+        self
+    }
+
+    /// How long a request may wait for its response, its body's upload included (default
+    /// [`DEFAULT_READ_TIMEOUT`]).
+    pub fn read_timeout(mut self, d: Duration) -> Self {
+        self.read_timeout = Some(d);
+        self
+    }
+
+    /// The most one operation may take, retries included (default: none).
+    pub fn operation_timeout(mut self, d: Duration) -> Self {
+        self.operation_timeout = Some(d);
+        self
+    }
+
+    /// The most one attempt may take (default: none).
+    pub fn operation_attempt_timeout(mut self, d: Duration) -> Self {
+        self.attempt_timeout = Some(d);
+        self
+    }
+
+    /// Attempts per request, the first included (SDK standard retry mode; default
+    /// `AWS_MAX_ATTEMPTS`, else 3).
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = Some(n);
+        self
+    }
+
+    /// Loads the AWS configuration and builds the client.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] without any keyring or KMS key, for a data-key cache without
+    /// bucket binding, for zero `max_attempts`, or settings [`ClientBuilder::build`] refuses; [`Error::Crypto`] for an invalid KMS key id or
+    /// cache limits.
+    pub async fn load(self) -> Result<Client> {
+        if self.cache.is_some() && self.client.binding == crate::location::Binding::Key {
+            return Err(Error::InvalidArgument(
+                "data-key caching needs location_binding(Binding::Bucket): a cached data key only \
+                 serves messages with the same encryption context, and binding each object's key \
+                 makes every context unique (see s3crypt::location::Binding::Bucket for what \
+                 bucket binding gives up)"
+                    .into(),
+            ));
+        }
+        if self.max_attempts == Some(0) {
+            return Err(Error::InvalidArgument(
+                "max_attempts must be at least 1".into(),
+            ));
+        }
+        let conf = match self.sdk_config.clone() {
+            Some(c) => c,
+            None => {
+                let mut l = aws_config::defaults(aws_config::BehaviorVersion::latest());
+                if let Some(p) = &self.profile {
+                    l = l.profile_name(p);
+                }
+                if let Some(r) = &self.region {
+                    l = l.region(aws_config::Region::new(r.clone()));
+                }
+                l.load().await
+            }
+        };
+        let endpoint_env = std::env::var_os("AWS_ENDPOINT_URL").is_some()
+            || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
+            || conf.endpoint_url().is_some();
+        let path_style = self
+            .path_style
+            .unwrap_or(self.endpoint_url.is_some() || endpoint_env);
+        let mut b = aws_sdk_s3::config::Builder::from(&conf).force_path_style(path_style);
+        if let Some(r) = &self.region {
+            b = b.region(aws_config::Region::new(r.clone()));
+        }
+        if let Some(e) = &self.endpoint_url {
+            b = b.endpoint_url(e);
+        }
+        if let Some(n) = self.max_attempts {
+            b = b.retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(n));
+        }
+        let mut t = conf
+            .timeout_config()
+            .cloned()
+            .map(|t| t.to_builder())
+            .unwrap_or_default();
+        if let Some(d) = self.connect_timeout {
+            t.set_connect_timeout(Some(d));
+        }
+        if let Some(d) = self.read_timeout.or(conf
+            .timeout_config()
+            .and_then(|t| t.read_timeout())
+            .or(Some(DEFAULT_READ_TIMEOUT)))
+        {
+            t.set_read_timeout(Some(d));
+        }
+        if let Some(d) = self.operation_timeout {
+            t.set_operation_timeout(Some(d));
+        }
+        if let Some(d) = self.attempt_timeout {
+            t.set_operation_attempt_timeout(Some(d));
+        }
+        b = b.timeout_config(t.build());
+        let s3 = aws_sdk_s3::Client::from_conf(b.build());
+
+        let mut keyrings = self.keyrings;
+        #[cfg(feature = "kms")]
+        if !self.kms_keys.is_empty() {
+            let mut kb = aws_sdk_kms::config::Builder::from(&conf)
+                .retry_config(s3crypt_kms::recommended_retry_config())
+                .timeout_config(s3crypt_kms::recommended_timeout_config());
+            if let Some(r) = &self.region {
+                kb = kb.region(aws_config::Region::new(r.clone()));
+            }
+            let kms = aws_sdk_kms::Client::from_conf(kb.build());
+            for id in self.kms_keys {
+                keyrings.push(Arc::new(crate::KmsKeyring::new(kms.clone(), id)?));
+            }
+        }
+        let keyring: Arc<dyn Keyring> = match keyrings.len() {
+            0 => {
+                return Err(Error::InvalidArgument(
+                    "s3crypt::from_env() needs a keyring (.keyring) or a KMS key (.kms_key)".into(),
+                ))
+            }
+            1 => keyrings.remove(0),
+            _ => Arc::new(crate::MultiKeyring::new(
+                keyrings
+                    .into_iter()
+                    .map(|k| Box::new(k) as Box<dyn Keyring>)
+                    .collect(),
+            )),
+        };
+        let keyring: Arc<dyn Keyring> = match self.cache {
+            Some(limits) => Arc::new(crate::CachingKeyring::new(keyring, limits)?),
+            None => keyring,
+        };
+        self.client.s3_client(s3).keyring(keyring).build()
+    }
+}
+
+/// How long a request may wait for its response (the request body's upload included) when the
+/// environment sets no read timeout: long enough for a 16 MiB part over a slow uplink, short
+/// enough that a server which stops answering is retried rather than waited on forever.
+pub const DEFAULT_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The S3 configuration s3crypt uses for an SDK configuration: `path_style` addressing for
+/// S3-compatible endpoints, and [`DEFAULT_READ_TIMEOUT`] unless a read timeout is configured.
+/// Retries (standard mode, `AWS_MAX_ATTEMPTS`) and stalled-stream protection are the SDK's.
+///
+/// [`from_env`] applies it; this is for callers that build their own `aws_sdk_s3::Client` from
+/// a configuration and want the same behaviour.
+pub fn s3_config(conf: &aws_config::SdkConfig, path_style: bool) -> aws_sdk_s3::Config {
+    let mut b = aws_sdk_s3::config::Builder::from(conf).force_path_style(path_style);
+    let timeouts = conf.timeout_config().cloned();
+    if timeouts.as_ref().and_then(|t| t.read_timeout()).is_none() {
+        let mut t = timeouts.map(|t| t.to_builder()).unwrap_or_default();
+        t.set_read_timeout(Some(DEFAULT_READ_TIMEOUT));
+        b = b.timeout_config(t.build());
+    }
+    b.build()
+}

@@ -1,0 +1,105 @@
+//! HEAD requests: an object's s3crypt metadata, with SSE-C candidate keys tried in turn.
+
+use std::sync::Arc;
+
+use crate::error::{service, Error, Result};
+use crate::metadata::{self, ObjectInfo};
+use crate::shared::Shared;
+
+/// HEAD of the object to read; with `sse_c`, tried with each candidate SSE-C key until S3 accepts
+/// one, which is returned (with its candidate number) for the object's other requests.
+pub(crate) async fn head(
+    shared: &Shared,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+    sse_c: bool,
+) -> Result<(ObjectInfo, Option<(usize, Arc<crate::sse_c::SseCKey>)>)> {
+    if !sse_c {
+        return Ok((
+            head_with(shared, bucket, key, version_id, None).await?,
+            None,
+        ));
+    }
+    let source = crate::sse_c::source(shared.sse_c.as_ref())?;
+    let mut last = None;
+    for i in 0..source.candidates() {
+        // A candidate that cannot be derived (say, a KMS key the caller may not use) must
+        // not hide an older one that works: remember the failure and go on.
+        let k = match source.key(i, bucket, key).await {
+            Ok(k) => k,
+            Err(e) => {
+                last = Some(e);
+                continue;
+            }
+        };
+        match head_with(shared, bucket, key, version_id, Some(&k)).await {
+            Ok(info) => return Ok((info, Some((i, Arc::new(k))))),
+            // A wrong SSE-C key is refused with 400 or 403: try the next one.
+            Err(
+                e @ Error::Service {
+                    status: Some(400 | 403),
+                    ..
+                },
+            ) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::InvalidArgument("no SSE-C key".into())))
+}
+
+/// HEAD with an optional SSE-C key, parsed as s3crypt metadata.
+pub(crate) async fn head_with(
+    shared: &Shared,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+    sse: Option<&crate::sse_c::SseCKey>,
+) -> Result<ObjectInfo> {
+    let out = head_raw(shared, bucket, key, version_id, sse).await?;
+    let size = out
+        .content_length()
+        .and_then(|n| u64::try_from(n).ok())
+        .unwrap_or(0);
+    metadata::parse(
+        bucket,
+        key,
+        size,
+        out.metadata(),
+        out.e_tag(),
+        out.version_id(),
+    )
+}
+
+/// HEAD with an optional SSE-C key, whatever the object holds.
+pub(crate) async fn head_raw(
+    shared: &Shared,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+    sse: Option<&crate::sse_c::SseCKey>,
+) -> Result<aws_sdk_s3::operation::head_object::HeadObjectOutput> {
+    let req = shared
+        .s3
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .set_version_id(version_id.map(str::to_owned));
+    crate::sse_c::with_sse_c!(req, sse)
+        .send()
+        .await
+        .map_err(|e| not_found_or(bucket, key, service("HeadObject", e)))
+}
+
+/// Maps a 404 to [`Error::NotFound`].
+pub(crate) fn not_found_or(bucket: &str, key: &str, e: Error) -> Error {
+    match e {
+        Error::Service {
+            status: Some(404), ..
+        } => Error::NotFound {
+            bucket: bucket.into(),
+            key: key.into(),
+        },
+        other => other,
+    }
+}
