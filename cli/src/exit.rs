@@ -63,15 +63,51 @@ pub fn code_of(e: &Error) -> u8 {
     }
 }
 
+/// One line for an S3-layer error: its `Display`, then what the service said (S3's or KMS's
+/// message), or for a request that got no answer, the innermost cause (`Connection refused`).
+fn s3_line(e: &s3crypt::Error) -> String {
+    let mut line = e.to_string();
+    let extra = match e {
+        s3crypt::Error::Transport { .. } => root_cause(e),
+        _ => e.service_message().map(str::to_owned),
+    };
+    if let Some(x) = extra.filter(|x| !x.is_empty() && !line.contains(x.as_str())) {
+        line.push_str(": ");
+        line.push_str(&x);
+    }
+    line
+}
+
+/// One line for a core error: its `Display`, then a key service's own message.
+fn core_line(e: &Error) -> String {
+    let mut line = e.to_string();
+    if let Error::Keyring(k) = e {
+        if let Some(m) = k.service_message().filter(|m| !line.contains(m)) {
+            line.push_str(": ");
+            line.push_str(m);
+        }
+    }
+    line
+}
+
+/// The innermost cause in an error's chain of sources.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur = e.source()?;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    Some(cur.to_string())
+}
+
 impl Failure {
     /// The message, printed once (for per-object reports in recursive transfers), with control
     /// characters escaped: messages quote object keys, S3's and KMS's answers.
     pub fn describe(&self) -> String {
         let msg = match self {
-            Failure::Core(e) => e.to_string(),
+            Failure::Core(e) => core_line(e),
             Failure::Usage(m) => m.clone(),
             Failure::Io(w, e) => format!("{w}: {e}"),
-            Failure::S3(e) => e.to_string(),
+            Failure::S3(e) => s3_line(e),
             Failure::BrokenPipe => "broken pipe".into(),
             Failure::Interrupted => "interrupted".into(),
             Failure::Partial(n) => format!("{n} object(s) failed"),
@@ -103,7 +139,7 @@ impl Failure {
                     s3crypt::Error::Io(_) => 3,
                     _ => 1,
                 };
-                (code, e.to_string(), None)
+                (code, s3_line(&e), None)
             }
             Failure::Usage(m) => (2, m, None),
             Failure::Io(what, e) => (3, format!("{what}: {e}"), None),
@@ -119,7 +155,7 @@ impl Failure {
                     ),
                     _ => None,
                 };
-                (code_of(&e), e.to_string(), hint)
+                (code_of(&e), core_line(&e), hint)
             }
         };
         // Messages quote untrusted text (object keys, S3's and KMS's answers): no control

@@ -176,12 +176,14 @@ impl Error {
 /// and, for key services such as AWS KMS, the key, the service's error code, whether the failure
 /// is transient, and the service SDK's error as [`std::error::Error::source`].
 ///
-/// `Display` is `keyring error: ` and the message; it does not repeat the source.
+/// `Display` is `keyring error: ` and the message; it does not repeat the source (the service's
+/// own message is in [`KeyringError::service_message`] and the source chain).
 #[derive(Clone)]
 pub struct KeyringError {
     message: String,
     key: Option<String>,
     service_code: Option<String>,
+    service_message: Option<String>,
     retryable: bool,
     source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
 }
@@ -193,6 +195,7 @@ impl KeyringError {
             message: message.into(),
             key: None,
             service_code: None,
+            service_message: None,
             retryable: false,
             source: None,
         }
@@ -209,6 +212,14 @@ impl KeyringError {
     #[must_use]
     pub fn with_service_code(mut self, code: impl Into<String>) -> Self {
         self.service_code = Some(code.into());
+        self
+    }
+
+    /// The key service's message (kept out of the message and `Display`: the source carries it
+    /// too).
+    #[must_use]
+    pub fn with_service_message(mut self, message: impl Into<String>) -> Self {
+        self.service_message = Some(message.into());
         self
     }
 
@@ -248,6 +259,11 @@ impl KeyringError {
         self.service_code.as_deref()
     }
 
+    /// The key service's message, when it sent one.
+    pub fn service_message(&self) -> Option<&str> {
+        self.service_message.as_deref()
+    }
+
     /// Whether trying again later may succeed.
     pub fn is_retryable(&self) -> bool {
         self.retryable
@@ -275,6 +291,7 @@ impl fmt::Debug for KeyringError {
             .field("message", &self.message)
             .field("key", &self.key)
             .field("service_code", &self.service_code)
+            .field("service_message", &self.service_message)
             .field("retryable", &self.retryable)
             .field("has_source", &self.source.is_some())
             .finish()

@@ -43,7 +43,7 @@ const KMS_SECRETS: &str = "AWS KMS requests (they carry data keys)";
 /// An SDK interceptor that refuses, just before transmission, a KMS request over plain HTTP to a
 /// host other than loopback (whatever endpoint resolution produced: `AWS_ENDPOINT_URL_KMS`, a
 /// profile, a custom resolver). The refusal is an [`s3crypt_core::transport::InsecureTransport`],
-/// which `describe_sdk_error` shows as it is.
+/// which `kms_failure` reports as it is (not retryable).
 #[derive(Debug)]
 pub(crate) struct TransportGuard;
 

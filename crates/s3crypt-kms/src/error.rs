@@ -65,42 +65,6 @@ fn refused_transport<'a>(
     None
 }
 
-/// One line describing a failed SDK call: `CODE: message (hint)` for service errors, the
-/// refusal itself for a request the transport guard stopped (plain HTTP off loopback), and the
-/// error chain for transport failures (no connection, timeout, no credentials, no region).
-pub(crate) fn describe_sdk_error<E, R>(err: &SdkError<E, R>) -> String
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
-{
-    if let Some(refused) = refused_transport(err) {
-        return refused.to_string();
-    }
-    match err {
-        SdkError::ServiceError(ctx) => {
-            let e = ctx.err();
-            let code = e.code().unwrap_or("an unrecognised error");
-            let mut s = printable(code, 80);
-            if let Some(m) = e.message().filter(|m| !m.is_empty()) {
-                s.push_str(": ");
-                s.push_str(&printable(m, 300));
-            }
-            if let Some(h) = hint(code) {
-                s.push_str(" (");
-                s.push_str(h);
-                s.push(')');
-            }
-            s
-        }
-        SdkError::TimeoutError(_) => "the request timed out".to_owned(),
-        SdkError::DispatchFailure(_) => format!(
-            "could not reach AWS KMS: {}",
-            printable(&DisplayErrorContext(err).to_string(), 400)
-        ),
-        _ => printable(&DisplayErrorContext(err).to_string(), 400),
-    }
-}
-
 /// KMS error codes after which trying again later may succeed.
 fn transient(code: &str) -> bool {
     matches!(
@@ -114,9 +78,10 @@ fn transient(code: &str) -> bool {
 }
 
 /// A failed KMS call as a structured keyring error: the message
-/// (`AWS KMS {operation} with {key} failed: {why}`), the key, KMS's error code, whether trying
-/// again later may succeed (throttling, 5xx, timeouts, no connection), and the SDK's error as
-/// the source.
+/// (`AWS KMS {operation} with {key} failed: {CODE (hint) | what happened}`), the key, KMS's error
+/// code and message, whether trying again later may succeed (throttling, 5xx, timeouts, failed
+/// connections; not a request that could not be made, e.g. without credentials), and the SDK's
+/// error as the source, without the raw response (whose body may hold a plaintext data key).
 pub(crate) fn kms_failure<E>(
     operation: &str,
     key: &str,
@@ -125,27 +90,88 @@ pub(crate) fn kms_failure<E>(
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let why = describe_sdk_error(&err);
     let shown = printable(key, 200);
+    let refused = refused_transport(&err).map(ToString::to_string);
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let code = err.code().map(|c| printable(c, 80));
+    let message = err
+        .message()
+        .filter(|m| !m.is_empty())
+        .map(|m| printable(m, 300));
+    let (why, retryable) = match &err {
+        _ if refused.is_some() => (refused.clone().unwrap_or_default(), false),
+        SdkError::ServiceError(_) => {
+            let code_text = code
+                .clone()
+                .unwrap_or_else(|| "an unrecognised error".into());
+            let why = match code.as_deref().and_then(hint) {
+                Some(h) => format!("{code_text} ({h})"),
+                None => code_text,
+            };
+            let retryable = code.as_deref().is_some_and(transient)
+                || matches!(status, Some(429 | 500 | 502 | 503 | 504));
+            (why, retryable)
+        }
+        SdkError::ResponseError(_) => (
+            "its answer could not be read".to_owned(),
+            !matches!(status, Some(400..=499)),
+        ),
+        SdkError::TimeoutError(_) => ("the request timed out".to_owned(), true),
+        SdkError::DispatchFailure(d) if d.is_timeout() => {
+            ("the request timed out".to_owned(), true)
+        }
+        SdkError::DispatchFailure(d) if d.is_io() => ("could not reach AWS KMS".to_owned(), true),
+        SdkError::DispatchFailure(_) => (
+            // No credentials or region, an endpoint that cannot be resolved: the cause says.
+            format!("the request could not be sent: {}", root_cause(&err)),
+            false,
+        ),
+        _ => (
+            printable(&DisplayErrorContext(&err).to_string(), 400),
+            false,
+        ),
+    };
     let mut out =
         s3crypt_core::KeyringError::new(format!("AWS KMS {operation} with {shown} failed: {why}"))
-            .with_key(key);
-    let refused = refused_transport(&err).is_some();
-    let retryable = match &err {
-        _ if refused => false,
-        SdkError::ServiceError(ctx) => {
-            let status = ctx.raw().status().as_u16();
-            ctx.err().code().is_some_and(transient) || status == 429 || status >= 500
-        }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        _ => false,
-    };
-    if let Some(code) = err.code() {
-        out = out.with_service_code(printable(code, 80));
+            .with_key(key)
+            .with_retryable(retryable);
+    if let Some(c) = code {
+        out = out.with_service_code(c);
     }
-    out.with_retryable(retryable).with_source(err)
+    if let Some(m) = message {
+        out = out.with_service_message(m);
+    }
+    // The SDK error without its raw response (never the response body: a GenerateDataKey or
+    // Decrypt answer that failed to parse holds the plaintext data key).
+    match err.into_source() {
+        Ok(source) => out.with_source(BoxedSource(source)),
+        Err(_) => out,
+    }
+}
+
+/// The innermost cause of an error, escaped and shortened.
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = err;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    printable(&cur.to_string(), 300)
+}
+
+/// A boxed SDK error as an `Error` (a `Box<dyn Error>` is not one itself).
+#[derive(Debug)]
+struct BoxedSource(Box<dyn std::error::Error + Send + Sync>);
+
+impl std::fmt::Display for BoxedSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for BoxedSource {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
 }
 
 /// A keyring failure that is not KMS's answer (a malformed reply, a refused ARN), naming the key.

@@ -100,6 +100,11 @@ impl Body {
         match self.kind {
             Kind::Bytes(b) => {
                 let n = b.len() as u64;
+                if declared.is_some_and(|d| n > d) {
+                    return Err(Error::InvalidArgument(format!(
+                        "the body is {n} bytes, longer than its declared length"
+                    )));
+                }
                 Ok((Opened::Bytes(b), Some(n)))
             }
             Kind::Path(p) => {
@@ -265,6 +270,14 @@ mod tests {
         let mut v = Vec::new();
         let e = r.read_to_end(&mut v).await.unwrap_err();
         assert!(e.to_string().contains("source broke"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn bytes_longer_than_their_declared_length_are_refused() {
+        let b = Body::from(vec![0u8; 10]).with_length(9);
+        assert!(b.open().await.is_err());
+        let b = Body::from(vec![0u8; 10]).with_length(11);
+        assert!(matches!(b.open().await, Ok((_, Some(10)))));
     }
 
     #[tokio::test]

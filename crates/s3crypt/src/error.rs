@@ -8,8 +8,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// refused by KMS), the caller (invalid arguments), the service (S3 refused or failed), the
 /// transport (no response), or s3crypt itself ([`Error::Internal`]).
 ///
-/// `Display` is one line that never contains key material or plaintext and does not repeat the
-/// [`std::error::Error::source`] (the SDK's error, kept for callers that inspect it).
+/// `Display` is one line that never contains key material or plaintext. It does not repeat the
+/// [`std::error::Error::source`] (the SDK's error, kept for callers that inspect it): S3's own
+/// message is in [`Error::service_message`] and in the source chain, not in `Display`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -41,7 +42,7 @@ pub enum Error {
     },
 
     /// S3 answered with an error (after the SDK's retries), or with something s3crypt cannot use.
-    #[error("S3 {operation} failed: {message}")]
+    #[error("S3 {operation} failed{}", service_summary(*status, code.as_deref(), message, source.is_some()))]
     #[non_exhaustive]
     Service {
         /// The S3 operation.
@@ -50,22 +51,26 @@ pub enum Error {
         status: Option<u16>,
         /// S3's error code (`SlowDown`, `AccessDenied`, `NoSuchBucket`, ...), when it sent one.
         code: Option<String>,
-        /// The error code and S3's message, or what was wrong with the response.
+        /// S3's message (escaped), or what was wrong with the response.
         message: String,
         /// The SDK's error.
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 
-    /// No response arrived (after the SDK's retries): no connection, a timeout, a body that broke
-    /// off and could not be resumed.
-    #[error("S3 {operation}: no response: {reason}")]
+    /// No usable response arrived (after the SDK's retries): no connection, a timeout, a response
+    /// or body that broke off and could not be resumed, or a request that could not be sent
+    /// (no credentials, say: then not retryable).
+    #[error("S3 {operation}: no response ({reason})")]
     #[non_exhaustive]
     Transport {
         /// The S3 operation.
         operation: &'static str,
-        /// What happened (the innermost cause: `Connection refused`, a timeout, ...).
+        /// What happened, in s3crypt's words (`timed out`, `the connection failed`, ...); the
+        /// cause (`Connection refused`, a TLS alert) is the source.
         reason: String,
+        /// Whether trying again later may succeed.
+        retryable: bool,
         /// The SDK's error.
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
@@ -159,14 +164,13 @@ impl Error {
     /// undecryptable objects, and bugs are not retryable.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Transport { .. } => true,
+            Self::Transport { retryable, .. } => *retryable,
             Self::Service { status, code, .. } => {
-                matches!(status, Some(s) if *s == 429 || *s >= 500)
+                self.is_throttling()
+                    || matches!(status, Some(500 | 502 | 503 | 504))
                     || matches!(
                         code.as_deref(),
-                        Some(
-                            "SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable"
-                        )
+                        Some("RequestTimeout" | "InternalError" | "ServiceUnavailable")
                     )
             }
             Self::Crypto(s3crypt_core::Error::Keyring(k)) => k.is_retryable(),
@@ -199,6 +203,16 @@ impl Error {
         }
     }
 
+    /// S3's or AWS KMS's message for [`Error::Service`] and keyring errors, when it sent one
+    /// (escaped; not part of `Display`, which names the operation, status and code).
+    pub fn service_message(&self) -> Option<&str> {
+        match self {
+            Self::Service { message, .. } if !message.is_empty() => Some(message),
+            Self::Crypto(s3crypt_core::Error::Keyring(k)) => k.service_message(),
+            _ => None,
+        }
+    }
+
     /// S3's or AWS KMS's error code (`SlowDown`, `AccessDenied`, `ThrottlingException`, ...).
     pub fn service_code(&self) -> Option<&str> {
         match self {
@@ -219,11 +233,12 @@ impl Error {
         }
     }
 
-    /// A [`Error::Transport`] with no SDK error behind it.
+    /// A retryable [`Error::Transport`] with no SDK error behind it.
     pub(crate) fn transport(operation: &'static str, reason: impl Into<String>) -> Self {
         Self::Transport {
             operation,
             reason: reason.into(),
+            retryable: true,
             source: None,
         }
     }
@@ -284,9 +299,33 @@ pub(crate) fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     s3crypt_core::text::printable(&cur.to_string(), 300)
 }
 
+/// `Display`'s tail for [`Error::Service`]: ` (HTTP 503, SlowDown)`, and the message only when no
+/// SDK error carries it (an answer s3crypt itself found wrong).
+fn service_summary(status: Option<u16>, code: Option<&str>, message: &str, sdk: bool) -> String {
+    let mut parts = Vec::new();
+    if let Some(s) = status {
+        parts.push(format!("HTTP {s}"));
+    }
+    if let Some(c) = code {
+        parts.push(c.to_owned());
+    }
+    let mut out = if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    };
+    if !sdk && !message.is_empty() {
+        out.push_str(": ");
+        out.push_str(message);
+    }
+    out
+}
+
 /// Converts an SDK error: S3's answers become [`Error::Service`] (HTTP status, error code and
-/// message), requests without an answer [`Error::Transport`], a request the SSE-C transport
-/// guard refused [`Error::InvalidArgument`]; the SDK's error is kept as the source.
+/// message), requests without a usable answer [`Error::Transport`] (retryable when it timed out,
+/// the connection failed or the response broke off; not when the request could not be made,
+/// e.g. without credentials), a request the SSE-C transport guard refused or the SDK could not
+/// build [`Error::InvalidArgument`]; the SDK's error is kept as the source.
 pub(crate) fn service<E>(
     operation: &'static str,
     err: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
@@ -305,39 +344,43 @@ where
         cur = e.source();
     }
     let status = err.raw_response().map(|r| r.status().as_u16());
+    let transport = |reason: &str, retryable: bool, err| Error::Transport {
+        operation,
+        reason: reason.to_owned(),
+        retryable,
+        source: Some(Box::new(err)),
+    };
     match &err {
-        SdkError::ServiceError(_) | SdkError::ResponseError(_) if status.is_some() => {
-            let code = err.code().map(|c| printable(c, 80));
-            let message = match (code.as_deref(), err.message()) {
-                (Some(c), Some(m)) if !m.is_empty() => format!("{c}: {}", printable(m, 300)),
-                (Some(c), _) => c.to_owned(),
-                (None, _) => match status {
-                    Some(s) => format!("HTTP {s}"),
-                    None => "no error code".to_owned(),
-                },
-            };
-            Error::Service {
-                operation,
-                status,
-                code,
-                message,
-                source: Some(Box::new(err)),
+        SdkError::ServiceError(_) => Error::Service {
+            operation,
+            status,
+            code: err.code().map(|c| printable(c, 80)),
+            message: err.message().map(|m| printable(m, 300)).unwrap_or_default(),
+            source: Some(Box::new(err)),
+        },
+        // An answer that could not be read (cut off, unparseable): transient unless S3 refused.
+        SdkError::ResponseError(_) => {
+            let refused = matches!(status, Some(400..=499));
+            transport("the response could not be read", !refused, err)
+        }
+        SdkError::TimeoutError(_) => transport("timed out", true, err),
+        SdkError::DispatchFailure(d) => {
+            if d.is_timeout() {
+                transport("timed out", true, err)
+            } else if d.is_io() {
+                transport("the connection failed", true, err)
+            } else if d.is_user() {
+                Error::InvalidArgument(format!("S3 {operation}: {}", root_cause(&err)))
+            } else {
+                // No credentials, no region, an endpoint that cannot be resolved: trying again
+                // will not help until the configuration changes.
+                transport("the request could not be sent", false, err)
             }
         }
         SdkError::ConstructionFailure(_) => {
             Error::InvalidArgument(format!("S3 {operation}: {}", root_cause(&err)))
         }
-        _ => {
-            let reason = match &err {
-                SdkError::TimeoutError(_) => "the request timed out".to_owned(),
-                _ => root_cause(&err),
-            };
-            Error::Transport {
-                operation,
-                reason,
-                source: Some(Box::new(err)),
-            }
-        }
+        _ => transport("unexpected SDK failure", false, err),
     }
 }
 
@@ -361,7 +404,8 @@ mod tests {
             assert!(service(s).is_retryable(), "{s:?}");
         }
         assert!(Error::transport("GetObject", "timed out").is_retryable());
-        for s in [Some(400), Some(403), Some(404), Some(412), None] {
+        // 501 (a header an S3-compatible store does not implement) is final.
+        for s in [Some(400), Some(403), Some(404), Some(412), Some(501), None] {
             assert!(!service(s).is_retryable(), "{s:?}");
         }
         assert!(!Error::Crypto(s3crypt_core::Error::Authentication).is_retryable());

@@ -25,6 +25,23 @@ pub fn from_env() -> Loader {
     Loader::default()
 }
 
+/// A keyring, or a KMS key to make one from once the AWS configuration is loaded.
+enum Key {
+    Keyring(Arc<dyn Keyring>),
+    #[cfg(feature = "kms")]
+    Kms(String),
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Keyring(k) => k.fmt(f),
+            #[cfg(feature = "kms")]
+            Self::Kms(id) => write!(f, "Kms({id})"),
+        }
+    }
+}
+
 /// Configures and loads a [`Client`] (see [`from_env`]).
 #[derive(Debug, Default)]
 #[must_use = "a loader does nothing until `load` is awaited"]
@@ -39,9 +56,8 @@ pub struct Loader {
     operation_timeout: Option<Duration>,
     attempt_timeout: Option<Duration>,
     max_attempts: Option<u32>,
-    keyrings: Vec<Arc<dyn Keyring>>,
-    #[cfg(feature = "kms")]
-    kms_keys: Vec<String>,
+    /// Keyrings and KMS keys, in the order they were given (the first generates data keys).
+    keys: Vec<Key>,
     cache: Option<crate::keyring::CacheLimits>,
     client: ClientBuilder,
 }
@@ -51,7 +67,7 @@ impl Loader {
     /// [`crate::MultiKeyring`]: the first generates each data key, every one wraps it, any one
     /// may decrypt.
     pub fn keyring(mut self, keyring: impl Keyring + 'static) -> Self {
-        self.keyrings.push(Arc::new(keyring));
+        self.keys.push(Key::Keyring(Arc::new(keyring)));
         self
     }
 
@@ -60,7 +76,7 @@ impl Loader {
     /// needed to decrypt (a strict keyring only uses the key ARN it is given).
     #[cfg(feature = "kms")]
     pub fn kms_key(mut self, key_id: impl Into<String>) -> Self {
-        self.kms_keys.push(key_id.into());
+        self.keys.push(Key::Kms(key_id.into()));
         self
     }
 
@@ -101,8 +117,9 @@ impl Loader {
         self
     }
 
-    /// An AWS SDK configuration you loaded already (instead of loading one); the settings below
-    /// still apply on top of it.
+    /// An AWS SDK configuration you loaded already (instead of loading one). The region, endpoint,
+    /// path style, timeouts and attempts set here still apply on top of it; a profile does not
+    /// (load it into the configuration).
     pub fn sdk_config(mut self, conf: aws_config::SdkConfig) -> Self {
         self.sdk_config = Some(conf);
         self
@@ -166,12 +183,43 @@ impl Loader {
         self
     }
 
+    /// A KMS client from the same configuration: the keyring crate's recommended retries and
+    /// timeouts, with this loader's region, attempts and timeouts on top.
+    #[cfg(feature = "kms")]
+    fn kms_client(&self, conf: &aws_config::SdkConfig) -> aws_sdk_kms::Client {
+        let mut retry = s3crypt_kms::recommended_retry_config();
+        if let Some(n) = self.max_attempts {
+            retry = retry.with_max_attempts(n);
+        }
+        let mut t = s3crypt_kms::recommended_timeout_config().to_builder();
+        if let Some(d) = self.connect_timeout {
+            t.set_connect_timeout(Some(d));
+        }
+        if let Some(d) = self.read_timeout {
+            t.set_read_timeout(Some(d));
+        }
+        if let Some(d) = self.operation_timeout {
+            t.set_operation_timeout(Some(d));
+        }
+        if let Some(d) = self.attempt_timeout {
+            t.set_operation_attempt_timeout(Some(d));
+        }
+        let mut kb = aws_sdk_kms::config::Builder::from(conf)
+            .retry_config(retry)
+            .timeout_config(t.build());
+        if let Some(r) = &self.region {
+            kb = kb.region(aws_config::Region::new(r.clone()));
+        }
+        aws_sdk_kms::Client::from_conf(kb.build())
+    }
+
     /// Loads the AWS configuration and builds the client.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] without any keyring or KMS key, for a data-key cache without
-    /// bucket binding, for zero `max_attempts`, or settings [`ClientBuilder::build`] refuses; [`Error::Crypto`] for an invalid KMS key id or
-    /// cache limits.
+    /// bucket binding, a profile with a given `sdk_config`, zero `max_attempts`, or settings
+    /// [`ClientBuilder::build`] refuses; [`Error::Crypto`] for an invalid KMS key id or cache
+    /// limits.
     pub async fn load(self) -> Result<Client> {
         if self.cache.is_some() && self.client.binding == crate::location::Binding::Key {
             return Err(Error::InvalidArgument(
@@ -182,11 +230,18 @@ impl Loader {
                     .into(),
             ));
         }
+        if self.sdk_config.is_some() && self.profile.is_some() {
+            return Err(Error::InvalidArgument(
+                "profile_name does not apply to a given sdk_config: load the profile into it"
+                    .into(),
+            ));
+        }
         if self.max_attempts == Some(0) {
             return Err(Error::InvalidArgument(
                 "max_attempts must be at least 1".into(),
             ));
         }
+        let loaded_here = self.sdk_config.is_none();
         let conf = match self.sdk_config.clone() {
             Some(c) => c,
             None => {
@@ -200,9 +255,15 @@ impl Loader {
                 l.load().await
             }
         };
-        let endpoint_env = std::env::var_os("AWS_ENDPOINT_URL").is_some()
-            || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
-            || conf.endpoint_url().is_some();
+        // An S3-compatible endpoint: given here, in the configuration, or (for a configuration
+        // loaded here) in the S3-specific environment variable the S3 config builder reads.
+        let ignore_env = std::env::var("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
+            .is_ok_and(|v| v.eq_ignore_ascii_case("true"));
+        let endpoint_env = conf.endpoint_url().is_some()
+            || (loaded_here
+                && !ignore_env
+                && (std::env::var_os("AWS_ENDPOINT_URL").is_some()
+                    || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()));
         let path_style = self
             .path_style
             .unwrap_or(self.endpoint_url.is_some() || endpoint_env);
@@ -214,7 +275,13 @@ impl Loader {
             b = b.endpoint_url(e);
         }
         if let Some(n) = self.max_attempts {
-            b = b.retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(n));
+            // The configured retry mode and backoff, with this many attempts.
+            let retry = conf
+                .retry_config()
+                .cloned()
+                .unwrap_or_else(aws_config::retry::RetryConfig::standard)
+                .with_max_attempts(n);
+            b = b.retry_config(retry);
         }
         let mut t = conf
             .timeout_config()
@@ -240,18 +307,23 @@ impl Loader {
         b = b.timeout_config(t.build());
         let s3 = aws_sdk_s3::Client::from_conf(b.build());
 
-        let mut keyrings = self.keyrings;
         #[cfg(feature = "kms")]
-        if !self.kms_keys.is_empty() {
-            let mut kb = aws_sdk_kms::config::Builder::from(&conf)
-                .retry_config(s3crypt_kms::recommended_retry_config())
-                .timeout_config(s3crypt_kms::recommended_timeout_config());
-            if let Some(r) = &self.region {
-                kb = kb.region(aws_config::Region::new(r.clone()));
-            }
-            let kms = aws_sdk_kms::Client::from_conf(kb.build());
-            for id in self.kms_keys {
-                keyrings.push(Arc::new(crate::KmsKeyring::new(kms.clone(), id)?));
+        let kms = self
+            .keys
+            .iter()
+            .any(|k| matches!(k, Key::Kms(_)))
+            .then(|| self.kms_client(&conf));
+        let mut keyrings: Vec<Arc<dyn Keyring>> = Vec::with_capacity(self.keys.len());
+        for k in self.keys {
+            match k {
+                Key::Keyring(k) => keyrings.push(k),
+                #[cfg(feature = "kms")]
+                Key::Kms(id) => {
+                    let client = kms
+                        .clone()
+                        .ok_or_else(|| Error::Internal("no KMS client for a KMS key".into()))?;
+                    keyrings.push(Arc::new(crate::KmsKeyring::new(client, id)?));
+                }
             }
         }
         let keyring: Arc<dyn Keyring> = match keyrings.len() {
@@ -296,4 +368,78 @@ pub fn s3_config(conf: &aws_config::SdkConfig, path_style: bool) -> aws_sdk_s3::
         b = b.timeout_config(t.build());
     }
     b.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conf() -> aws_config::SdkConfig {
+        aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .build()
+    }
+
+    fn raw(name: &str) -> crate::keyring::RawAesKeyring {
+        crate::keyring::RawAesKeyring::new("ns", name, crate::keyring::WrappingKey::generate())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn settings_that_would_be_ignored_are_refused() {
+        let e = from_env().sdk_config(conf()).load().await.unwrap_err();
+        assert!(e.to_string().contains("needs a keyring"), "{e}");
+        let e = from_env()
+            .sdk_config(conf())
+            .profile_name("p")
+            .keyring(raw("a"))
+            .load()
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("profile_name"), "{e}");
+        let e = from_env()
+            .sdk_config(conf())
+            .keyring(raw("a"))
+            .max_attempts(0)
+            .load()
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("max_attempts"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn keyrings_keep_their_order_and_settings_reach_the_s3_client() {
+        let c = from_env()
+            .sdk_config(conf())
+            .keyring(raw("first"))
+            .keyring(raw("second"))
+            .endpoint_url("http://127.0.0.1:9")
+            .max_attempts(7)
+            .read_timeout(Duration::from_secs(5))
+            .load()
+            .await
+            .unwrap();
+        // The first keyring generates the data key; both wrap it, in order.
+        let mut m = crate::keyring::EncryptionMaterials::new(
+            crate::Suite::DEFAULT,
+            crate::EncryptionContext::new(),
+        );
+        c.shared.keyring.on_encrypt(&mut m).unwrap();
+        let names: Vec<String> = m
+            .encrypted_data_keys()
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.provider_info).into_owned())
+            .collect();
+        assert!(
+            names[0].starts_with("first") && names[1].starts_with("second"),
+            "{names:?}"
+        );
+        let s3 = c.s3().config();
+        assert_eq!(s3.retry_config().map(|r| r.max_attempts()), Some(7));
+        assert_eq!(
+            s3.timeout_config().and_then(|t| t.read_timeout()),
+            Some(Duration::from_secs(5))
+        );
+    }
 }

@@ -73,7 +73,8 @@ impl Transfer {
     /// Checks the settings.
     ///
     /// # Errors
-    /// [`crate::Error::InvalidArgument`] for zero concurrency or a zero part size.
+    /// [`crate::Error::InvalidArgument`] for zero concurrency, a zero part size, or a part size or
+    /// threshold above 5 GiB.
     pub fn validate(&self) -> crate::Result<()> {
         if self.concurrency == 0 || self.download_concurrency == 0 {
             return Err(crate::Error::InvalidArgument(
@@ -83,6 +84,15 @@ impl Transfer {
         if self.part_size == 0 {
             return Err(crate::Error::InvalidArgument(
                 "part_size must be at least 1 byte".into(),
+            ));
+        }
+        // S3's largest part and largest single PUT.
+        const FIVE_GIB: usize = 5 << 30;
+        if self.part_size > FIVE_GIB || self.multipart_threshold > FIVE_GIB {
+            return Err(crate::Error::InvalidArgument(
+                "part_size and multipart_threshold must be at most 5 GiB (S3's largest part and \
+                 single PUT)"
+                    .into(),
             ));
         }
         Ok(())
@@ -146,5 +156,26 @@ impl Encryption {
 impl Default for Encryption {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transfers_outside_s3s_limits_are_refused() {
+        assert!(Transfer::new().validate().is_ok());
+        for t in [
+            Transfer::new().with_concurrency(0),
+            Transfer::new().with_download_concurrency(0),
+            Transfer::new().with_part_size(0),
+            Transfer::new().with_part_size((5 << 30) + 1),
+            // "Never multipart" must not overflow into an empty upload.
+            Transfer::new().with_multipart_threshold(usize::MAX),
+        ] {
+            assert!(t.validate().is_err(), "{t:?}");
+        }
+        assert!(Encryption::new().with_frame_length(17).validate().is_err());
     }
 }

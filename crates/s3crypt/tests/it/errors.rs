@@ -60,12 +60,16 @@ fn check_display(e: &Error) {
             "{shown}"
         );
     }
-    if let Some(src) = e.source() {
+    // No link of the source chain is repeated (short generic texts like "service error" aside,
+    // which could only match by accident).
+    let mut cur = e.source();
+    while let Some(src) = cur {
         let s = src.to_string();
         assert!(
-            s.is_empty() || !shown.contains(&s),
+            s.len() < 16 || !shown.contains(&s),
             "{shown:?} repeats {s:?}"
         );
+        cur = src.source();
     }
 }
 
@@ -133,6 +137,9 @@ async fn s3_throttling_is_a_retryable_service_error_with_its_code() {
     );
     check_display(&e);
     assert!(e.to_string().contains("SlowDown"), "{e}");
+    // S3's message is kept, outside Display.
+    assert_eq!(e.service_message(), Some("injected by the test proxy"));
+    assert!(!e.to_string().contains("injected by the test proxy"), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -369,6 +376,7 @@ async fn kms_throttling_is_a_retryable_key_error_with_kms_code() {
     assert!(e.is_retryable() && e.is_throttling(), "{e}");
     assert_eq!(e.service_code(), Some("ThrottlingException"));
     assert!(throttled.count("GenerateDataKey").1 >= 2, "the SDK retried");
+    assert_eq!(e.service_message(), Some("injected by the test proxy"));
     check_display(&e);
 
     // AccessDenied from KMS: the key's fault, final.
@@ -393,5 +401,84 @@ async fn kms_throttling_is_a_retryable_key_error_with_kms_code() {
     assert_eq!(e.service_code(), Some("AccessDeniedException"), "{e:?}");
     assert_eq!(e.fault(), Whose::Key);
     assert!(!e.is_retryable() && !e.is_throttling(), "{e}");
+    check_display(&e);
+}
+
+/// No credentials: the request cannot be made, and trying again will not help. A refused
+/// connection: retryable.
+#[tokio::test]
+async fn missing_credentials_are_final_a_refused_connection_is_not() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener); // nothing listens there now
+    #[derive(Debug)]
+    struct NoCredentials;
+    impl aws_sdk_s3::config::ProvideCredentials for NoCredentials {
+        fn provide_credentials<'a>(
+            &'a self,
+        ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            aws_credential_types::provider::future::ProvideCredentials::ready(Err(
+                aws_credential_types::provider::error::CredentialsError::not_loaded(
+                    "no credentials in this environment",
+                ),
+            ))
+        }
+    }
+    let no_creds = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .endpoint_url(&endpoint)
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(NoCredentials)
+            .force_path_style(true)
+            .build(),
+    );
+    let c = Client::builder()
+        .s3_client(no_creds)
+        .keyring(keyring(WRAPPING))
+        .build()
+        .unwrap();
+    let e = c
+        .head_object()
+        .bucket("b")
+        .key("k")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(!e.is_retryable(), "{e:?}");
+    assert!(
+        matches!(
+            &e,
+            Error::Transport {
+                retryable: false,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    check_display(&e);
+
+    let refused = client(&endpoint, keyring(WRAPPING));
+    let e = refused
+        .head_object()
+        .bucket("b")
+        .key("k")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            Error::Transport {
+                retryable: true,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.is_retryable());
     check_display(&e);
 }

@@ -313,9 +313,9 @@ impl PutObject {
         let part_len = plan::part_plaintext(inner.transfer.part_size, frame, job.size_hint);
         let threshold = inner.transfer.multipart_threshold;
         // Read one byte past the threshold (and the first part) to know whether more follows.
-        let limit = part_len.max(threshold) + 1;
+        let limit = part_len.max(threshold).saturating_add(1);
         let mut body: Box<dyn AsyncRead + Send + Unpin> = match opened {
-            Opened::Bytes(b) if b.len() < limit => {
+            Opened::Bytes(b) if b.len() <= threshold => {
                 // Small and in memory: nothing to read.
                 return job
                     .start(header, b.to_vec(), None, part_len, threshold, &mut cancel)

@@ -119,10 +119,16 @@ impl Upload {
     ) -> Result<PutOutput> {
         let n = first.len();
         let whole = n <= threshold;
+        // The whole body is here: its exact length is declared (a hint is a maximum, so a longer
+        // body fails now, before a data key is requested).
         let declared = match self.size_hint {
-            Some(h) => Some(h),
-            None if whole => Some(n as u64),
-            None => None,
+            Some(h) if whole && n as u64 > h => {
+                return Err(Error::InvalidArgument(format!(
+                    "the body is longer than its declared length ({h} bytes)"
+                )))
+            }
+            _ if whole => Some(n as u64),
+            hint => hint,
         };
         let inner = &self.shared;
         let mut context = put.context;
