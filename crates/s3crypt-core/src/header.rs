@@ -50,9 +50,22 @@ impl std::fmt::Debug for EncryptedDataKey {
 }
 
 impl EncryptedDataKey {
+    /// The key name inside the provider info, if the info has the raw AES keyring's layout: the
+    /// name, then the tag length in bits (128) and the IV length (12) as 4-byte big-endian
+    /// integers, then the 12-byte IV.
+    pub fn raw_aes_key_name(&self) -> Option<&str> {
+        const SUFFIX: usize = 4 + 4 + 12;
+        let n = self.provider_info.len().checked_sub(SUFFIX)?;
+        if self.provider_info[n..n + 8] != [0, 0, 0, 128, 0, 0, 0, 12] {
+            return None;
+        }
+        std::str::from_utf8(&self.provider_info[..n]).ok()
+    }
+
     /// A short human description: provider id and the printable part of the provider info.
     pub fn describe(&self) -> String {
-        let info = crate::keyring::raw_aes::key_name_of(self)
+        let info = self
+            .raw_aes_key_name()
             .map(str::to_owned)
             .unwrap_or_else(|| String::from_utf8_lossy(&self.provider_info).into_owned());
         format!("{}/{}", self.provider_id, info)

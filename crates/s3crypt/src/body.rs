@@ -195,13 +195,6 @@ impl From<tokio::fs::File> for Body {
     }
 }
 
-impl From<crate::PlaintextStream> for Body {
-    /// Another object's plaintext, as it verifies (re-encrypting a download).
-    fn from(s: crate::PlaintextStream) -> Self {
-        Self::from_reader(s)
-    }
-}
-
 impl From<std::fs::File> for Body {
     fn from(f: std::fs::File) -> Self {
         tokio::fs::File::from_std(f).into()

@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use s3crypt_core::keyring::caching::{CacheLimits, CachingKeyring};
+use s3crypt_core::keyring::multi::MultiKeyring;
 use s3crypt_core::Keyring;
 
 use crate::client::{Client, ClientBuilder};
@@ -58,7 +60,7 @@ pub struct Loader {
     max_attempts: Option<u32>,
     /// Keyrings and KMS keys, in the order they were given (the first generates data keys).
     keys: Vec<Key>,
-    cache: Option<crate::keyring::CacheLimits>,
+    cache: Option<CacheLimits>,
     client: ClientBuilder,
 }
 
@@ -88,7 +90,7 @@ impl Loader {
     /// gives up): with the default binding every object's context names its own key and nothing
     /// would ever be reused, so [`Loader::load`] refuses that combination rather than cache
     /// silently nothing.
-    pub fn data_key_cache(mut self, limits: crate::keyring::CacheLimits) -> Self {
+    pub fn data_key_cache(mut self, limits: CacheLimits) -> Self {
         self.cache = Some(limits);
         self
     }
@@ -322,7 +324,7 @@ impl Loader {
                     let client = kms
                         .clone()
                         .ok_or_else(|| Error::Internal("no KMS client for a KMS key".into()))?;
-                    keyrings.push(Arc::new(crate::KmsKeyring::new(client, id)?));
+                    keyrings.push(Arc::new(s3crypt_kms::KmsKeyring::new(client, id)?));
                 }
             }
         }
@@ -333,7 +335,7 @@ impl Loader {
                 ))
             }
             1 => keyrings.remove(0),
-            _ => Arc::new(crate::MultiKeyring::new(
+            _ => Arc::new(MultiKeyring::new(
                 keyrings
                     .into_iter()
                     .map(|k| Box::new(k) as Box<dyn Keyring>)
@@ -341,7 +343,7 @@ impl Loader {
             )),
         };
         let keyring: Arc<dyn Keyring> = match self.cache {
-            Some(limits) => Arc::new(crate::CachingKeyring::new(keyring, limits)?),
+            Some(limits) => Arc::new(CachingKeyring::new(keyring, limits)?),
             None => keyring,
         };
         self.client.s3_client(s3).keyring(keyring).build()

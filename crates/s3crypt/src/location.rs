@@ -5,6 +5,7 @@
 //! its bucket and key as encryption context pairs, authenticated with the header; `get` requires
 //! them to match the location it reads from, unless the caller explicitly allows moved objects.
 
+use crate::error::{Error, Result};
 use s3crypt_core::EncryptionContext;
 
 /// Context key holding the bucket the object was written to.
@@ -58,7 +59,7 @@ pub fn required(bucket: &str, key: &str, binding: Binding) -> EncryptionContext 
 /// another).
 ///
 /// # Errors
-/// [`crate::Error::InvalidArgument`] if `required` sets a location key to another value than
+/// [`Error::InvalidArgument`] if `required` sets a location key to another value than
 /// the location's (that is what `allow_moved` is for).
 pub fn read_options(
     required: &EncryptionContext,
@@ -66,7 +67,7 @@ pub fn read_options(
     key: &str,
     binding: Binding,
     allow_moved: bool,
-) -> crate::Result<s3crypt_core::DecryptOptions> {
+) -> Result<s3crypt_core::DecryptOptions> {
     let mut options = s3crypt_core::DecryptOptions {
         required_context: required.clone(),
         ..Default::default()
@@ -79,7 +80,7 @@ pub fn read_options(
             None => options.required_context.insert(k, v)?,
             Some(same) if same == v => {}
             Some(_) => {
-                return Err(crate::Error::InvalidArgument(format!(
+                return Err(Error::InvalidArgument(format!(
                     "the required context sets {k:?}, which is the object's location binding; use allow_moved to read a moved object"
                 )))
             }
@@ -92,24 +93,24 @@ pub fn read_options(
 /// Adds the location pairs (both) to a caller's context.
 ///
 /// # Errors
-/// [`crate::Error::InvalidArgument`] if the caller set one of the location keys.
-pub fn bind(context: &mut EncryptionContext, bucket: &str, key: &str) -> crate::Result<()> {
+/// [`Error::InvalidArgument`] if the caller set one of the location keys.
+pub fn bind(context: &mut EncryptionContext, bucket: &str, key: &str) -> Result<()> {
     bind_with(context, bucket, key, Binding::Key)
 }
 
 /// Adds the location pairs `binding` calls for to a caller's context.
 ///
 /// # Errors
-/// [`crate::Error::InvalidArgument`] if the caller set one of the location keys.
+/// [`Error::InvalidArgument`] if the caller set one of the location keys.
 pub fn bind_with(
     context: &mut EncryptionContext,
     bucket: &str,
     key: &str,
     binding: Binding,
-) -> crate::Result<()> {
+) -> Result<()> {
     for (k, v) in required(bucket, key, binding).iter() {
         context.insert(k, v).map_err(|_| {
-            crate::Error::InvalidArgument(format!(
+            Error::InvalidArgument(format!(
                 "the encryption context key {k:?} is reserved for the object's location"
             ))
         })?;

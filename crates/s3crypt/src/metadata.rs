@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::error::{Error, Result};
 use s3crypt_core::range::MessageLayout;
 use s3crypt_core::Suite;
 
@@ -71,11 +72,11 @@ pub(crate) fn for_new_object(
 }
 
 /// Checks user metadata keys: S3-safe, and not in s3crypt's namespace.
-pub(crate) fn check_user_metadata(user: &BTreeMap<String, String>) -> crate::Result<()> {
+pub(crate) fn check_user_metadata(user: &BTreeMap<String, String>) -> Result<()> {
     for (k, v) in user {
         let lower = k.to_ascii_lowercase();
         if lower.starts_with(PREFIX) {
-            return Err(crate::Error::InvalidArgument(format!(
+            return Err(Error::InvalidArgument(format!(
                 "metadata key {k:?}: the prefix {PREFIX:?} is reserved"
             )));
         }
@@ -84,12 +85,12 @@ pub(crate) fn check_user_metadata(user: &BTreeMap<String, String>) -> crate::Res
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
         {
-            return Err(crate::Error::InvalidArgument(format!(
+            return Err(Error::InvalidArgument(format!(
                 "metadata key {k:?}: use letters, digits, '-', '_' or '.'"
             )));
         }
         if !v.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-            return Err(crate::Error::InvalidArgument(format!(
+            return Err(Error::InvalidArgument(format!(
                 "metadata value for {k:?}: printable ASCII only"
             )));
         }
@@ -105,8 +106,8 @@ pub(crate) fn parse(
     meta: Option<&HashMap<String, String>>,
     etag: Option<&str>,
     version_id: Option<&str>,
-) -> crate::Result<ObjectInfo> {
-    let not = |reason: String| crate::Error::NotEncrypted {
+) -> Result<ObjectInfo> {
+    let not = |reason: String| Error::NotEncrypted {
         bucket: bucket.into(),
         key: key.into(),
         reason,

@@ -4,6 +4,7 @@
 //! `Default`) and change what you need with the `with_*` methods, so that settings added later
 //! do not break your code.
 
+use crate::error::{Error, Result};
 use s3crypt_core::Suite;
 
 /// How transfers are cut and how many requests run at once.
@@ -73,23 +74,23 @@ impl Transfer {
     /// Checks the settings.
     ///
     /// # Errors
-    /// [`crate::Error::InvalidArgument`] for zero concurrency, a zero part size, or a part size or
+    /// [`Error::InvalidArgument`] for zero concurrency, a zero part size, or a part size or
     /// threshold above 5 GiB.
-    pub fn validate(&self) -> crate::Result<()> {
+    pub fn validate(&self) -> Result<()> {
         if self.concurrency == 0 || self.download_concurrency == 0 {
-            return Err(crate::Error::InvalidArgument(
+            return Err(Error::InvalidArgument(
                 "concurrency and download_concurrency must be at least 1".into(),
             ));
         }
         if self.part_size == 0 {
-            return Err(crate::Error::InvalidArgument(
+            return Err(Error::InvalidArgument(
                 "part_size must be at least 1 byte".into(),
             ));
         }
         // S3's largest part and largest single PUT.
         const FIVE_GIB: usize = 5 << 30;
         if self.part_size > FIVE_GIB || self.multipart_threshold > FIVE_GIB {
-            return Err(crate::Error::InvalidArgument(
+            return Err(Error::InvalidArgument(
                 "part_size and multipart_threshold must be at most 5 GiB (S3's largest part and \
                  single PUT)"
                     .into(),
@@ -141,9 +142,9 @@ impl Encryption {
     /// Checks the settings.
     ///
     /// # Errors
-    /// [`crate::Error::Crypto`] with an invalid-argument error for a frame length that is not a
+    /// [`Error::Crypto`] with an invalid-argument error for a frame length that is not a
     /// non-zero multiple of 16.
-    pub fn validate(&self) -> crate::Result<()> {
+    pub fn validate(&self) -> Result<()> {
         let opts = s3crypt_core::EncryptOptions {
             suite: self.suite,
             frame_length: self.frame_length,

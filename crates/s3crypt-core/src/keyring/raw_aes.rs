@@ -63,12 +63,7 @@ impl std::fmt::Debug for WrappingKey {
 
 /// The key name inside a raw AES EDK's provider info, if the info has the raw AES layout.
 pub fn key_name_of(edk: &EncryptedDataKey) -> Option<&str> {
-    let n = edk.provider_info.len().checked_sub(INFO_SUFFIX_LEN)?;
-    let suffix = &edk.provider_info[n..];
-    if suffix[..8] != [0, 0, 0, 128, 0, 0, 0, 12] {
-        return None;
-    }
-    std::str::from_utf8(&edk.provider_info[..n]).ok()
+    edk.raw_aes_key_name()
 }
 
 /// One named AES-256 wrapping key, used exactly as the ESDK raw AES keyring uses it.

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use crate::error::{service, Result};
+use crate::error::{service, Error, Result};
 use crate::shared::Shared;
 use crate::transport::head::not_found_or;
 
@@ -55,11 +55,11 @@ impl ListObjects {
     /// The pages of the listing, fetched one at a time by [`ObjectPages::next_page`].
     ///
     /// # Errors
-    /// [`crate::Error::InvalidArgument`] without a bucket.
+    /// [`Error::InvalidArgument`] without a bucket.
     pub fn send(self) -> Result<ObjectPages> {
         let bucket = self
             .bucket
-            .ok_or_else(|| crate::Error::InvalidArgument("no bucket".into()))?;
+            .ok_or_else(|| Error::InvalidArgument("no bucket".into()))?;
         Ok(ObjectPages {
             shared: self.shared,
             bucket,
@@ -87,7 +87,7 @@ impl ObjectPages {
     /// outside the prefix are left out and kept in [`ObjectPages::skipped`].
     ///
     /// # Errors
-    /// [`crate::Error::NotFound`] for a missing bucket, [`crate::Error::Service`].
+    /// [`Error::NotFound`] for a missing bucket, [`Error::Service`].
     pub async fn next_page(&mut self) -> Option<Result<Vec<ListedObject>>> {
         if self.done {
             return None;
@@ -192,15 +192,15 @@ impl DeleteObject {
     /// Deletes.
     ///
     /// # Errors
-    /// [`crate::Error::InvalidArgument`] without a bucket or key; [`crate::Error::NotFound`] for
-    /// a missing bucket; [`crate::Error::Service`].
+    /// [`Error::InvalidArgument`] without a bucket or key; [`Error::NotFound`] for
+    /// a missing bucket; [`Error::Service`].
     pub async fn send(self) -> Result<()> {
         let bucket = self
             .bucket
-            .ok_or_else(|| crate::Error::InvalidArgument("no bucket".into()))?;
+            .ok_or_else(|| Error::InvalidArgument("no bucket".into()))?;
         let key = self
             .key
-            .ok_or_else(|| crate::Error::InvalidArgument("no key".into()))?;
+            .ok_or_else(|| Error::InvalidArgument("no key".into()))?;
         self.shared
             .s3
             .delete_object()

@@ -77,10 +77,6 @@ pub(crate) struct Fetch {
     pub(crate) pool: Pool,
 }
 
-/// Ciphertext bytes per ranged GET of a whole-object download (at most; smaller when the part
-/// size is). Memory is about `download_concurrency × DOWNLOAD_RANGE` of ciphertext in flight.
-pub(crate) const DOWNLOAD_RANGE: usize = 8 << 20;
-
 impl Fetch {
     /// Ciphertext bytes `[start, end)` of the object seen by HEAD (pinned by ETag and version).
     ///
@@ -177,10 +173,5 @@ impl Fetch {
                 }
             }
         }
-    }
-
-    /// Ciphertext bytes per ranged GET (at most).
-    pub(crate) fn chunk(&self) -> u64 {
-        crate::ops::get::plan::range_len(self.shared.transfer.part_size)
     }
 }

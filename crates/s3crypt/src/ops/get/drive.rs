@@ -1,6 +1,6 @@
 //! Driving a download: ranged GETs `download_concurrency` ahead, decrypted on the blocking pool
 //! (in parallel pieces for unsigned messages, through one decryptor in order otherwise), fed to
-//! a [`PlaintextStream`] or written at their offsets.
+//! a channel the [`super::PlaintextStream`] reads, or written at their offsets.
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -13,62 +13,91 @@ use s3crypt_core::{DecryptOptions, Decryptor, Header};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::plan::piece_shape;
+use super::plan::{piece_shape, range_len};
 use super::sink::{reserve, write_piece, PositionalSink, StopOnDrop, Turns};
-use super::stream::{Msg, PlaintextStream, State, What};
-use super::ByteRange;
 use crate::error::{Error, Result};
 use crate::metadata::ObjectInfo;
 use crate::transport::fetch::{AbortOnDrop, Fetch};
 use crate::transport::pool::Recycled;
+use s3crypt_core::range::ByteRange;
 
-impl Fetch {
-    /// Runs `work` on its own task, feeding a [`PlaintextStream`]: an error ends the stream with
-    /// that error, and a reader that goes away stops the work.
-    pub(super) fn stream<F>(work: impl FnOnce(mpsc::Sender<Msg>) -> F) -> PlaintextStream
-    where
-        F: std::future::Future<Output = Result<()>> + Send + 'static,
-    {
-        // Two decrypted chunks wait for the reader at most; fetching runs `concurrency` ahead.
-        let (tx, rx) = mpsc::channel(2);
-        let fut = work(tx.clone());
-        tokio::spawn(async move {
-            match fut.await {
-                Ok(()) => {
-                    let _ = tx.send(Msg::Done).await;
-                }
-                Err(e) => {
-                    let _ = tx.send(Msg::Err(e)).await;
-                }
-            }
-        });
-        PlaintextStream {
-            state: State::Running {
-                rx,
-                finished: false,
-                failed: false,
-                delivered: 0,
-                leftover: Bytes::new(),
-            },
+/// What a running download sends its reader.
+pub(super) enum Msg {
+    Data(Bytes),
+    Done,
+    Err(Error),
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Msg::Data(b) => write!(f, "Data({} bytes)", b.len()),
+            Msg::Done => f.write_str("Done"),
+            Msg::Err(e) => write!(f, "Err({e})"),
         }
     }
+}
 
-    /// Starts `what`, its plaintext delivered in order through a channel.
-    pub(super) fn ordered(self, what: What) -> State {
-        let body = match what {
-            What::Whole { info, options } => {
-                Self::stream(move |tx| async move { self.whole_into(&info, options, &tx).await })
+/// A download not yet started.
+pub(super) struct Job {
+    pub(super) fetch: Fetch,
+    pub(super) what: What,
+}
+
+/// What a download fetches.
+pub(super) enum What {
+    /// The whole object, as HEAD described it.
+    Whole {
+        info: ObjectInfo,
+        options: DecryptOptions,
+    },
+    /// Plaintext `served` of an opened message.
+    Range {
+        rd: Arc<RangeDecryptor>,
+        served: Range<u64>,
+    },
+    /// The whole object of `size` bytes, known to need the streaming decryptor.
+    Streamed { size: u64, options: DecryptOptions },
+}
+
+/// Runs `work` on its own task, feeding the returned channel: an error ends it with that error,
+/// and a reader that goes away stops the work.
+fn spawn<F>(work: impl FnOnce(mpsc::Sender<Msg>) -> F) -> mpsc::Receiver<Msg>
+where
+    F: std::future::Future<Output = Result<()>> + Send + 'static,
+{
+    // Two decrypted chunks wait for the reader at most; fetching runs `concurrency` ahead.
+    let (tx, rx) = mpsc::channel(2);
+    let fut = work(tx.clone());
+    tokio::spawn(async move {
+        match fut.await {
+            Ok(()) => {
+                let _ = tx.send(Msg::Done).await;
             }
-            What::Range { rd, served } => {
-                Self::stream(move |tx| async move { self.pieces(&rd, served, &tx).await })
+            Err(e) => {
+                let _ = tx.send(Msg::Err(e)).await;
             }
-            What::Streamed { size, options } => {
-                Self::stream(move |tx| async move { self.streamed(size, options, &tx).await })
-            }
-        };
-        body.state
+        }
+    });
+    rx
+}
+
+/// Starts `what`, its plaintext delivered in order through the returned channel.
+pub(super) fn ordered(fetch: Fetch, what: What) -> mpsc::Receiver<Msg> {
+    match what {
+        What::Whole { info, options } => {
+            spawn(move |tx| async move { fetch.whole_into(&info, options, &tx).await })
+        }
+        What::Range { rd, served } => {
+            spawn(move |tx| async move { fetch.pieces(&rd, served, &tx).await })
+        }
+        What::Streamed { size, options } => {
+            spawn(move |tx| async move { fetch.streamed(size, options, &tx).await })
+        }
     }
+}
 
+impl Fetch {
     /// Whether the whole message can be read in parallel pieces: for an unsigned message larger
     /// than one ranged GET, its header is fetched and opened, and the opened message and its
     /// whole plaintext range are returned. The layout comes from the object's size and the
@@ -80,7 +109,7 @@ impl Fetch {
         info: &ObjectInfo,
         options: &DecryptOptions,
     ) -> Result<Option<(Arc<RangeDecryptor>, Range<u64>)>> {
-        if info.suite.is_signed() || info.size <= self.chunk() {
+        if info.suite.is_signed() || info.size <= range_len(self.shared.transfer.part_size) {
             return Ok(None);
         }
         let header_bytes = self.bytes(0..info.header_length).await?;
@@ -121,7 +150,7 @@ impl Fetch {
         options: DecryptOptions,
         tx: &mpsc::Sender<Msg>,
     ) -> Result<()> {
-        let chunk = self.chunk();
+        let chunk = range_len(self.shared.transfer.part_size);
         let concurrency = self.shared.transfer.download_concurrency;
         let mut dec = Some(Decryptor::new(self.shared.keyring.clone(), options));
         let mut pending: VecDeque<AbortOnDrop<Bytes>> = VecDeque::new();
@@ -327,7 +356,7 @@ impl Fetch {
     pub(super) fn piece_shape(&self, rd: &RangeDecryptor) -> (u64, usize) {
         piece_shape(
             rd.header().header.frame_length,
-            self.chunk(),
+            range_len(self.shared.transfer.part_size),
             self.shared.transfer.download_concurrency,
         )
     }

@@ -26,9 +26,9 @@ use std::sync::Arc;
 pub use s3crypt_core::range::ByteRange;
 use s3crypt_core::{DecryptOptions, EncryptionContext, Header};
 
+use self::drive::What;
 pub use self::sink::PositionalSink;
 pub use self::stream::PlaintextStream;
-use self::stream::What;
 use crate::error::{Error, Result};
 use crate::location;
 use crate::metadata::ObjectInfo;

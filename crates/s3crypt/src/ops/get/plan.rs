@@ -2,7 +2,9 @@
 
 use s3crypt_core::parts::sealed_frame_len;
 
-use crate::transport::fetch::DOWNLOAD_RANGE;
+/// Ciphertext bytes per ranged GET of a whole-object download (at most; smaller when the part
+/// size is). Memory is about `download_concurrency × DOWNLOAD_RANGE` of ciphertext in flight.
+pub(crate) const DOWNLOAD_RANGE: usize = 8 << 20;
 
 /// Ciphertext bytes per ranged GET for a client whose part size is `part_size`: the part size,
 /// between 1 MiB and [`DOWNLOAD_RANGE`].

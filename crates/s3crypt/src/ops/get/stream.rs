@@ -1,25 +1,16 @@
 //! The plaintext of a download as it verifies: a stream of chunks, an `AsyncRead`, or positional
 //! writes into a file.
 
-use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use s3crypt_core::range::RangeDecryptor;
-use s3crypt_core::DecryptOptions;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use super::drive::{ordered, Job, Msg, What};
 use super::sink::{write_chunked, PositionalSink};
 use crate::error::{Error, Result};
-use crate::metadata::ObjectInfo;
 use crate::transport::fetch::Fetch;
-
-pub(super) enum Msg {
-    Data(Bytes),
-    Done,
-    Err(Error),
-}
 
 /// Authenticated plaintext. [`PlaintextStream::next`] yields it in order and returns `None` only
 /// after the whole message (or range) verified; an interrupted transfer is an error, never a
@@ -48,27 +39,6 @@ pub(super) enum State {
     Over,
 }
 
-/// A download not yet started.
-pub(super) struct Job {
-    pub(super) fetch: Fetch,
-    pub(super) what: What,
-}
-
-pub(super) enum What {
-    /// The whole object, as HEAD described it.
-    Whole {
-        info: ObjectInfo,
-        options: DecryptOptions,
-    },
-    /// Plaintext `served` of an opened message.
-    Range {
-        rd: Arc<RangeDecryptor>,
-        served: Range<u64>,
-    },
-    /// The whole object of `size` bytes, known to need the streaming decryptor.
-    Streamed { size: u64, options: DecryptOptions },
-}
-
 impl std::fmt::Debug for PlaintextStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.state {
@@ -87,13 +57,14 @@ impl std::fmt::Debug for PlaintextStream {
     }
 }
 
-impl std::fmt::Debug for Msg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Msg::Data(b) => write!(f, "Data({} bytes)", b.len()),
-            Msg::Done => f.write_str("Done"),
-            Msg::Err(e) => write!(f, "Err({e})"),
-        }
+/// A running download's state, reading what `rx` delivers.
+fn running(rx: mpsc::Receiver<Msg>) -> State {
+    State::Running {
+        rx,
+        finished: false,
+        failed: false,
+        delivered: 0,
+        leftover: Bytes::new(),
     }
 }
 
@@ -118,7 +89,7 @@ impl PlaintextStream {
     /// Starts the transfer, in order, if it has not started yet.
     fn start(&mut self) {
         self.state = match std::mem::replace(&mut self.state, State::Over) {
-            State::Ready(job) => job.fetch.ordered(job.what),
+            State::Ready(job) => running(ordered(job.fetch, job.what)),
             other => other,
         };
     }
@@ -258,7 +229,7 @@ impl PlaintextStream {
                     },
                     streamed @ What::Streamed { .. } => streamed,
                 };
-                fetch.ordered(what)
+                running(ordered(fetch, what))
             }
             started => started,
         };
@@ -278,6 +249,13 @@ impl PlaintextStream {
             progress(len);
         }
         Ok(n)
+    }
+}
+
+impl From<PlaintextStream> for crate::body::Body {
+    /// Another object's plaintext, as it verifies (re-encrypting a download).
+    fn from(s: PlaintextStream) -> Self {
+        Self::from_reader(s)
     }
 }
 

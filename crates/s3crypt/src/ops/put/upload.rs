@@ -10,8 +10,8 @@ use s3crypt_core::{EncryptOptions, EncryptionContext, Encryptor, Keyring};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinSet;
 
+use super::output::{PutOutput, StorageOptions};
 use super::plan::grown;
-use super::{PutOutput, StorageOptions};
 use crate::error::{service, Error, Result};
 use crate::settings::Encryption;
 use crate::shared::Shared;
