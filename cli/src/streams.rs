@@ -220,10 +220,12 @@ pub const WRITE_CHUNK: usize = 64 << 10;
 
 impl Write for Output {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let buf = &buf[..buf.len().min(WRITE_CHUNK)];
         match self {
+            // Pipes and devices take a batch in one call.
             Output::Stdout(f) | Output::Direct(f) => f.write(buf),
             Output::Atomic { tmp, fsync, .. } => {
+                // Files: in page-cache-friendly pieces.
+                let buf = &buf[..buf.len().min(WRITE_CHUNK)];
                 let n = tmp.as_file_mut().write(buf)?;
                 if let Some(w) = fsync {
                     w.wrote(tmp.as_file(), n);

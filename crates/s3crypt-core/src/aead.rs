@@ -1,16 +1,19 @@
 //! The AEAD provider: the only place that touches a cipher implementation.
 //!
-//! Backed by `ring` (audited; its AES-GCM uses VAES/VPCLMULQDQ/AVX2 or AES-NI/CLMUL when present,
-//! chosen at run time, so a default build with no target-cpu flags is fast). `benches/` measures it
-//! against RustCrypto's `aes-gcm` in the same run. Both suites' AEADs have 12-byte nonces and
-//! 16-byte tags, so the frame layout does not depend on the cipher.
+//! Backed by `aws-lc-rs` (AWS-LC: audited, FIPS 140-3 validated, the AWS SDKs' own crypto). Its
+//! AES-GCM picks AVX-512/VAES, VAES/AVX2 or AES-NI/CLMUL code at run time, so a default build
+//! with no target-cpu flags is fast. `benches/` measures it against `ring` and RustCrypto's
+//! `aes-gcm` in the same run: on a 2-core Xeon with AVX-512 and VAES it seals 64 KiB at 15.9 GB/s
+//! on one core, `ring` at 10.6 GB/s, RustCrypto at 1.6 GB/s; frames are where the encrypt and
+//! decrypt paths spend their CPU after the kernel's copy. Both suites' AEADs have 12-byte nonces
+//! and 16-byte tags, so the frame layout does not depend on the cipher.
 //!
 //! Nonce rule: every (key, nonce) pair is used once. Each message has its own derived key (HKDF
 //! over a fresh random message id), and within a message the nonce is the frame's sequence number,
 //! which strictly increases; the header tag uses the all-zero nonce, which no frame uses because
 //! sequence numbers start at 1.
 
-use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 
 use crate::error::{Error, Result};
 use crate::suite::Cipher;
@@ -43,8 +46,8 @@ impl AeadKey {
         aad: &[u8],
         in_out: &mut [u8],
     ) -> [u8; TAG_LEN] {
-        // ring fails only if the input exceeds the algorithm's limit (~64 GiB for GCM); frames are
-        // at most 2^31-1 bytes.
+        // The provider fails only if the input exceeds the algorithm's limit (~64 GiB for GCM);
+        // frames are at most 2^31-1 bytes.
         #[allow(clippy::expect_used)]
         let tag = self
             .0

@@ -29,7 +29,7 @@ use crate::signature::{Verifier, MAX_SIGNATURE_LEN};
 pub struct PipelineOptions {
     /// Worker threads sealing or opening frames (default: available parallelism).
     pub threads: usize,
-    /// Target bytes per batch handed to a worker (default 1 MiB; at least one frame).
+    /// Target bytes per batch handed to a worker (default 2 MiB; at least one frame).
     pub batch_bytes: usize,
 }
 
@@ -39,7 +39,10 @@ impl Default for PipelineOptions {
             threads: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
-            batch_bytes: 1 << 20,
+            // Fewer hand-offs between threads than 1 MiB (encrypt and decrypt of 1 GiB from the
+            // page cache on 2 cores: 0.149 s and 0.157 s instead of 0.157 s and 0.168 s); the
+            // pool stays within the 64 MiB goal.
+            batch_bytes: 2 << 20,
         }
     }
 }
@@ -119,6 +122,8 @@ enum Tail {
 
 struct Done {
     index: u64,
+    /// Which pool the batch's buffer goes back to (a worker's own, for positional runs).
+    owner: usize,
     result: Result<Finished>,
 }
 
@@ -158,7 +163,7 @@ fn write_all_ranges(
 /// Writes finished batches in index order; returns the buffers to the pool.
 fn write_in_order(
     done_rx: Receiver<Done>,
-    free_tx: SyncSender<Vec<u8>>,
+    mut give_back: impl FnMut(usize, Vec<u8>),
     output: &mut dyn Write,
     mut on_bytes: impl FnMut(&[u8]),
     mut on_batch: impl FnMut(u64),
@@ -167,8 +172,8 @@ fn write_in_order(
     let mut next = 0u64;
     let mut plaintext = 0;
     for done in done_rx {
-        pending.insert(done.index, done.result);
-        while let Some(result) = pending.remove(&next) {
+        pending.insert(done.index, (done.owner, done.result));
+        while let Some((owner, result)) = pending.remove(&next) {
             let f = result?;
             write_all_ranges(output, &f.buf, &f.out)?;
             for r in &f.out {
@@ -182,7 +187,7 @@ fn write_in_order(
                 output.flush()?;
                 return Ok(plaintext);
             }
-            let _ = free_tx.send(f.buf);
+            give_back(owner, f.buf);
         }
     }
     Err(Error::Io(std::io::Error::other(
@@ -217,6 +222,7 @@ fn worker(
         if done
             .send(Done {
                 index,
+                owner: 0,
                 result: guarded(|| work(job)),
             })
             .is_err()
@@ -287,6 +293,7 @@ pub fn encrypt<R: Read + Send>(
                         Err(e) => {
                             let _ = reader_done.send(Done {
                                 index,
+                                owner: 0,
                                 result: Err(e.into()),
                             });
                             return;
@@ -297,6 +304,7 @@ pub fn encrypt<R: Read + Send>(
                     {
                         let _ = reader_done.send(Done {
                             index,
+                            owner: 0,
                             result: Err(e),
                         });
                         return;
@@ -315,6 +323,7 @@ pub fn encrypt<R: Read + Send>(
                     );
                     let _ = reader_done.send(Done {
                         index,
+                        owner: 0,
                         result: Err(e),
                     });
                     return;
@@ -375,7 +384,11 @@ pub fn encrypt<R: Read + Send>(
                 s.update(bytes);
             }
         };
-        write_in_order(done_rx, free_tx, output, on_bytes, &mut progress)
+        // Moved in: the pool's sender goes when the writer stops, which stops the reader.
+        let give_back = move |_, buf| {
+            let _ = free_tx.send(buf);
+        };
+        write_in_order(done_rx, give_back, output, on_bytes, &mut progress)
     })?;
     if let Some(s) = signer {
         output.write_all(&s.finish()?)?;
@@ -503,6 +516,7 @@ fn decrypt_opened<R: Read + Send>(
             let fail = |index, e: Error| {
                 let _ = reader_done.send(Done {
                     index,
+                    owner: 0,
                     result: Err(e),
                 });
             };
@@ -631,7 +645,11 @@ fn decrypt_opened<R: Read + Send>(
             });
         }
         drop((done_tx, job_rx));
-        write_in_order(done_rx, free_tx, output, |_| {}, &mut progress)
+        // Moved in: the pool's sender goes when the writer stops, which stops the reader.
+        let give_back = move |_, buf| {
+            let _ = free_tx.send(buf);
+        };
+        write_in_order(done_rx, give_back, output, |_| {}, &mut progress)
     })?;
     Ok(DecryptSummary {
         header: parsed,
@@ -655,22 +673,27 @@ fn run_positional(
     on_batch: impl FnMut(u64),
 ) -> Result<u64> {
     use std::sync::atomic::{AtomicU64, Ordering};
-    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(pool);
-    for _ in 0..pool {
-        let _ = free_tx.send(Vec::new());
-    }
-    let free_rx = Arc::new(Mutex::new(free_rx));
+    let threads = threads.max(1);
+    // Each worker refills the buffers it sealed itself: they are still in its core's cache, and
+    // no cache line moves between cores (a shared pool hands a worker buffers the other core
+    // last wrote, and the kernel's copy into them then runs measurably slower).
+    let per_worker = (pool / threads).max(2);
+    let (pools, frees): (Vec<_>, Vec<_>) = (0..threads)
+        .map(|_| {
+            let (tx, rx) = sync_channel::<Vec<u8>>(per_worker);
+            for _ in 0..per_worker {
+                let _ = tx.send(Vec::new());
+            }
+            (tx, rx)
+        })
+        .unzip();
     let next = AtomicU64::new(0);
-    let (done_tx, done_rx) = sync_channel::<Done>(pool);
+    let (done_tx, done_rx) = sync_channel::<Done>(per_worker * threads);
     std::thread::scope(|s| {
-        for _ in 0..threads.max(1) {
-            let (done, free_rx, next) = (done_tx.clone(), Arc::clone(&free_rx), &next);
+        for (owner, free_rx) in frees.into_iter().enumerate() {
+            let (done, next) = (done_tx.clone(), &next);
             s.spawn(move || loop {
-                let buf = match free_rx.lock() {
-                    Ok(rx) => rx.recv(),
-                    Err(_) => return,
-                };
-                let Ok(buf) = buf else { return };
+                let Ok(buf) = free_rx.recv() else { return };
                 let index = next.fetch_add(1, Ordering::Relaxed);
                 if index >= nbatches {
                     return;
@@ -678,6 +701,7 @@ fn run_positional(
                 if done
                     .send(Done {
                         index,
+                        owner,
                         result: work(index, buf),
                     })
                     .is_err()
@@ -686,8 +710,15 @@ fn run_positional(
                 }
             });
         }
-        drop((done_tx, free_rx));
-        write_in_order(done_rx, free_tx, output, on_bytes, on_batch)
+        drop(done_tx);
+        // Moved in, so that the pools' senders go when the writer stops: workers waiting for a
+        // buffer then stop too (the scope waits for them).
+        let give_back = move |owner: usize, buf| {
+            if let Some(p) = pools.get(owner) {
+                let _ = p.send(buf);
+            }
+        };
+        write_in_order(done_rx, give_back, output, on_bytes, on_batch)
     })
 }
 

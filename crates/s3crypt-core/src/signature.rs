@@ -4,10 +4,10 @@
 //! base64 of its compressed SEC1 point; the footer is `u16 length || DER signature` over the SHA-384
 //! of every byte before the footer.
 
+use aws_lc_rs::digest;
 use base64::Engine as _;
 use p384::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
 use p384::ecdsa::{DerSignature, Signature, SigningKey, VerifyingKey};
-use ring::digest;
 
 use crate::context::{EncryptionContext, PUBLIC_KEY_KEY};
 use crate::error::{Error, Malformed, Result};
