@@ -53,7 +53,7 @@ impl EncryptOptions {
     /// [`Error::InvalidArgument`] if it is 0, not a multiple of 16, or above [`MAX_FRAME_LENGTH`].
     pub fn validate(&self) -> Result<()> {
         let f = self.frame_length;
-        if f == 0 || f % 16 != 0 || f > MAX_FRAME_LENGTH {
+        if f == 0 || !f.is_multiple_of(16) || f > MAX_FRAME_LENGTH {
             return Err(Error::InvalidArgument(format!(
                 "frame length {f} must be a non-zero multiple of 16 and at most {MAX_FRAME_LENGTH}"
             )));
