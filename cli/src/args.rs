@@ -29,13 +29,13 @@ Exit codes:
 /// Client-side encryption in the AWS Encryption SDK message format.
 #[derive(Debug, Parser)]
 #[command(name = "s3crypt", version, about, after_help = EXIT_CODES)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Create a keyring file with a new 256-bit key (or import one, or rotate).
     Keygen(KeygenArgs),
     /// Encrypt a file or stdin into an AWS Encryption SDK message.
@@ -77,7 +77,7 @@ pub enum Command {
 `s3crypt rewrap` (any change, e.g. --add-key with a key the object already has); then delete \
 the old versions. See SECURITY.md, advisory S3C-2026-01."
 )]
-pub struct ScanIdsArgs {
+pub(crate) struct ScanIdsArgs {
     /// Keys that derive SSE-C keys (only with --sse-c; nothing is decrypted).
     #[command(flatten)]
     pub keys: KeyArgs,
@@ -94,7 +94,7 @@ pub struct ScanIdsArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct CopyArgs {
+pub(crate) struct CopyArgs {
     /// Keys that decrypt the source and wrap the new data key for the destination.
     #[command(flatten)]
     pub keys: KeyArgs,
@@ -135,7 +135,7 @@ s3crypt rewrap -k team.keyring --add-kms-key arn:aws:kms:...:key/... --remove-ke
 The object is re-encrypted under a new data key (a new header can never be tagged under the old \
 one). Every key the object keeps must be available (-k, --kms-key): a key this command does not \
 hold is named in the error; drop it with --remove-key or give it.")]
-pub struct RewrapArgs {
+pub(crate) struct RewrapArgs {
     /// Keys that unwrap the object's data key.
     #[command(flatten)]
     pub keys: KeyArgs,
@@ -173,7 +173,7 @@ pub struct RewrapArgs {
 
 /// SSE-C: S3 encrypts the object a second time with a per-object key that it never stores.
 #[derive(Debug, Args, Clone, Default)]
-pub struct SseCArgs {
+pub(crate) struct SseCArgs {
     /// SSE-C: every request for the object carries a per-object key (S3 never stores it),
     /// derived from the keyring and the object's location, or computed by AWS KMS when
     /// --sse-c-kms-key (or $S3CRYPT_SSE_C_KMS_KEY, or `sse_c_kms_keys` in the config file) names
@@ -188,14 +188,14 @@ pub struct SseCArgs {
 
 impl SseCArgs {
     /// Whether SSE-C is on.
-    pub fn on(&self) -> bool {
+    pub(crate) fn on(&self) -> bool {
         self.sse_c || !self.sse_c_kms_keys.is_empty()
     }
 }
 
 /// Where S3 is and how to reach it (the standard AWS environment and profiles apply too).
 #[derive(Debug, Args, Clone)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     /// S3 endpoint for S3-compatible stores (also AWS_ENDPOINT_URL); implies path-style.
     #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
@@ -212,7 +212,7 @@ pub struct Endpoint {
 
 /// [`Endpoint`], and how objects are transferred and bound to their location.
 #[derive(Debug, Args, Clone)]
-pub struct S3Args {
+pub(crate) struct S3Args {
     #[command(flatten)]
     pub endpoint: Endpoint,
     /// Parts (uploads) or ranged GETs (downloads) in flight at once [default: 8 parts, 16
@@ -230,7 +230,7 @@ pub struct S3Args {
 }
 
 #[derive(Debug, Args)]
-pub struct PutArgs {
+pub(crate) struct PutArgs {
     #[command(flatten)]
     pub keys: KeyArgs,
     /// With -r: reuse each data key for up to N objects (and at most --cache-max-age), instead
@@ -295,7 +295,7 @@ pub struct PutArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct GetArgs {
+pub(crate) struct GetArgs {
     #[command(flatten)]
     pub keys: KeyArgs,
     /// Require this encryption context pair (repeatable).
@@ -340,7 +340,7 @@ pub struct GetArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct LsArgs {
+pub(crate) struct LsArgs {
     #[command(flatten)]
     pub s3: Endpoint,
     /// Machine-readable output (one JSON object per line).
@@ -352,7 +352,7 @@ pub struct LsArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct RmArgs {
+pub(crate) struct RmArgs {
     #[command(flatten)]
     pub s3: Endpoint,
     /// s3://bucket/key.
@@ -365,7 +365,7 @@ pub struct RmArgs {
     after_help = "The keyring file is created with mode 0600. Keep it private and backed up:\n\
 without it nothing encrypted with it can be decrypted."
 )]
-pub struct KeygenArgs {
+pub(crate) struct KeygenArgs {
     /// Keyring file to create (or to add a key to, with --rotate).
     #[arg(short = 'o', long = "output", value_name = "KEYRING")]
     pub output: PathBuf,
@@ -385,7 +385,7 @@ pub struct KeygenArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct KeyArgs {
+pub(crate) struct KeyArgs {
     /// Keyring file (repeatable). Default: $S3CRYPT_KEYRING (paths separated by ':'), then
     /// `keyrings` in the config file ($S3CRYPT_CONFIG or ~/.config/s3crypt/config.toml).
     #[arg(short = 'k', long = "keyring", value_name = "KEYRING")]
@@ -409,13 +409,13 @@ pub struct KeyArgs {
 
 impl KeyArgs {
     /// Whether KMS discovery was asked for.
-    pub fn discovery(&self) -> bool {
+    pub(crate) fn discovery(&self) -> bool {
         self.kms_discovery || !self.kms_discovery_accounts.is_empty()
     }
 }
 
 #[derive(Debug, Args)]
-pub struct EncryptArgs {
+pub(crate) struct EncryptArgs {
     #[command(flatten)]
     pub keys: KeyArgs,
     /// Encryption context pair (repeatable): authenticated, stored in clear in the header.
@@ -433,7 +433,7 @@ pub struct EncryptArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct DecryptArgs {
+pub(crate) struct DecryptArgs {
     #[command(flatten)]
     pub keys: KeyArgs,
     /// Require this encryption context pair (repeatable); a mismatch fails with exit code 7.
@@ -451,7 +451,7 @@ pub struct DecryptArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct IoArgs {
+pub(crate) struct IoArgs {
     /// Output file ("-" or absent: stdout). Written to a temporary file in the same directory
     /// and renamed into place only when complete.
     #[arg(short = 'o', long = "output", value_name = "OUT")]
@@ -475,7 +475,7 @@ pub struct IoArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct InspectArgs {
+pub(crate) struct InspectArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,

@@ -16,7 +16,7 @@ use crate::exit::Failure;
 /// The config file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ConfigFile {
+pub(crate) struct ConfigFile {
     /// Keyring files used when no `-k` is given.
     #[serde(default)]
     pub keyrings: Vec<PathBuf>,
@@ -51,7 +51,7 @@ fn expand_home(p: &Path) -> PathBuf {
 
 /// Loads the config file; a missing default file is an empty config, an explicit
 /// `S3CRYPT_CONFIG` that is missing or any invalid or insecure file is an error.
-pub fn load_config() -> Result<ConfigFile, Failure> {
+pub(crate) fn load_config() -> Result<ConfigFile, Failure> {
     let Some(path) = config_path() else {
         return Ok(ConfigFile::default());
     };
@@ -143,7 +143,7 @@ fn load_config_at(path: &Path, required: bool) -> Result<ConfigFile, Failure> {
 
 /// The keys a command uses: local keyring files and AWS KMS keys.
 #[derive(Debug, Clone, Default)]
-pub struct Keys {
+pub(crate) struct Keys {
     /// Keyring files.
     pub paths: Vec<PathBuf>,
     /// KMS key identifiers.
@@ -153,7 +153,7 @@ pub struct Keys {
 }
 
 /// Refuses KMS discovery for a command that encrypts (a discovery keyring has no key to wrap with).
-pub fn refuse_discovery(a: &crate::args::KeyArgs, command: &str) -> Result<(), Failure> {
+pub(crate) fn refuse_discovery(a: &crate::args::KeyArgs, command: &str) -> Result<(), Failure> {
     if a.discovery() {
         return Err(Failure::Usage(format!(
             "--kms-discovery only decrypts; {command} needs keys to encrypt with (-k or --kms-key)"
@@ -167,7 +167,7 @@ pub fn refuse_discovery(a: &crate::args::KeyArgs, command: &str) -> Result<(), F
 ///
 /// `--kms-discovery` adds a KMS discovery keyring to whichever keys those give (it may also be
 /// the only key).
-pub fn resolve_keys(a: &crate::args::KeyArgs, cfg: &ConfigFile) -> Result<Keys, Failure> {
+pub(crate) fn resolve_keys(a: &crate::args::KeyArgs, cfg: &ConfigFile) -> Result<Keys, Failure> {
     let discovery = if a.discovery() {
         Some(if a.kms_discovery_accounts.is_empty() {
             None
@@ -229,12 +229,12 @@ fn resolve_key_lists(a: &crate::args::KeyArgs, cfg: &ConfigFile) -> Result<Keys,
 /// Loads every key into one multi-keyring: on encrypt each keyring file's primary key and each
 /// KMS key wraps the data key (the first one generates it); on decrypt any of them may unwrap it
 /// (local keys are tried first: no network round trip).
-pub fn load_keys(keys: &Keys) -> Result<MultiKeyring, Failure> {
+pub(crate) fn load_keys(keys: &Keys) -> Result<MultiKeyring, Failure> {
     load_keys_with(keys, None)
 }
 
 /// [`load_keys`] with a given KMS client (default: one from the standard AWS environment).
-pub fn load_keys_with(
+pub(crate) fn load_keys_with(
     keys: &Keys,
     kms: Option<aws_sdk_kms::Client>,
 ) -> Result<MultiKeyring, Failure> {
@@ -265,7 +265,7 @@ pub fn load_keys_with(
 }
 
 /// The KMS requests every keyring of this process made (for summaries).
-pub fn kms_calls() -> &'static std::sync::Arc<s3crypt_kms::KmsCallCounter> {
+pub(crate) fn kms_calls() -> &'static std::sync::Arc<s3crypt_kms::KmsCallCounter> {
     static CALLS: std::sync::OnceLock<std::sync::Arc<s3crypt_kms::KmsCallCounter>> =
         std::sync::OnceLock::new();
     CALLS.get_or_init(Default::default)
@@ -273,7 +273,7 @@ pub fn kms_calls() -> &'static std::sync::Arc<s3crypt_kms::KmsCallCounter> {
 
 /// The SSE-C key source of the keyrings: every key of every file, the first file's primary
 /// first (it derives keys for new objects).
-pub fn load_sse_c(paths: &[PathBuf]) -> Result<s3crypt::sse_c::LocalSseC, Failure> {
+pub(crate) fn load_sse_c(paths: &[PathBuf]) -> Result<s3crypt::sse_c::LocalSseC, Failure> {
     if paths.is_empty() {
         return Err(Failure::Usage(
             "--sse-c derives its keys from a keyring file (-k KEYRING) or from an AWS KMS HMAC key \
@@ -301,7 +301,7 @@ pub fn load_sse_c(paths: &[PathBuf]) -> Result<s3crypt::sse_c::LocalSseC, Failur
 /// files are given on the command line (`-k`: the command line beats the environment); else
 /// `S3CRYPT_SSE_C_KMS_KEY` (comma-separated), else `sse_c_kms_keys` in the config file. Empty:
 /// SSE-C keys are derived from the keyring files.
-pub fn resolve_sse_c_kms_keys(
+pub(crate) fn resolve_sse_c_kms_keys(
     a: &crate::args::SseCArgs,
     keys: &crate::args::KeyArgs,
     cfg: &ConfigFile,
@@ -333,7 +333,7 @@ fn env_list(name: &str) -> Vec<String> {
 }
 
 /// The SSE-C key source of AWS KMS HMAC keys (the first one computes keys for new objects).
-pub fn load_kms_sse_c(
+pub(crate) fn load_kms_sse_c(
     ids: &[String],
     client: aws_sdk_kms::Client,
 ) -> Result<s3crypt::sse_c::KmsSseC, Failure> {
@@ -345,7 +345,7 @@ pub fn load_kms_sse_c(
 }
 
 /// Parses `KEY=VALUE` pairs into a context.
-pub fn parse_context(pairs: &[String]) -> Result<EncryptionContext, Failure> {
+pub(crate) fn parse_context(pairs: &[String]) -> Result<EncryptionContext, Failure> {
     let mut ctx = EncryptionContext::new();
     for p in pairs {
         let (k, v) = p
@@ -357,7 +357,7 @@ pub fn parse_context(pairs: &[String]) -> Result<EncryptionContext, Failure> {
 }
 
 /// Parses a byte size: `65536`, `64K`, `64KiB`, `1M`, `1MiB` (K and M are binary units).
-pub fn parse_size(s: &str) -> Result<u64, Failure> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, Failure> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
@@ -380,7 +380,7 @@ pub fn parse_size(s: &str) -> Result<u64, Failure> {
 }
 
 /// Resolves the suite and frame length for new messages: flag, then config file, then default.
-pub fn encryption(
+pub(crate) fn encryption(
     suite: Option<&str>,
     frame_size: Option<&str>,
     cfg: &ConfigFile,

@@ -7,7 +7,7 @@ use s3crypt_core::Error;
 
 /// A failure of a command: what to print and which exit code to return.
 #[derive(Debug)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// A core error (its class decides the exit code).
     Core(Error),
     /// Usage or configuration error (exit 2).
@@ -46,7 +46,7 @@ impl From<Error> for Failure {
     }
 }
 
-pub fn code_of(e: &Error) -> u8 {
+pub(crate) fn code_of(e: &Error) -> u8 {
     match e {
         Error::Truncated(_)
         | Error::Malformed(_)
@@ -102,7 +102,7 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> Option<String> {
 impl Failure {
     /// The message, printed once (for per-object reports in recursive transfers), with control
     /// characters escaped: messages quote object keys, S3's and KMS's answers.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let msg = match self {
             Failure::Core(e) => core_line(e),
             Failure::Usage(m) => m.clone(),
@@ -116,7 +116,7 @@ impl Failure {
         printable(&msg, usize::MAX)
     }
 
-    pub fn report(self) -> ExitCode {
+    pub(crate) fn report(self) -> ExitCode {
         let (code, msg, hint) = match self {
             Failure::BrokenPipe => return ExitCode::SUCCESS,
             Failure::Interrupted => (130, "interrupted".into(), None),

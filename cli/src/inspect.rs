@@ -24,7 +24,7 @@ fn hex(b: &[u8]) -> String {
 
 /// Reads a header without key: any frame length or EDK count the format allows is shown (inspect
 /// allocates nothing per frame).
-pub fn read_header(r: &mut impl Read) -> Result<ParsedHeader, Failure> {
+pub(crate) fn read_header(r: &mut impl Read) -> Result<ParsedHeader, Failure> {
     let limits = ReadLimits {
         max_frame_length: u32::MAX,
         max_encrypted_data_keys: u16::MAX,
@@ -32,7 +32,7 @@ pub fn read_header(r: &mut impl Read) -> Result<ParsedHeader, Failure> {
     Ok(s3crypt_core::header::read_from(r, &limits)?.0)
 }
 
-pub fn run(a: InspectArgs) -> Result<(), Failure> {
+pub(crate) fn run(a: InspectArgs) -> Result<(), Failure> {
     let mut input = open_input(&a.input)?;
     let parsed = read_header(&mut input.file)?;
     let layout = match input.len {
@@ -51,7 +51,7 @@ pub fn run(a: InspectArgs) -> Result<(), Failure> {
 }
 
 /// Prints a header (and, for S3 objects, the object's metadata as `extra`).
-pub fn report(
+pub(crate) fn report(
     parsed: &ParsedHeader,
     plaintext: Option<(u64, u64)>,
     json: bool,

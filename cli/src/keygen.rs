@@ -48,7 +48,7 @@ fn read_import(path: &std::path::Path) -> Result<WrappingKey, Failure> {
     }
 }
 
-pub fn run(a: KeygenArgs) -> Result<(), Failure> {
+pub(crate) fn run(a: KeygenArgs) -> Result<(), Failure> {
     let key = match &a.import {
         Some(p) => read_import(p)?,
         None => WrappingKey::generate(),

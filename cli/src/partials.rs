@@ -28,15 +28,15 @@ use std::time::{Duration, SystemTime};
 use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags};
 
 /// Temporary output files start with this.
-pub const PREFIX: &str = ".s3crypt-";
+pub(crate) const PREFIX: &str = ".s3crypt-";
 /// Temporary output files end with this.
-pub const SUFFIX: &str = ".partial";
+pub(crate) const SUFFIX: &str = ".partial";
 /// A leftover temporary file older than this (by modification time) is swept.
-pub const STALE_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+pub(crate) const STALE_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Whether `name` is exactly the name of an s3crypt temporary file: [`PREFIX`], 6 (single
 /// outputs) or 16 (recursive get) ASCII letters and digits, [`SUFFIX`].
-pub fn is_partial_name(name: &[u8]) -> bool {
+pub(crate) fn is_partial_name(name: &[u8]) -> bool {
     let Some(middle) = name
         .strip_prefix(PREFIX.as_bytes())
         .and_then(|rest| rest.strip_suffix(SUFFIX.as_bytes()))
@@ -48,13 +48,13 @@ pub fn is_partial_name(name: &[u8]) -> bool {
 
 /// Marks `file` as in use by this process (an exclusive `flock`, dropped when the file is closed
 /// or the process dies), so that no concurrent sweep removes it. Advisory and best effort.
-pub fn hold(file: &File) {
+pub(crate) fn hold(file: &File) {
     let _ = rustix::fs::flock(file, FlockOperation::NonBlockingLockExclusive);
 }
 
 /// Removes the stale temporary files in the directory `dir` (see the module docs); returns how
 /// many.
-pub fn sweep(dir: impl AsFd) -> usize {
+pub(crate) fn sweep(dir: impl AsFd) -> usize {
     let dir = dir.as_fd();
     let Ok(entries) = rustix::fs::Dir::read_from(dir) else {
         return 0;

@@ -19,7 +19,7 @@ use crate::config::{self, parse_size};
 use crate::exit::Failure;
 use crate::streams::{progress, save, Output};
 
-pub enum Op {
+pub(crate) enum Op {
     Put(PutArgs),
     Get(GetArgs),
     Ls(LsArgs),
@@ -39,7 +39,7 @@ async fn interrupted() {
     }
 }
 
-pub fn is_s3_url(p: Option<&Path>) -> bool {
+pub(crate) fn is_s3_url(p: Option<&Path>) -> bool {
     p.and_then(Path::to_str)
         .is_some_and(|s| s.starts_with("s3://"))
 }
@@ -170,7 +170,7 @@ fn parse_meta(pairs: &[String]) -> Result<BTreeMap<String, String>, Failure> {
         .collect()
 }
 
-pub fn run(op: Op) -> Result<(), Failure> {
+pub(crate) fn run(op: Op) -> Result<(), Failure> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

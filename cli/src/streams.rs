@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::exit::Failure;
 
 /// An opened input and its length when known (regular files).
-pub struct Input {
+pub(crate) struct Input {
     pub file: File,
     pub len: Option<u64>,
     pub name: String,
@@ -24,7 +24,7 @@ fn is_stdio(p: &Option<PathBuf>) -> bool {
 
 /// Opens `path`, or stdin for `-`/absent. Stdin is used through a duplicated descriptor so that
 /// reads are not buffered twice.
-pub fn open_input(path: &Option<PathBuf>) -> Result<Input, Failure> {
+pub(crate) fn open_input(path: &Option<PathBuf>) -> Result<Input, Failure> {
     if is_stdio(path) {
         let fd = std::io::stdin()
             .as_fd()
@@ -67,7 +67,7 @@ pub fn open_input(path: &Option<PathBuf>) -> Result<Input, Failure> {
 /// Like `cp`, `rsync` and `aws s3 cp`, the file is not flushed to disk unless asked (`--fsync`):
 /// the rename protects against s3crypt failing or being killed, not against the machine losing
 /// power, after which the file system may show an empty or short file under the name.
-pub enum Output {
+pub(crate) enum Output {
     Stdout(File),
     Direct(File),
     Atomic {
@@ -83,7 +83,7 @@ pub enum Output {
 /// (`posix_fadvise(DONTNEED)` starts writeback without waiting), so the disk works while the
 /// transfer goes on and the final fsync has little left to do.
 #[derive(Debug, Default)]
-pub struct Writeback {
+pub(crate) struct Writeback {
     written: u64,
     advised: u64,
 }
@@ -114,7 +114,7 @@ fn start_writeback(file: &File, range: std::ops::Range<u64>) {
 impl Output {
     /// Opens the output. `binary` refuses to write to a terminal; `fsync` flushes a file to disk
     /// before [`Output::commit`] renames it into place (and its directory after).
-    pub fn open(path: &Option<PathBuf>, binary: bool, fsync: bool) -> Result<Self, Failure> {
+    pub(crate) fn open(path: &Option<PathBuf>, binary: bool, fsync: bool) -> Result<Self, Failure> {
         if is_stdio(path) {
             if binary && std::io::stdout().is_terminal() {
                 return Err(Failure::Usage(
@@ -176,7 +176,7 @@ impl Output {
 
     /// Makes the output visible under its name: rename (with `fsync`: flush the file first and
     /// the directory after).
-    pub fn commit(self) -> Result<(), Failure> {
+    pub(crate) fn commit(self) -> Result<(), Failure> {
         match self {
             Output::Stdout(mut f) | Output::Direct(mut f) => f
                 .flush()
@@ -216,7 +216,7 @@ impl Output {
 /// Bytes per write call into an output (see `s3crypt`'s downloads, which write files in pieces
 /// of the same size): larger writes make the page cache allocate large folios, whose fresh
 /// memory is slow to touch on virtual machines that hand free memory back to the host.
-pub const WRITE_CHUNK: usize = 64 << 10;
+pub(crate) const WRITE_CHUNK: usize = 64 << 10;
 
 impl Write for Output {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -244,7 +244,7 @@ impl Write for Output {
 }
 
 /// A write error as the CLI reports it (a closed pipe ends quietly, see [`Failure::BrokenPipe`]).
-pub fn write_failure(e: std::io::Error) -> Failure {
+pub(crate) fn write_failure(e: std::io::Error) -> Failure {
     match e.kind() {
         std::io::ErrorKind::BrokenPipe => Failure::BrokenPipe,
         _ => Failure::Io("cannot write output".into(), e),
@@ -253,7 +253,7 @@ pub fn write_failure(e: std::io::Error) -> Failure {
 
 /// An output that may take writes at offsets: a regular file under a temporary name. Streams
 /// (stdout, pipes, devices) are written in order.
-pub trait Positional {
+pub(crate) trait Positional {
     /// The file to write at offsets, if this output is one.
     fn positional(&self) -> Option<&File>;
     /// Whether each piece is to be sent on its way to disk as soon as it is written (the file is
@@ -328,7 +328,7 @@ impl<S: Positional + Send + Sync + 'static> s3crypt::PositionalSink for At<S> {
 ///
 /// On a download or write error the sink is dropped without `finish` (an atomic output then
 /// removes its temporary file) and the error is returned; so it is when this future is dropped.
-pub async fn save<S, T>(
+pub(crate) async fn save<S, T>(
     body: s3crypt::PlaintextStream,
     sink: S,
     finish: impl FnOnce(S) -> Result<T, Failure> + Send + 'static,
@@ -372,7 +372,7 @@ where
 ///
 /// On a download error the sink is dropped without `finish` (an atomic output then removes its
 /// temporary file) and the error is returned; a write error stops the download.
-pub async fn drain<S, T>(
+pub(crate) async fn drain<S, T>(
     mut body: s3crypt::PlaintextStream,
     sink: S,
     finish: impl FnOnce(S) -> Result<T, Failure> + Send + 'static,
@@ -463,7 +463,7 @@ impl Drop for CancelOnDrop {
 }
 
 /// A progress bar on stderr when it is a terminal and not `--quiet`; hidden otherwise.
-pub fn progress(len: Option<u64>, quiet: bool) -> ProgressBar {
+pub(crate) fn progress(len: Option<u64>, quiet: bool) -> ProgressBar {
     if quiet || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }

@@ -27,7 +27,7 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-pub fn encrypt(a: EncryptArgs) -> Result<(), Failure> {
+pub(crate) fn encrypt(a: EncryptArgs) -> Result<(), Failure> {
     config::refuse_discovery(&a.keys, "encrypt")?;
     let cfg = config::load_config()?;
     let keyring = config::load_keys(&config::resolve_keys(&a.keys, &cfg)?)?;
@@ -76,7 +76,7 @@ fn decrypt_options(a: &DecryptArgs) -> Result<DecryptOptions, Failure> {
     Ok(o)
 }
 
-pub fn decrypt(a: DecryptArgs) -> Result<(), Failure> {
+pub(crate) fn decrypt(a: DecryptArgs) -> Result<(), Failure> {
     let cfg = config::load_config()?;
     let keyring = config::load_keys(&config::resolve_keys(&a.keys, &cfg)?)?;
     let options = decrypt_options(&a)?;

@@ -8,7 +8,7 @@ use std::path::{Component, Path, PathBuf};
 /// Refused, with a reason: keys not under the prefix, empty names, absolute paths, `.` or `..`
 /// segments, empty segments (`a//b`), backslashes, NUL and other control characters. Keys that
 /// end in `/` are directory markers, not files (`Ok(None)`).
-pub fn relative_path(key: &str, prefix: &str) -> Result<Option<PathBuf>, &'static str> {
+pub(crate) fn relative_path(key: &str, prefix: &str) -> Result<Option<PathBuf>, &'static str> {
     let rel = key.strip_prefix(prefix).ok_or("not under the prefix")?;
     if rel.is_empty() || rel.ends_with('/') {
         return Ok(None);
@@ -50,7 +50,7 @@ type Written = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(u64, u
 /// directories) two keys such as `Report.pdf` and `report.pdf` name one file, and the second
 /// rename would silently replace the first object's plaintext. [`DirFile::commit`] refuses a
 /// rename whose target already is a file of this run, whatever the file system's folding rules.
-pub struct DestDir {
+pub(crate) struct DestDir {
     root: std::os::fd::OwnedFd,
     written: Written,
     fsync: bool,
@@ -61,7 +61,7 @@ pub struct DestDir {
 
 /// A file being written under a temporary name in its parent directory; renamed into place by
 /// [`DirFile::commit`], removed if dropped uncommitted.
-pub struct DirFile {
+pub(crate) struct DirFile {
     dir: std::os::fd::OwnedFd,
     tmp: std::ffi::OsString,
     name: std::ffi::OsString,
@@ -81,7 +81,7 @@ impl DestDir {
     /// Opens (creating it if needed) the destination root. The root itself is the caller's choice
     /// and may be a symlink. With `fsync`, every file is flushed to disk before it is renamed
     /// into place, and its directory after.
-    pub fn open(root: &Path, fsync: bool) -> std::io::Result<Self> {
+    pub(crate) fn open(root: &Path, fsync: bool) -> std::io::Result<Self> {
         std::fs::create_dir_all(root)?;
         let fd = rustix::fs::open(
             root,
@@ -100,7 +100,7 @@ impl DestDir {
 
     /// Creates `rel` (a path from [`relative_path`]) under a temporary name; `label` names what
     /// it holds (the object) in a collision message.
-    pub fn create(&self, rel: &Path, label: &str) -> Result<DirFile, String> {
+    pub(crate) fn create(&self, rel: &Path, label: &str) -> Result<DirFile, String> {
         use rustix::fs::{Mode, OFlags};
         let mut dir = self.root.try_clone().map_err(|e| e.to_string())?;
         let mut shown = PathBuf::new();
@@ -220,7 +220,7 @@ impl DirFile {
     /// unless the name already is a file this run wrote for another key
     /// (the file system folded the two names together): then [`std::io::ErrorKind::AlreadyExists`]
     /// naming that key, and the temporary file is removed.
-    pub fn commit(mut self) -> std::io::Result<()> {
+    pub(crate) fn commit(mut self) -> std::io::Result<()> {
         let say =
             |what: &str, e: std::io::Error| std::io::Error::new(e.kind(), format!("{what}: {e}"));
         if self.fsync {
@@ -278,7 +278,7 @@ impl Drop for DirFile {
 
 /// Every regular file below `root` (not following symlinks to directories), with its key suffix
 /// (path components joined by `/`).
-pub fn files(root: &Path) -> std::io::Result<Vec<(PathBuf, String)>> {
+pub(crate) fn files(root: &Path) -> std::io::Result<Vec<(PathBuf, String)>> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {

@@ -19,9 +19,9 @@ use crate::error::{Error, Result};
 use crate::suite::Cipher;
 
 /// Tag length of every supported AEAD.
-pub const TAG_LEN: usize = 16;
+pub(crate) const TAG_LEN: usize = 16;
 /// Nonce length of every supported AEAD.
-pub const NONCE_LEN: usize = 12;
+pub(crate) const NONCE_LEN: usize = 12;
 
 /// A keyed AEAD. The key schedule lives inside the provider; our copy of the raw key is wiped by
 /// the caller (`Zeroizing`).

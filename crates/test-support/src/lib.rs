@@ -6,7 +6,12 @@
 //! * [`kms_proxy`]: an HTTP proxy that answers chosen KMS requests with KMS errors;
 //! * [`forbidden`]: the GCM nonce-reuse attack of advisory S3C-2026-01, to keep it tested.
 
-#![allow(clippy::unwrap_used, missing_docs, missing_debug_implementations)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::missing_errors_doc,
+    missing_docs,
+    missing_debug_implementations
+)]
 
 pub mod forbidden;
 pub mod kms_proxy;

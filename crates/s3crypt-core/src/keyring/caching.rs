@@ -382,6 +382,11 @@ impl CachingKeyring {
 }
 
 impl Keyring for CachingKeyring {
+    /// As the inner keyring (a miss calls it; waiters for the same entry wait for that call).
+    fn may_block(&self) -> bool {
+        self.inner.may_block()
+    }
+
     /// Serves the data key and encrypted data keys from the cache when allowed, otherwise calls
     /// the inner keyring (see the [module documentation](self)).
     ///

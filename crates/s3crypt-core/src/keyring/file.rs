@@ -406,6 +406,11 @@ impl LocalKeyring {
 }
 
 impl Keyring for LocalKeyring {
+    /// Local computation only (the file was read when the keyring was loaded).
+    fn may_block(&self) -> bool {
+        false
+    }
+
     fn on_encrypt(&self, materials: &mut EncryptionMaterials) -> Result<()> {
         self.primary.on_encrypt(materials)
     }

@@ -235,11 +235,23 @@ pub trait Keyring: Send + Sync + std::fmt::Debug {
         materials: &mut DecryptionMaterials,
         edks: &[EncryptedDataKey],
     ) -> Result<()>;
+
+    /// Whether a call may wait on something slow (a network service, a lock held across one):
+    /// async callers then run it on a blocking pool. Keyrings that only compute (local keys)
+    /// return `false`, so that callers may run them inline and save a thread hand-off per
+    /// message. The default, `true`, is always safe.
+    fn may_block(&self) -> bool {
+        true
+    }
 }
 
 impl<K: Keyring + ?Sized> Keyring for std::sync::Arc<K> {
     fn on_encrypt(&self, materials: &mut EncryptionMaterials) -> Result<()> {
         (**self).on_encrypt(materials)
+    }
+
+    fn may_block(&self) -> bool {
+        (**self).may_block()
     }
 
     fn on_decrypt(
@@ -254,6 +266,10 @@ impl<K: Keyring + ?Sized> Keyring for std::sync::Arc<K> {
 impl<K: Keyring + ?Sized> Keyring for Box<K> {
     fn on_encrypt(&self, materials: &mut EncryptionMaterials) -> Result<()> {
         (**self).on_encrypt(materials)
+    }
+
+    fn may_block(&self) -> bool {
+        (**self).may_block()
     }
 
     fn on_decrypt(

@@ -35,6 +35,11 @@ impl MultiKeyring {
 }
 
 impl Keyring for MultiKeyring {
+    /// Whether any child may block.
+    fn may_block(&self) -> bool {
+        self.children.iter().any(|k| k.may_block())
+    }
+
     fn on_encrypt(&self, materials: &mut EncryptionMaterials) -> Result<()> {
         if self.children.is_empty() {
             return Err(crate::Error::InvalidArgument(

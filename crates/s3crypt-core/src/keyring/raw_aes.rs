@@ -123,6 +123,11 @@ impl RawAesKeyring {
 }
 
 impl Keyring for RawAesKeyring {
+    /// Local computation only.
+    fn may_block(&self) -> bool {
+        false
+    }
+
     fn on_encrypt(&self, materials: &mut EncryptionMaterials) -> Result<()> {
         if materials.data_key().is_none() {
             materials.set_data_key(DataKey::generate());

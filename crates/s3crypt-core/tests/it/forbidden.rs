@@ -2,7 +2,7 @@
 //! arithmetic and forgery helpers are in `s3crypt-test-support` (shared with the S3 and CLI
 //! tests); these tests check the helpers against ring and run the attack.
 
-pub use s3crypt_test_support::forbidden::*;
+pub(crate) use s3crypt_test_support::forbidden::*;
 
 use s3crypt_core::{EncryptionContext, Error, Header, ReadLimits};
 

@@ -10,15 +10,15 @@ use s3crypt_core::{
 };
 
 /// The test-vector plaintext: byte i = (i * 7 + 3) mod 251.
-pub fn pattern(n: usize) -> Vec<u8> {
+pub(crate) fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| ((i * 7 + 3) % 251) as u8).collect()
 }
 
-pub fn raw(ns: &str, name: &str, byte: u8) -> RawAesKeyring {
+pub(crate) fn raw(ns: &str, name: &str, byte: u8) -> RawAesKeyring {
     RawAesKeyring::new(ns, name, WrappingKey::from_bytes([byte; 32])).unwrap()
 }
 
-pub fn keyring(keys: Vec<RawAesKeyring>) -> Arc<dyn Keyring> {
+pub(crate) fn keyring(keys: Vec<RawAesKeyring>) -> Arc<dyn Keyring> {
     Arc::new(MultiKeyring::new(
         keys.into_iter()
             .map(|k| Box::new(k) as Box<dyn Keyring>)
@@ -27,7 +27,12 @@ pub fn keyring(keys: Vec<RawAesKeyring>) -> Arc<dyn Keyring> {
 }
 
 /// Encrypts with the push API, feeding `chunk`-sized pieces.
-pub fn encrypt_push(k: &dyn Keyring, opts: &EncryptOptions, pt: &[u8], chunk: usize) -> Vec<u8> {
+pub(crate) fn encrypt_push(
+    k: &dyn Keyring,
+    opts: &EncryptOptions,
+    pt: &[u8],
+    chunk: usize,
+) -> Vec<u8> {
     let mut enc = Encryptor::new(k, opts).unwrap();
     let mut out = Vec::new();
     for c in pt.chunks(chunk.max(1)) {
@@ -38,7 +43,7 @@ pub fn encrypt_push(k: &dyn Keyring, opts: &EncryptOptions, pt: &[u8], chunk: us
 }
 
 /// Encrypts with the parallel pipeline.
-pub fn encrypt_pipeline(
+pub(crate) fn encrypt_pipeline(
     k: &dyn Keyring,
     opts: &EncryptOptions,
     pt: &[u8],
@@ -52,7 +57,7 @@ pub fn encrypt_pipeline(
 
 /// Decrypts with the push API in `chunk`-sized pieces; returns the plaintext released before an
 /// error too.
-pub fn decrypt_push(
+pub(crate) fn decrypt_push(
     k: Arc<dyn Keyring>,
     opts: &DecryptOptions,
     ct: &[u8],
@@ -69,7 +74,7 @@ pub fn decrypt_push(
     (out, r)
 }
 
-pub fn decrypt_pipeline(
+pub(crate) fn decrypt_pipeline(
     k: &dyn Keyring,
     opts: &DecryptOptions,
     ct: &[u8],
@@ -80,7 +85,7 @@ pub fn decrypt_pipeline(
     (out, r)
 }
 
-pub fn decrypt_reader(
+pub(crate) fn decrypt_reader(
     k: Arc<dyn Keyring>,
     opts: &DecryptOptions,
     ct: &[u8],
@@ -103,7 +108,7 @@ pub fn decrypt_reader(
 }
 
 /// The error class, also for errors that came back through an `io::Error`.
-pub fn class_of(e: &Error) -> String {
+pub(crate) fn class_of(e: &Error) -> String {
     match e {
         Error::InvalidArgument(m) if m.starts_with("via reader: ") => {
             m["via reader: ".len()..].to_owned()
@@ -113,7 +118,7 @@ pub fn class_of(e: &Error) -> String {
 }
 
 /// Small pipelines (tiny batches, several threads) exercise batching and reordering.
-pub fn pipeline_variants() -> Vec<PipelineOptions> {
+pub(crate) fn pipeline_variants() -> Vec<PipelineOptions> {
     vec![
         PipelineOptions::default(),
         PipelineOptions {
@@ -128,7 +133,7 @@ pub fn pipeline_variants() -> Vec<PipelineOptions> {
 }
 
 /// Decrypts `ct` from a temporary regular file with the positional-read path.
-pub fn decrypt_file(
+pub(crate) fn decrypt_file(
     k: &dyn Keyring,
     opts: &DecryptOptions,
     ct: &[u8],
@@ -142,7 +147,7 @@ pub fn decrypt_file(
 }
 
 /// Encrypts `pt` from a temporary regular file with the positional-read path.
-pub fn encrypt_file(
+pub(crate) fn encrypt_file(
     k: &dyn Keyring,
     opts: &EncryptOptions,
     pt: &[u8],

@@ -18,12 +18,12 @@ use s3crypt_kms::{DiscoveryFilter, KmsKeyring};
 use crate::servers::{self, Kind, Server};
 
 /// The account moto puts every key in.
-pub const ACCOUNT: &str = "123456789012";
+pub(crate) const ACCOUNT: &str = "123456789012";
 /// The region of the keyrings' configured client.
-pub const HOME: &str = "us-east-1";
+pub(crate) const HOME: &str = "us-east-1";
 
 /// A current-thread runtime for the test's own SDK calls (creating keys and aliases).
-pub fn rt() -> tokio::runtime::Runtime {
+pub(crate) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -32,7 +32,7 @@ pub fn rt() -> tokio::runtime::Runtime {
 
 /// A KMS client for `endpoint` in `region`, with the crate's recommended retries and timeouts
 /// (backoff shortened so that throttling tests stay quick).
-pub fn client_for(endpoint: &str, region: &str) -> Client {
+pub(crate) fn client_for(endpoint: &str, region: &str) -> Client {
     Client::from_conf(
         aws_sdk_kms::Config::builder()
             .behavior_version(BehaviorVersion::latest())
@@ -50,7 +50,7 @@ pub fn client_for(endpoint: &str, region: &str) -> Client {
 
 /// One request moto received.
 #[derive(Debug)]
-pub struct Call {
+pub(crate) struct Call {
     /// The operation, e.g. `Decrypt` (from `x-amz-target: TrentService.Decrypt`).
     pub op: String,
     /// The region the request was signed for (SigV4 credential scope).
@@ -58,22 +58,22 @@ pub struct Call {
     pub body: serde_json::Value,
 }
 
-pub struct Kms {
+pub(crate) struct Kms {
     pub server: Server,
 }
 
 impl Kms {
     /// Starts moto, or `None` (test skipped) when `S3CRYPT_TEST_MOTO` is unset outside CI.
-    pub fn start() -> Option<Self> {
+    pub(crate) fn start() -> Option<Self> {
         servers::start(Kind::Moto).map(|server| Self { server })
     }
 
-    pub fn client(&self, region: &str) -> Client {
+    pub(crate) fn client(&self, region: &str) -> Client {
         client_for(&self.server.endpoint, region)
     }
 
     /// A new symmetric key in `region`; its ARN.
-    pub fn create_key(&self, region: &str) -> String {
+    pub(crate) fn create_key(&self, region: &str) -> String {
         let out = rt()
             .block_on(self.client(region).create_key().send())
             .unwrap();
@@ -81,7 +81,7 @@ impl Kms {
     }
 
     /// A new HMAC_256 key (usage GENERATE_VERIFY_MAC) in `region`; its ARN.
-    pub fn create_hmac_key(&self, region: &str) -> String {
+    pub(crate) fn create_hmac_key(&self, region: &str) -> String {
         use aws_sdk_kms::types::{KeySpec, KeyUsageType};
         let out = rt()
             .block_on(
@@ -96,7 +96,7 @@ impl Kms {
     }
 
     /// `alias/NAME` pointing at `key_arn`.
-    pub fn create_alias(&self, region: &str, alias: &str, key_arn: &str) {
+    pub(crate) fn create_alias(&self, region: &str, alias: &str, key_arn: &str) {
         rt().block_on(
             self.client(region)
                 .create_alias()
@@ -108,16 +108,16 @@ impl Kms {
     }
 
     /// A strict keyring for `key_id`, configured with a client for the home region.
-    pub fn strict(&self, key_id: &str) -> KmsKeyring {
+    pub(crate) fn strict(&self, key_id: &str) -> KmsKeyring {
         KmsKeyring::new(self.client(HOME), key_id).unwrap()
     }
 
-    pub fn discovery(&self, filter: Option<DiscoveryFilter>) -> KmsKeyring {
+    pub(crate) fn discovery(&self, filter: Option<DiscoveryFilter>) -> KmsKeyring {
         KmsKeyring::discovery(self.client(HOME), filter)
     }
 
     /// Starts (or restarts) moto's request log.
-    pub fn record(&self) {
+    pub(crate) fn record(&self) {
         if let Some(path) = &self.server.recording {
             let _ = std::fs::remove_file(path);
         }
@@ -125,7 +125,7 @@ impl Kms {
     }
 
     /// Every KMS request since [`Kms::record`].
-    pub fn calls(&self) -> Vec<Call> {
+    pub(crate) fn calls(&self) -> Vec<Call> {
         let path = self.server.recording.as_ref().unwrap();
         let text = std::fs::read_to_string(path).unwrap_or_default();
         text.lines()
@@ -166,26 +166,26 @@ impl Kms {
     }
 
     /// The recorded calls of operation `op`.
-    pub fn calls_to(&self, op: &str) -> Vec<Call> {
+    pub(crate) fn calls_to(&self, op: &str) -> Vec<Call> {
         self.calls().into_iter().filter(|c| c.op == op).collect()
     }
 }
 
 /// The test-vector plaintext: byte i = (i * 7 + 3) mod 251.
-pub fn pattern(n: usize) -> Vec<u8> {
+pub(crate) fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| ((i * 7 + 3) % 251) as u8).collect()
 }
 
 /// A local raw AES keyring.
-pub fn raw(byte: u8) -> RawAesKeyring {
+pub(crate) fn raw(byte: u8) -> RawAesKeyring {
     RawAesKeyring::new("s3crypt-test", "local", WrappingKey::from_bytes([byte; 32])).unwrap()
 }
 
-pub fn multi(children: Vec<Box<dyn Keyring>>) -> Arc<dyn Keyring> {
+pub(crate) fn multi(children: Vec<Box<dyn Keyring>>) -> Arc<dyn Keyring> {
     Arc::new(MultiKeyring::new(children))
 }
 
-pub fn opts_with_context(pairs: &[(&str, &str)]) -> EncryptOptions {
+pub(crate) fn opts_with_context(pairs: &[(&str, &str)]) -> EncryptOptions {
     let mut o = EncryptOptions::default();
     for (k, v) in pairs {
         o.context.insert(*k, *v).unwrap();
@@ -194,11 +194,15 @@ pub fn opts_with_context(pairs: &[(&str, &str)]) -> EncryptOptions {
 }
 
 /// Encrypts with the push API.
-pub fn encrypt(k: &dyn Keyring, opts: &EncryptOptions, pt: &[u8]) -> Vec<u8> {
+pub(crate) fn encrypt(k: &dyn Keyring, opts: &EncryptOptions, pt: &[u8]) -> Vec<u8> {
     try_encrypt(k, opts, pt).unwrap()
 }
 
-pub fn try_encrypt(k: &dyn Keyring, opts: &EncryptOptions, pt: &[u8]) -> Result<Vec<u8>, Error> {
+pub(crate) fn try_encrypt(
+    k: &dyn Keyring,
+    opts: &EncryptOptions,
+    pt: &[u8],
+) -> Result<Vec<u8>, Error> {
     let mut enc = Encryptor::new(k, opts)?;
     let mut out = Vec::new();
     enc.update(pt, &mut out)?;
@@ -207,7 +211,7 @@ pub fn try_encrypt(k: &dyn Keyring, opts: &EncryptOptions, pt: &[u8]) -> Result<
 }
 
 /// Encrypts with the parallel pipeline.
-pub fn encrypt_pipeline(k: &dyn Keyring, opts: &EncryptOptions, pt: &[u8]) -> Vec<u8> {
+pub(crate) fn encrypt_pipeline(k: &dyn Keyring, opts: &EncryptOptions, pt: &[u8]) -> Vec<u8> {
     let enc = Encryptor::new(k, opts).unwrap();
     let mut out = Vec::new();
     let popts = PipelineOptions {
@@ -219,7 +223,11 @@ pub fn encrypt_pipeline(k: &dyn Keyring, opts: &EncryptOptions, pt: &[u8]) -> Ve
 }
 
 /// Decrypts with the push API.
-pub fn decrypt(k: Arc<dyn Keyring>, opts: &DecryptOptions, ct: &[u8]) -> Result<Vec<u8>, Error> {
+pub(crate) fn decrypt(
+    k: Arc<dyn Keyring>,
+    opts: &DecryptOptions,
+    ct: &[u8],
+) -> Result<Vec<u8>, Error> {
     let mut dec = Decryptor::new(k, opts.clone());
     let mut out = Vec::new();
     dec.update(ct, &mut out)?;
@@ -228,7 +236,7 @@ pub fn decrypt(k: Arc<dyn Keyring>, opts: &DecryptOptions, ct: &[u8]) -> Result<
 }
 
 /// Decrypts with the parallel pipeline.
-pub fn decrypt_pipeline(k: &dyn Keyring, ct: &[u8]) -> Result<Vec<u8>, Error> {
+pub(crate) fn decrypt_pipeline(k: &dyn Keyring, ct: &[u8]) -> Result<Vec<u8>, Error> {
     let mut out = Vec::new();
     let popts = PipelineOptions {
         threads: 2,
@@ -239,12 +247,12 @@ pub fn decrypt_pipeline(k: &dyn Keyring, ct: &[u8]) -> Result<Vec<u8>, Error> {
 }
 
 /// The header of a message (unauthenticated; for looking at its EDKs).
-pub fn header(ct: &[u8]) -> Header {
+pub(crate) fn header(ct: &[u8]) -> Header {
     Header::read(ct, &ReadLimits::default()).unwrap().header
 }
 
 /// The provider infos of a message's `aws-kms` EDKs, as strings.
-pub fn kms_edks(ct: &[u8]) -> Vec<String> {
+pub(crate) fn kms_edks(ct: &[u8]) -> Vec<String> {
     header(ct)
         .encrypted_data_keys
         .iter()

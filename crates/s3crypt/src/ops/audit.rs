@@ -58,7 +58,7 @@ impl SharedMessageId {
     }
 }
 
-/// What [`Client::scan_message_ids`] found.
+/// What [`crate::Client::scan_message_ids`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MessageIdScan {
     /// Messages whose header was read.

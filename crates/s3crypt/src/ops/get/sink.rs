@@ -7,7 +7,7 @@ use s3crypt_core::range::{aligned_steps, RangeDecryptor};
 
 use crate::error::{Error, Result};
 
-/// Where [`PlaintextStream::write_at`] puts plaintext: positional writes, made from several
+/// Where [`crate::PlaintextStream::write_at`] puts plaintext: positional writes, made from several
 /// threads at once and in any order (a regular file, say).
 pub trait PositionalSink: Send + Sync + 'static {
     /// Writes all of `buf` at byte `offset`. Called on a blocking thread.

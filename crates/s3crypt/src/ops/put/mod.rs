@@ -27,7 +27,7 @@ use crate::transport::multipart::Cancel;
 use crate::transport::pool::Pool;
 use crate::{location, metadata};
 
-/// An upload being configured (see [`Client::put_object`]).
+/// An upload being configured (see [`crate::Client::put_object`]).
 pub struct PutObject {
     shared: Arc<Shared>,
     bucket: Option<String>,

@@ -82,24 +82,34 @@ async fn fill(r: &mut (dyn AsyncRead + Send + Unpin), buf: &mut [u8]) -> std::io
     Ok(n)
 }
 
-/// Seals one part on the blocking pool: `prefix` (the header, for part 1), then the part's
-/// frames with `plaintext` placed in them.
+/// Plaintexts up to this length are sealed on the async thread: a few microseconds of AES-GCM,
+/// less than handing them to the blocking pool and back (small objects are most of what an
+/// ingestion service writes).
+const SEAL_INLINE: usize = 64 << 10;
+
+/// Seals one part: `prefix` (the header, for part 1), then the part's frames with `plaintext`
+/// placed in them; on the blocking pool unless it is small.
 async fn seal(part: PartSealer, plaintext: Vec<u8>, prefix: Vec<u8>) -> Result<Vec<u8>> {
-    tokio::task::spawn_blocking(move || {
-        let mut buf = prefix;
-        let start = buf.len();
-        buf.resize(start + part.sealed_len(), 0);
-        let mut off = 0;
-        for r in part.plaintext_ranges() {
-            let n = r.len();
-            buf[start + r.start..start + r.end].copy_from_slice(&plaintext[off..off + n]);
-            off += n;
-        }
-        part.seal(&mut buf[start..])?;
-        Ok(buf)
-    })
-    .await
-    .map_err(Error::from)?
+    if plaintext.len() <= SEAL_INLINE {
+        return seal_now(part, &plaintext, prefix);
+    }
+    tokio::task::spawn_blocking(move || seal_now(part, &plaintext, prefix))
+        .await
+        .map_err(Error::from)?
+}
+
+fn seal_now(part: PartSealer, plaintext: &[u8], prefix: Vec<u8>) -> Result<Vec<u8>> {
+    let mut buf = prefix;
+    let start = buf.len();
+    buf.resize(start + part.sealed_len(), 0);
+    let mut off = 0;
+    for r in part.plaintext_ranges() {
+        let n = r.len();
+        buf[start + r.start..start + r.end].copy_from_slice(&plaintext[off..off + n]);
+        off += n;
+    }
+    part.seal(&mut buf[start..])?;
+    Ok(buf)
 }
 
 impl Upload {
@@ -143,9 +153,15 @@ impl Upload {
         };
         let keyring = put.keyring.unwrap_or_else(|| inner.keyring.clone());
         // Wrapping the data key may block (a remote keyring): keep it off the async threads.
-        let enc = tokio::select! {
-            r = tokio::task::spawn_blocking(move || Encryptor::new(keyring.as_ref(), &opts)) => r??,
-            () = &mut *cancel => return Err(Error::Cancelled),
+        // Local keyrings only compute (microseconds): inline, without a thread hand-off (not
+        // for the signed suite, whose signing key takes a millisecond to generate).
+        let enc = if keyring.may_block() || self.encryption.suite.is_signed() {
+            tokio::select! {
+                r = tokio::task::spawn_blocking(move || Encryptor::new(keyring.as_ref(), &opts)) => r??,
+                () = &mut *cancel => return Err(Error::Cancelled),
+            }
+        } else {
+            Encryptor::new(keyring.as_ref(), &opts)?
         };
         let sealer = MessageSealer::new(enc)?;
         self.meta = metadata::for_new_object(
