@@ -72,16 +72,7 @@ impl HeadObject {
     /// metadata is invalid; [`Error::Service`] / [`Error::Transport`]; [`Error::InvalidArgument`]
     /// for an empty bucket or key, or `sse_c` without an SSE-C source.
     pub async fn send(self) -> Result<ObjectInfo> {
-        self.check()?;
-        let (info, _) = head(
-            &self.shared,
-            &self.bucket,
-            &self.key,
-            self.version_id.as_deref(),
-            self.sse_c,
-        )
-        .await?;
-        Ok(info)
+        Ok(self.head().await?.0)
     }
 
     /// The metadata and the object's stored header bytes (`info.header_length` bytes, fetched
@@ -92,15 +83,7 @@ impl HeadObject {
     /// # Errors
     /// As [`HeadObject::send`], and [`Error::Service`] / [`Error::Transport`] for the GET.
     pub async fn fetch_header(self) -> Result<(ObjectInfo, Bytes)> {
-        self.check()?;
-        let (info, sse) = head(
-            &self.shared,
-            &self.bucket,
-            &self.key,
-            self.version_id.as_deref(),
-            self.sse_c,
-        )
-        .await?;
+        let (info, sse) = self.head().await?;
         let req = self
             .shared
             .s3
@@ -131,6 +114,19 @@ impl HeadObject {
             ));
         }
         Ok((info, bytes))
+    }
+
+    /// The HEAD (with the SSE-C key S3 accepted, if any).
+    async fn head(&self) -> Result<(ObjectInfo, Option<(usize, Arc<crate::sse_c::SseCKey>)>)> {
+        self.check()?;
+        head(
+            &self.shared,
+            &self.bucket,
+            &self.key,
+            self.version_id.as_deref(),
+            self.sse_c,
+        )
+        .await
     }
 
     fn check(&self) -> Result<()> {

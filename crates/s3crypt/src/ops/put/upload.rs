@@ -31,6 +31,25 @@ pub(crate) struct HeaderParts {
     pub(crate) metadata: BTreeMap<String, String>,
 }
 
+/// What a PUT and a CreateMultipartUpload both carry for a new object: its location, the
+/// S3-side storage options, s3crypt's metadata and the stored content type (every S3 request
+/// builder that creates an object has the same setters).
+macro_rules! new_object {
+    ($builder:expr, $upload:expr) => {{
+        let u = &$upload;
+        $builder
+            .bucket(&u.bucket)
+            .key(&u.key)
+            .set_server_side_encryption(u.options.server_side_encryption.clone())
+            .set_ssekms_key_id(u.options.sse_kms_key_id.clone())
+            .set_storage_class(u.options.storage_class.clone())
+            .set_object_lock_mode(u.options.object_lock_mode.clone())
+            .set_object_lock_retain_until_date(u.options.object_lock_retain_until)
+            .set_metadata(Some(u.meta.clone()))
+            .content_type("application/octet-stream")
+    }};
+}
+
 /// One upload under way.
 pub(crate) struct Upload {
     pub(crate) shared: Arc<Shared>,
@@ -193,20 +212,14 @@ impl Upload {
     ) -> Result<PutOutput> {
         let s3 = &self.shared.s3;
         let created = s3.create_multipart_upload();
-        let created = crate::sse_c::with_sse_c!(created, self.sse.as_deref())
-            .bucket(&self.bucket)
-            .key(&self.key)
-            .set_server_side_encryption(self.options.server_side_encryption.clone())
-            .set_ssekms_key_id(self.options.sse_kms_key_id.clone())
-            .set_storage_class(self.options.storage_class.clone())
-            .set_object_lock_mode(self.options.object_lock_mode.clone())
-            .set_object_lock_retain_until_date(self.options.object_lock_retain_until)
-            .set_metadata(Some(self.meta.clone()))
-            .content_type("application/octet-stream")
-            .checksum_algorithm(ChecksumAlgorithm::Crc32)
-            .send()
-            .await
-            .map_err(|e| service("CreateMultipartUpload", e))?;
+        let created = new_object!(
+            crate::sse_c::with_sse_c!(created, self.sse.as_deref()),
+            self
+        )
+        .checksum_algorithm(ChecksumAlgorithm::Crc32)
+        .send()
+        .await
+        .map_err(|e| service("CreateMultipartUpload", e))?;
         let (guard, upload_id) = MultipartGuard::started(s3, &self.bucket, &self.key, &created)?;
         let mut slot = Some(sealer);
         let mut tasks: JoinSet<Result<CompletedPart>> = JoinSet::new();
@@ -229,16 +242,7 @@ impl Upload {
         body.extend(tail.finish()?);
         let size = body.len() as u64;
         let req = self.shared.s3.put_object();
-        let out = crate::sse_c::with_sse_c!(req, self.sse.as_deref())
-            .bucket(&self.bucket)
-            .key(&self.key)
-            .set_server_side_encryption(self.options.server_side_encryption.clone())
-            .set_ssekms_key_id(self.options.sse_kms_key_id.clone())
-            .set_storage_class(self.options.storage_class.clone())
-            .set_object_lock_mode(self.options.object_lock_mode.clone())
-            .set_object_lock_retain_until_date(self.options.object_lock_retain_until)
-            .set_metadata(Some(self.meta.clone()))
-            .content_type("application/octet-stream")
+        let out = new_object!(crate::sse_c::with_sse_c!(req, self.sse.as_deref()), self)
             .set_if_match(self.if_match.clone())
             .checksum_algorithm(ChecksumAlgorithm::Crc32)
             .body(ByteStream::from(body))
