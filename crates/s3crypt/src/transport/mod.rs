@@ -10,8 +10,16 @@ use crate::error::{Error, Result};
 
 /// Runs CPU work (sealing, opening, hashing, key unwrapping that may block) on tokio's blocking
 /// pool, never on the async threads.
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(Error::from)?
+///
+/// A task that panics is [`Error::Internal`]; the closure's own error (the core's, an I/O error)
+/// is converted.
+pub(crate) async fn blocking<T, E>(f: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T>
+where
+    T: Send + 'static,
+    E: Into<Error> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(Error::from)?
+        .map_err(Into::into)
 }

@@ -17,6 +17,7 @@ use super::plan::{piece_shape, range_len};
 use super::sink::{reserve, write_piece, PositionalSink, StopOnDrop, Turns};
 use crate::error::{Error, Result};
 use crate::metadata::ObjectInfo;
+use crate::transport::blocking;
 use crate::transport::fetch::{AbortOnDrop, Fetch};
 use crate::transport::pool::Recycled;
 use s3crypt_core::range::ByteRange;
@@ -174,7 +175,7 @@ impl Fetch {
                 .take()
                 .ok_or_else(|| Error::Internal("decryptor lost".into()))?;
             let pool = self.pool.clone();
-            let (d, out) = tokio::task::spawn_blocking(move || {
+            let (d, out) = blocking(move || {
                 let mut out = Vec::with_capacity(data.len());
                 let r = d.update(&data, &mut out);
                 if let Ok(b) = data.try_into_mut() {
@@ -182,7 +183,7 @@ impl Fetch {
                 }
                 r.map(|()| (d, out))
             })
-            .await??;
+            .await?;
             dec = Some(d);
             if !out.is_empty() && tx.send(Msg::Data(Bytes::from(out))).await.is_err() {
                 return Ok(());
@@ -191,11 +192,11 @@ impl Fetch {
         let d = dec
             .take()
             .ok_or_else(|| Error::Internal("decryptor lost".into()))?;
-        let out = tokio::task::spawn_blocking(move || {
+        let out = blocking(move || {
             let mut out = Vec::new();
             d.finish(&mut out).map(|_| out)
         })
-        .await??;
+        .await?;
         if !out.is_empty() {
             let _ = tx.send(Msg::Data(Bytes::from(out))).await;
         }
@@ -211,10 +212,8 @@ impl Fetch {
         size: u64,
     ) -> Result<Arc<RangeDecryptor>> {
         let keyring = self.shared.keyring.clone();
-        let rd = tokio::task::spawn_blocking(move || {
-            RangeDecryptor::new(parsed, keyring.as_ref(), &options, size)
-        })
-        .await??;
+        let rd =
+            blocking(move || RangeDecryptor::new(parsed, keyring.as_ref(), &options, size)).await?;
         Ok(Arc::new(rd))
     }
 
@@ -324,7 +323,7 @@ impl Fetch {
                 tasks.spawn(async move {
                     let mut ct = f.bytes_mut(plan.ciphertext.clone()).await?;
                     let pool = f.pool.clone();
-                    tokio::task::spawn_blocking(move || {
+                    blocking(move || {
                         let out = Turns {
                             sink: sink.as_ref(),
                             gate: &gate,
@@ -336,7 +335,6 @@ impl Fetch {
                         r.map(|n| (n, is_tail))
                     })
                     .await
-                    .map_err(Error::from)?
                 });
             }
             let Some(done) = tasks.join_next().await else {
@@ -370,12 +368,11 @@ impl Fetch {
         then: impl FnOnce(bytes::BytesMut) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let mut ct = self.bytes_mut(plan.ciphertext.clone()).await?;
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             let n = rd.decrypt_in_place(&plan, &mut ct)?;
             ct.truncate(n);
             then(ct)
         })
         .await
-        .map_err(Error::from)?
     }
 }

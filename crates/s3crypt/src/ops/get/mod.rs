@@ -33,6 +33,7 @@ use crate::error::{Error, Result};
 use crate::location;
 use crate::metadata::ObjectInfo;
 use crate::shared::Shared;
+use crate::transport::blocking;
 use crate::transport::fetch::Fetch;
 use crate::transport::head::head;
 use crate::transport::pool::Pool;
@@ -227,10 +228,8 @@ pub(crate) async fn open_whole(
     }
     let keyring = fetch.shared.keyring.clone();
     let opts = options.clone();
-    let opened = tokio::task::spawn_blocking(move || {
-        s3crypt_core::OpenedHeader::open(parsed, keyring.as_ref(), &opts)
-    })
-    .await??;
+    let opened =
+        blocking(move || s3crypt_core::OpenedHeader::open(parsed, keyring.as_ref(), &opts)).await?;
     Ok(OpenedSource {
         header: opened.header().clone(),
         plaintext_len: None,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use s3crypt_core::range::{aligned_steps, RangeDecryptor};
 
 use crate::error::{Error, Result};
+use crate::transport::blocking;
 
 /// Where [`crate::PlaintextStream::write_at`] puts plaintext: positional writes, made from several
 /// threads at once and in any order (a regular file, say).
@@ -102,7 +103,7 @@ impl Drop for StopOnDrop {
 /// Reserves `len` bytes in `sink` (see [`PositionalSink::allocate`]), off the async threads.
 pub(super) async fn reserve<S: PositionalSink>(sink: &Arc<S>, len: u64) -> Result<()> {
     let s = Arc::clone(sink);
-    tokio::task::spawn_blocking(move || s.allocate(len)).await??;
+    blocking(move || s.allocate(len)).await?;
     Ok(())
 }
 

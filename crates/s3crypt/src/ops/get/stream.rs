@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use super::drive::{ordered, Job, Msg, What};
 use super::sink::{write_chunked, PositionalSink};
 use crate::error::{Error, Result};
+use crate::transport::blocking;
 use crate::transport::fetch::Fetch;
 
 /// Authenticated plaintext. [`PlaintextStream::next`] yields it in order and returns `None` only
@@ -243,7 +244,7 @@ impl PlaintextStream {
             let chunk = chunk?;
             let len = chunk.len() as u64;
             let sink = Arc::clone(&sink);
-            tokio::task::spawn_blocking(move || write_chunked(sink.as_ref(), &chunk, at)).await??;
+            blocking(move || write_chunked(sink.as_ref(), &chunk, at)).await?;
             at += len;
             n += len;
             progress(len);

@@ -112,9 +112,7 @@ async fn seal(part: PartSealer, plaintext: Vec<u8>, prefix: Vec<u8>) -> Result<V
     if plaintext.len() <= SEAL_INLINE {
         return seal_now(part, &plaintext, prefix);
     }
-    tokio::task::spawn_blocking(move || seal_now(part, &plaintext, prefix))
-        .await
-        .map_err(Error::from)?
+    blocking(move || seal_now(part, &plaintext, prefix)).await
 }
 
 fn seal_now(part: PartSealer, plaintext: &[u8], prefix: Vec<u8>) -> Result<Vec<u8>> {
@@ -344,7 +342,7 @@ impl Upload {
                     part.seal(&mut buf[prefix..])?;
                     tail.absorb(&buf[prefix..]);
                     buf.extend_from_slice(&tail.finish()?);
-                    Ok(buf)
+                    Ok::<_, Error>(buf)
                 })
                 .await?;
                 size += bytes.len() as u64;
@@ -362,7 +360,7 @@ impl Upload {
                 let (s, bytes) = blocking(move || {
                     part.seal(&mut buf[prefix..])?;
                     s.absorb(&buf[prefix..]);
-                    Ok((s, buf))
+                    Ok::<_, Error>((s, buf))
                 })
                 .await?;
                 *sealer = Some(s);
@@ -372,7 +370,7 @@ impl Upload {
                 tasks.spawn(async move {
                     let bytes = blocking(move || {
                         part.seal(&mut buf[prefix..])?;
-                        Ok(buf)
+                        Ok::<_, Error>(buf)
                     })
                     .await?;
                     upload_part(target, part_number, bytes).await
