@@ -265,3 +265,88 @@ fn unauthenticated_key_names_are_escaped_in_errors() {
     assert!(!msg.chars().any(char::is_control), "{msg:?}");
     assert!(msg.contains("\\u{1b}"), "{msg}");
 }
+
+/// The file pipeline's workers write their own batches in turn: with many workers and small
+/// batches, a tampered frame stops the output exactly at the start of its batch (every batch
+/// before it written, none after), on every run.
+#[test]
+fn file_pipeline_releases_exactly_the_batches_before_a_failure() {
+    let k = keyring(vec![raw("ns", "a", 1)]);
+    let (ct, pt, hlen) = message(Suite::DEFAULT, 64 * 300 + 10);
+    let slot = FRAME as usize + REGULAR_OVERHEAD;
+    // 200 bytes per batch: 2 frames of 64 bytes (96-byte slots) each.
+    let per_batch = 2;
+    let popts = PipelineOptions {
+        threads: 8,
+        batch_bytes: 200,
+    };
+    for bad in [0, 1, 2, 57, 150, 299] {
+        let mut t = ct.clone();
+        t[hlen + bad * slot + slot / 2] ^= 0x40;
+        for _ in 0..20 {
+            let (out, r) = decrypt_file(k.as_ref(), &DecryptOptions::default(), &t, &popts);
+            assert_eq!(r.unwrap_err().class(), "authentication");
+            let released = bad / per_batch * per_batch * FRAME as usize;
+            assert_eq!(out.len(), released, "frame {bad} tampered");
+            assert_eq!(out, pt[..released]);
+        }
+    }
+}
+
+/// An output that fails after `left` bytes.
+struct FailingWriter {
+    left: usize,
+}
+
+impl std::io::Write for FailingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Err(std::io::Error::other("disk full"));
+        }
+        let n = buf.len().min(self.left);
+        self.left -= n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A write error in the file pipeline stops every worker and is returned (no deadlock, no
+/// panic), whichever batch it hits.
+#[test]
+fn file_pipeline_write_errors_stop_every_worker() {
+    let k = keyring(vec![raw("ns", "a", 1)]);
+    let (ct, pt, _) = message(Suite::DEFAULT, 64 * 300 + 10);
+    let popts = PipelineOptions {
+        threads: 8,
+        batch_bytes: 200,
+    };
+    let mut pt_file = tempfile::tempfile().unwrap();
+    std::io::Write::write_all(&mut pt_file, &pt).unwrap();
+    let mut ct_file = tempfile::tempfile().unwrap();
+    std::io::Write::write_all(&mut ct_file, &ct).unwrap();
+    for left in [0, 1, 500, 5000, 19_000] {
+        let opts = EncryptOptions {
+            frame_length: FRAME,
+            ..Default::default()
+        };
+        let enc = Encryptor::new(k.as_ref(), &opts).unwrap();
+        let mut w = FailingWriter { left };
+        let r = s3crypt_core::pipeline::encrypt_file(enc, &pt_file, &mut w, &popts, |_| {});
+        assert_eq!(r.unwrap_err().class(), "io", "encrypt, fails after {left}");
+        if left < pt.len() {
+            let mut w = FailingWriter { left };
+            let r = s3crypt_core::pipeline::decrypt_file(
+                k.as_ref(),
+                &DecryptOptions::default(),
+                &ct_file,
+                &mut w,
+                &popts,
+                |_| {},
+            );
+            assert_eq!(r.unwrap_err().class(), "io", "decrypt, fails after {left}");
+        }
+    }
+}
