@@ -152,6 +152,13 @@ pub(crate) struct Keys {
     pub discovery: Option<Option<s3crypt_kms::DiscoveryFilter>>,
 }
 
+impl Keys {
+    /// Whether any key is in AWS KMS (a KMS client is needed).
+    pub(crate) fn uses_kms(&self) -> bool {
+        !self.kms.is_empty() || self.discovery.is_some()
+    }
+}
+
 /// Refuses KMS discovery for a command that encrypts (a discovery keyring has no key to wrap with).
 pub(crate) fn refuse_discovery(a: &crate::args::KeyArgs, command: &str) -> Result<(), Failure> {
     if a.discovery() {

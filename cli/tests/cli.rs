@@ -377,7 +377,7 @@ fn ranges_on_files() {
 }
 
 /// Ranges longer than one read step (8 MiB of ciphertext: 127 frames of 64 KiB, see RANGE_STEP in
-/// cli/src/transform.rs) are read, authenticated and written a step at a time; a frame tampered
+/// cli/src/commands/decrypt.rs) are read, authenticated and written a step at a time; a frame tampered
 /// with in a later step fails the whole range, and nothing appears under the output's name.
 #[test]
 fn long_ranges_on_files_go_step_by_step() {

@@ -1,69 +1,17 @@
-//! `s3crypt encrypt` and `s3crypt decrypt`.
+//! `s3crypt decrypt`: an AWS Encryption SDK message (or a byte range of it) into a file or stdout.
 
 use std::io::{Read, Seek, SeekFrom};
 
-use s3crypt_core::pipeline::{self, PipelineOptions};
+use s3crypt_core::pipeline;
 use s3crypt_core::range::RangeDecryptor;
-use s3crypt_core::{DecryptOptions, EncryptOptions, Encryptor};
+use s3crypt_core::DecryptOptions;
 use serde_json::json;
 
-use crate::args::{DecryptArgs, EncryptArgs, IoArgs};
+use crate::args::DecryptArgs;
+use crate::commands::{hex, pipeline_options};
 use crate::config::{self, parse_size};
 use crate::exit::Failure;
 use crate::streams::{open_input, progress, Output};
-
-fn pipeline_options(io: &IoArgs) -> Result<PipelineOptions, Failure> {
-    let mut p = PipelineOptions::default();
-    if let Some(t) = io.threads {
-        if t == 0 {
-            return Err(Failure::Usage("--threads must be at least 1".into()));
-        }
-        p.threads = t;
-    }
-    Ok(p)
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-pub(crate) fn encrypt(a: EncryptArgs) -> Result<(), Failure> {
-    config::refuse_discovery(&a.keys, "encrypt")?;
-    let cfg = config::load_config()?;
-    let keyring = config::load_keys(&config::resolve_keys(&a.keys, &cfg)?)?;
-    let (suite, frame_length) =
-        config::encryption(a.suite.as_deref(), a.frame_size.as_deref(), &cfg)?;
-    let popts = pipeline_options(&a.io)?;
-    let input = open_input(&a.io.input)?;
-    let options = EncryptOptions {
-        suite,
-        frame_length,
-        context: config::parse_context(&a.context)?,
-        plaintext_length: input.len,
-    };
-    options.validate()?;
-    let mut output = Output::open(&a.io.output, true, a.io.fsync)?;
-    let enc = Encryptor::new(&keyring, &options)?;
-    let bar = progress(input.len, a.io.quiet);
-    let summary = if input.len.is_some() {
-        pipeline::encrypt_file(enc, &input.file, &mut output, &popts, |n| bar.inc(n))?
-    } else {
-        pipeline::encrypt(enc, &input.file, &mut output, &popts, |n| bar.inc(n))?
-    };
-    output.commit()?;
-    bar.finish_and_clear();
-    if a.io.json {
-        eprintln!(
-            "{}",
-            json!({
-                "operation": "encrypt", "input": input.name, "plaintext_bytes": summary.plaintext_len,
-                "frames": summary.frames, "header_bytes": summary.header_len, "suite": format!("0x{:04X}", suite.id()),
-                "frame_length": frame_length, "message_id": hex(&summary.message_id),
-            })
-        );
-    }
-    Ok(())
-}
 
 fn decrypt_options(a: &DecryptArgs) -> Result<DecryptOptions, Failure> {
     let mut o = DecryptOptions {
@@ -76,7 +24,7 @@ fn decrypt_options(a: &DecryptArgs) -> Result<DecryptOptions, Failure> {
     Ok(o)
 }
 
-pub(crate) fn decrypt(a: DecryptArgs) -> Result<(), Failure> {
+pub(crate) fn run(a: DecryptArgs) -> Result<(), Failure> {
     let cfg = config::load_config()?;
     let keyring = config::load_keys(&config::resolve_keys(&a.keys, &cfg)?)?;
     let options = decrypt_options(&a)?;

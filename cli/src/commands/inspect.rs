@@ -1,4 +1,4 @@
-//! `s3crypt inspect`: the header of a message, without any key. Never prints secrets (the header
+//! `s3crypt inspect`: the header of a message (a file, stdin or `s3://bucket/key`), without any key. Never prints secrets (the header
 //! holds none: wrapped keys are shown by provider and key name only).
 //!
 //! Everything shown comes from the message or from S3 and is unauthenticated: human output escapes
@@ -7,6 +7,7 @@
 //! escapes control characters itself).
 
 use std::io::Read;
+use std::path::Path;
 
 use s3crypt_core::keyring::raw_aes::key_name_of;
 use s3crypt_core::range::MessageLayout;
@@ -15,12 +16,10 @@ use s3crypt_core::{ParsedHeader, ReadLimits};
 use serde_json::json;
 
 use crate::args::InspectArgs;
+use crate::commands::hex;
 use crate::exit::Failure;
+use crate::s3url::object_url;
 use crate::streams::open_input;
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
 
 /// Reads a header without key: any frame length or EDK count the format allows is shown (inspect
 /// allocates nothing per frame).
@@ -156,4 +155,35 @@ pub(crate) fn report(
             e["provider_id"].as_str().unwrap_or_default()
         );
     }
+}
+
+/// `inspect s3://bucket/key`: the header, read with one ranged GET (and a HEAD).
+pub(crate) async fn run_s3(a: InspectArgs) -> Result<(), Failure> {
+    let url = a
+        .input
+        .as_deref()
+        .and_then(Path::to_str)
+        .unwrap_or_default()
+        .to_owned();
+    let (bucket, key) = object_url(&url)?;
+    let c = crate::resolve::metadata_client(&a.s3).await?;
+    let (info, bytes) = c
+        .head_object()
+        .bucket(&bucket)
+        .key(&key)
+        .fetch_header()
+        .await?;
+    let parsed = read_header(&mut &bytes[..])?;
+    let extra = json!({
+        "object": format!("s3://{bucket}/{key}"), "stored_bytes": info.size, "content_type": info.content_type,
+        "user_metadata": info.user_metadata, "etag": info.etag, "version_id": info.version_id,
+    });
+    let layout =
+        s3crypt_core::range::MessageLayout::new(parsed.len() as u64, info.frame_length, info.size)
+            .ok();
+    let plaintext = layout
+        .filter(|_| !info.suite.is_signed())
+        .map(|l| (l.plaintext_len(), l.regular_frames + 1));
+    report(&parsed, plaintext, a.json, Some(extra));
+    Ok(())
 }

@@ -1,0 +1,144 @@
+//! `s3crypt get`: decrypt an object (or a byte range of it, or with `-r` every object under a
+//! prefix) from S3 into a file or stdout.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use s3crypt::{ByteRange, Client};
+use serde_json::json;
+
+use crate::args::GetArgs;
+use crate::batch::{interrupted, list_keys, run_all};
+use crate::config;
+use crate::exit::Failure;
+use crate::resolve::S3Setup;
+use crate::s3url::{object_url, parse_url, prefix_of};
+use crate::streams::{progress, save, Output};
+
+/// `get -r`: every object under the prefix into the destination directory, `--jobs` at a time.
+async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
+    let (bucket, prefix) = parse_url(&a.src)?;
+    let prefix = prefix_of(&prefix);
+    let root = a.dst.clone();
+    let dest = Arc::new(
+        crate::tree::DestDir::open(&root, a.fsync)
+            .map_err(|e| Failure::Io(format!("cannot open {}", root.display()), e))?,
+    );
+    let required = config::parse_context(&a.context)?;
+    let mut refused = 0;
+    let mut items = Vec::new();
+    for key in list_keys(&c, &bucket, &prefix).await? {
+        let key = key.as_str();
+        let rel = match crate::tree::relative_path(key, &prefix) {
+            Ok(Some(rel)) => rel,
+            Ok(None) => continue,
+            Err(why) => {
+                eprintln!(
+                    "s3crypt: refusing s3://{bucket}/{}: {why} (it would not stay inside {})",
+                    key.escape_debug(),
+                    root.display()
+                );
+                refused += 1;
+                continue;
+            }
+        };
+        let (c, bucket, key, dest, required, allow_moved, json) = (
+            c.clone(),
+            bucket.clone(),
+            key.to_owned(),
+            Arc::clone(&dest),
+            required.clone(),
+            a.allow_moved,
+            a.json,
+        );
+        let sse_c = a.sse_c.on();
+        items.push((format!("s3://{bucket}/{key}"), async move {
+            let out = c
+                .get_object()
+                .bucket(&bucket)
+                .key(&key)
+                .required_context(required)
+                .allow_moved(allow_moved)
+                .sse_c(sse_c)
+                .send()
+                .await?;
+            // Created (through directory handles, never following symlinks) only once the
+            // download started; renamed into place only after everything verified.
+            let output = dest
+                .create(&rel, &format!("s3://{bucket}/{key}"))
+                .map_err(Failure::Usage)?;
+            let finish = |output: crate::tree::DirFile| {
+                output.commit().map_err(|e| {
+                    let what = match e.kind() {
+                        std::io::ErrorKind::AlreadyExists => "refusing to write the output",
+                        _ => "cannot finish the output",
+                    };
+                    Failure::Io(what.into(), e)
+                })
+            };
+            let ((), n) = save(out.body, output, finish, |_| {}).await?;
+            if json {
+                eprintln!(
+                    "{}",
+                    json!({"operation": "get", "bucket": bucket, "key": key, "plaintext_bytes": n})
+                );
+            }
+            Ok(())
+        }));
+    }
+    let failed = tokio::select! {
+        n = run_all(a.jobs, items) => n,
+        () = interrupted() => return Err(Failure::Interrupted),
+    };
+    if failed + refused > 0 {
+        return Err(Failure::Partial(failed + refused));
+    }
+    Ok(())
+}
+
+pub(crate) async fn run(a: GetArgs) -> Result<(), Failure> {
+    let c = S3Setup::resolve(&a.s3, &a.keys, &a.sse_c, None)
+        .await?
+        .decrypting_client()?;
+    if a.recursive {
+        return get_recursive(&a, c).await;
+    }
+    let (bucket, key) = object_url(&a.src)?;
+    let mut req = c
+        .get_object()
+        .bucket(&bucket)
+        .key(&key)
+        .required_context(config::parse_context(&a.context)?)
+        .allow_moved(a.allow_moved)
+        .sse_c(a.sse_c.on());
+    if let Some(r) = &a.range {
+        req = req.range(ByteRange::parse(r)?);
+    }
+    if let Some(v) = &a.version_id {
+        req = req.version_id(v);
+    }
+    let dst = (a.dst != Path::new("-")).then(|| a.dst.clone());
+    let work = async {
+        let out = req.send().await?;
+        let output = Output::open(&dst, false, a.fsync)?;
+        let total = out
+            .range
+            .as_ref()
+            .map(|r| r.end - r.start)
+            .or(out.info.plaintext_length);
+        let bar = progress(total, a.quiet);
+        let ((), n) = save(out.body, output, Output::commit, |len| bar.inc(len)).await?;
+        bar.finish_and_clear();
+        if a.json {
+            eprintln!(
+                "{}",
+                json!({"operation": "get", "bucket": bucket, "key": key, "plaintext_bytes": n, "range": out.range.map(|r| [r.start, r.end])})
+            );
+        }
+        Ok::<(), Failure>(())
+    };
+    tokio::select! {
+        r = work => r,
+        () = interrupted() => Err(Failure::Interrupted),
+    }
+}
