@@ -16,6 +16,19 @@ use crate::error::{Error, Result};
 use crate::key::{MessageKey, FINAL_MARKER, FINAL_OVERHEAD, FINAL_PREFIX, REGULAR_OVERHEAD};
 use crate::keyring::Keyring;
 
+/// Wakes every worker parked on the condvar when a worker unwinds (its output, progress or
+/// signer callback panicked while it held the lock): they find the lock poisoned and stop, and
+/// the scope passes the panic on, instead of waiting for a turn that never comes.
+struct WakeOnPanic<'a>(&'a Condvar);
+
+impl Drop for WakeOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.notify_all();
+        }
+    }
+}
+
 /// The writing side shared by the workers: whose turn it is, and what was written.
 struct Turn<'o, B, P> {
     /// The batch to write next.
@@ -56,9 +69,12 @@ where
     });
     let cv = Condvar::new();
     std::thread::scope(|s| {
-        for _ in 0..threads.max(1) {
+        // (No more workers than batches.)
+        for _ in 0..(threads.max(1) as u64).min(nbatches.max(1)) {
             let (claim, turn, cv) = (&claim, &turn, &cv);
             s.spawn(move || {
+                // Declared first: dropped after any lock guard while unwinding.
+                let _wake = WakeOnPanic(cv);
                 // Refilled batch after batch: it stays in this core's cache.
                 let mut buf = Vec::new();
                 loop {
@@ -359,4 +375,101 @@ pub fn decrypt_file(
         plaintext_len: plaintext,
         frames: regular + 1,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `f` on its own thread; `None` if it did not finish within `secs` seconds.
+    fn within<T: Send + 'static>(
+        secs: u64,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<std::thread::Result<T>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(secs)).ok()
+    }
+
+    struct PanickingWriter {
+        calls: usize,
+        panic_at: usize,
+    }
+
+    impl Write for PanickingWriter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.calls += 1;
+            if self.calls == self.panic_at {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                panic!("output panicked");
+            }
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Batch 0 is slow, so the worker holding batch 1 is parked on the condvar when batch 0's
+    /// write panics: it must wake and stop, and the panic reach the caller.
+    #[test]
+    fn a_panicking_output_does_not_hang_the_workers() {
+        let r = within(10, || {
+            let work = |index: u64, mut buf: Vec<u8>| -> Result<Finished> {
+                if index == 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                buf.clear();
+                buf.extend_from_slice(&index.to_be_bytes());
+                Ok(Finished {
+                    buf,
+                    out: std::iter::once(0..8).collect(),
+                    plaintext: 8,
+                    last: index == 3,
+                    extra: Vec::new(),
+                })
+            };
+            let mut w = PanickingWriter {
+                calls: 0,
+                panic_at: 1,
+            };
+            run_positional(4, 2, &mut w, &work, |_| {}, |_| {})
+        });
+        let finished = r.expect("run_positional hung after its output panicked");
+        assert!(finished.is_err(), "the panic did not reach the caller");
+    }
+
+    /// Batches are written in order whatever order the workers finish them in, and an error
+    /// stops the output exactly before its batch.
+    #[test]
+    fn batches_are_written_in_order_and_stop_exactly_at_an_error() {
+        for threads in [1, 2, 3, 16] {
+            for failing in [None, Some(0), Some(5), Some(19)] {
+                let work = |index: u64, mut buf: Vec<u8>| -> Result<Finished> {
+                    // Later batches finish first.
+                    std::thread::sleep(std::time::Duration::from_micros((20 - index) * 200));
+                    if Some(index) == failing {
+                        return Err(Error::Authentication);
+                    }
+                    buf.clear();
+                    buf.push(index as u8);
+                    Ok(Finished {
+                        buf,
+                        out: std::iter::once(0..1).collect(),
+                        plaintext: 1,
+                        last: index == 19,
+                        extra: Vec::new(),
+                    })
+                };
+                let mut out = Vec::new();
+                let r = run_positional(20, threads, &mut out, &work, |_| {}, |_| {});
+                let upto = failing.unwrap_or(20) as u8;
+                assert_eq!(out, (0..upto).collect::<Vec<u8>>(), "{threads} threads");
+                assert_eq!(r.is_ok(), failing.is_none());
+            }
+        }
+    }
 }
