@@ -103,3 +103,69 @@ pub(crate) fn not_found_or(bucket: &str, key: &str, e: Error) -> Error {
         other => other,
     }
 }
+
+/// Bytes [`first_bytes`] asks for: objects up to this size are read with one request, and larger
+/// ones reuse the header from it (256 KiB: at most that much of a large object is fetched twice).
+pub(crate) const FIRST_BYTES: u64 = 256 << 10;
+
+/// An object's s3crypt metadata and its first `len` bytes in one ranged GET: what HEAD and then a
+/// GET give, in one round trip (objects up to `len` bytes arrive whole). `Ok(None)` when that does
+/// not work out and the caller should HEAD instead: an empty object (S3 answers a range on it with
+/// 416), a server that ignores the range, a body that breaks off.
+///
+/// # Errors
+/// As [`head_with`]: [`Error::NotFound`], [`Error::Service`], [`Error::NotEncrypted`].
+pub(crate) async fn first_bytes(
+    shared: &Shared,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+    len: u64,
+) -> Result<Option<(ObjectInfo, bytes::Bytes)>> {
+    let sent = shared
+        .s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .set_version_id(version_id.map(str::to_owned))
+        .range(format!("bytes=0-{}", len.max(1) - 1))
+        .send()
+        .await;
+    let mut out = match sent {
+        Ok(out) => out,
+        Err(e) => {
+            return match not_found_or(bucket, key, service("GetObject", e)) {
+                Error::Service {
+                    status: Some(416), ..
+                } => Ok(None),
+                e => Err(e),
+            }
+        }
+    };
+    // "bytes 0-4095/4096": the object's size after the slash.
+    let Some(size) = out
+        .content_range()
+        .and_then(|r| r.rsplit_once('/'))
+        .and_then(|(_, total)| total.parse::<u64>().ok())
+    else {
+        return Ok(None);
+    };
+    let info = metadata::parse(
+        bucket,
+        key,
+        size,
+        out.metadata(),
+        out.e_tag(),
+        out.version_id(),
+    )?;
+    let want = size.min(len);
+    let mut body = bytes::BytesMut::with_capacity(usize::try_from(want).unwrap_or(0));
+    while let Some(chunk) = out.body.next().await {
+        match chunk {
+            Ok(c) if (body.len() + c.len()) as u64 <= want => body.extend_from_slice(&c),
+            // More than asked for, or a broken body: HEAD and ranged GETs (which resume) instead.
+            _ => return Ok(None),
+        }
+    }
+    Ok((body.len() as u64 == want).then(|| (info, body.freeze())))
+}

@@ -492,3 +492,76 @@ async fn a_cancelled_move_aborts_and_keeps_its_source() {
         assert!(get_all(&c, "faults", "src").await.unwrap() == data);
     }
 }
+
+/// A whole-object download starts with one ranged GET that brings the metadata and the first
+/// 256 KiB: objects up to that size take one request (no HEAD), larger ones reuse its header
+/// bytes, and every size around the boundary (and the multi-piece path) still decrypts exactly.
+/// An empty S3 object (a range on it is answered 416) falls back to HEAD and is reported as not
+/// encrypted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_objects_are_read_with_one_request() {
+    for kind in [Kind::Moto, Kind::S3sFs] {
+        let Some((server, proxy)) = setup(kind, "first").await else {
+            continue;
+        };
+        let c = client(&proxy.endpoint);
+        let probe = 256 << 10;
+        // The plaintext length whose stored object is exactly 256 KiB (same frame count nearby;
+        // keys of one length: the key is in the header's context).
+        let n0 = 200_000;
+        let out = c
+            .put_object()
+            .bucket("first")
+            .key("o0000000")
+            .body(pattern(n0))
+            .send()
+            .await
+            .unwrap();
+        let exact = n0 + (probe - out.size as usize);
+        for n in [1, 4096, exact - 1, exact, exact + 1, 11 * MIB + 3] {
+            let data = pattern(n);
+            let key = format!("o{n:07}");
+            c.put_object()
+                .bucket("first")
+                .key(&key)
+                .body(data.clone())
+                .send()
+                .await
+                .unwrap();
+            let before = proxy.requests().len();
+            assert_eq!(
+                get_all(&c, "first", &key).await.unwrap(),
+                data,
+                "{kind:?} {n}"
+            );
+            let reqs = proxy.requests()[before..].to_vec();
+            assert!(
+                reqs.iter().all(|r| r.starts_with("GET ")),
+                "{kind:?} {n}: {reqs:?}"
+            );
+            if n <= exact {
+                assert_eq!(reqs.len(), 1, "{kind:?} {n}: {reqs:?}");
+            }
+        }
+        server
+            .s3()
+            .put_object()
+            .bucket("first")
+            .key("empty")
+            .body(Vec::new().into())
+            .send()
+            .await
+            .unwrap();
+        let before = proxy.requests().len();
+        let e = get_all(&c, "first", "empty").await.unwrap_err();
+        assert!(
+            matches!(e, s3crypt::Error::NotEncrypted { .. }),
+            "{kind:?}: {e:?}"
+        );
+        let reqs = proxy.requests()[before..].to_vec();
+        assert!(
+            reqs.iter().any(|r| r.starts_with("HEAD ")),
+            "{kind:?}: {reqs:?}"
+        );
+    }
+}

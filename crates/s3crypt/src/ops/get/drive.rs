@@ -22,6 +22,10 @@ use crate::transport::fetch::{AbortOnDrop, Fetch};
 use crate::transport::pool::Recycled;
 use s3crypt_core::range::ByteRange;
 
+/// Messages up to this size are decrypted on the async task when the keyring does not block (see
+/// [`Fetch::streamed`]): opening one frame costs microseconds.
+const SMALL_INLINE: u64 = 64 << 10;
+
 /// What a running download sends its reader.
 pub(super) enum Msg {
     Data(Bytes),
@@ -47,18 +51,25 @@ pub(super) struct Job {
 
 /// What a download fetches.
 pub(super) enum What {
-    /// The whole object, as HEAD described it.
+    /// The whole object, as its metadata describes it, with its first bytes if they were
+    /// fetched already.
     Whole {
         info: ObjectInfo,
         options: DecryptOptions,
+        prefix: Bytes,
     },
     /// Plaintext `served` of an opened message.
     Range {
         rd: Arc<RangeDecryptor>,
         served: Range<u64>,
     },
-    /// The whole object of `size` bytes, known to need the streaming decryptor.
-    Streamed { size: u64, options: DecryptOptions },
+    /// The whole object of `size` bytes, known to need the streaming decryptor, with its first
+    /// bytes if they were fetched already.
+    Streamed {
+        size: u64,
+        options: DecryptOptions,
+        prefix: Bytes,
+    },
 }
 
 /// Runs `work` on its own task, feeding the returned channel: an error ends it with that error,
@@ -86,15 +97,19 @@ where
 /// Starts `what`, its plaintext delivered in order through the returned channel.
 pub(super) fn ordered(fetch: Fetch, what: What) -> mpsc::Receiver<Msg> {
     match what {
-        What::Whole { info, options } => {
-            spawn(move |tx| async move { fetch.whole_into(&info, options, &tx).await })
-        }
+        What::Whole {
+            info,
+            options,
+            prefix,
+        } => spawn(move |tx| async move { fetch.whole_into(&info, options, prefix, &tx).await }),
         What::Range { rd, served } => {
             spawn(move |tx| async move { fetch.pieces(&rd, served, &tx).await })
         }
-        What::Streamed { size, options } => {
-            spawn(move |tx| async move { fetch.streamed(size, options, &tx).await })
-        }
+        What::Streamed {
+            size,
+            options,
+            prefix,
+        } => spawn(move |tx| async move { fetch.streamed(size, options, prefix, &tx).await }),
     }
 }
 
@@ -109,11 +124,15 @@ impl Fetch {
         &self,
         info: &ObjectInfo,
         options: &DecryptOptions,
+        prefix: &Bytes,
     ) -> Result<Option<(Arc<RangeDecryptor>, Range<u64>)>> {
         if info.suite.is_signed() || info.size <= range_len(self.shared.transfer.part_size) {
             return Ok(None);
         }
-        let header_bytes = self.bytes(0..info.header_length).await?;
+        let header_bytes = match usize::try_from(info.header_length) {
+            Ok(n) if n <= prefix.len() => prefix.slice(..n),
+            _ => self.bytes(0..info.header_length).await?,
+        };
         // The metadata is not authenticated: the header decides. A header that does not parse
         // from the bytes the metadata points at (or a signed one) is left to the streaming
         // decryptor, which needs no metadata and reports what is wrong.
@@ -136,26 +155,38 @@ impl Fetch {
         &self,
         info: &ObjectInfo,
         options: DecryptOptions,
+        prefix: Bytes,
         tx: &mpsc::Sender<Msg>,
     ) -> Result<()> {
-        match self.parallel(info, &options).await? {
+        match self.parallel(info, &options, &prefix).await? {
             Some((rd, served)) => self.pieces(&rd, served, tx).await,
-            None => self.streamed(info.size, options, tx).await,
+            None => self.streamed(info.size, options, prefix, tx).await,
         }
     }
 
-    /// The whole message in order through one [`Decryptor`], fetched `concurrency` ranges ahead.
+    /// The whole message in order through one [`Decryptor`], fetched `concurrency` ranges ahead
+    /// (after `prefix`, its first bytes if they were fetched already). The last chunk is
+    /// decrypted and the message finished in one step; a chunk of a small message with a keyring
+    /// that does not block is decrypted on the calling task (a hand-off to the blocking pool would
+    /// cost more than the work).
     pub(super) async fn streamed(
         &self,
         size: u64,
         options: DecryptOptions,
+        prefix: Bytes,
         tx: &mpsc::Sender<Msg>,
     ) -> Result<()> {
         let chunk = range_len(self.shared.transfer.part_size);
         let concurrency = self.shared.transfer.download_concurrency;
+        // Inline only for unsigned suites (a signature check costs a millisecond); the header in
+        // the prefix says which (unauthenticated, which only decides where the work runs).
+        let inline = size <= SMALL_INLINE
+            && !self.shared.keyring.may_block()
+            && Header::read(&prefix, &options.limits).is_ok_and(|p| !p.header.suite.is_signed());
         let mut dec = Some(Decryptor::new(self.shared.keyring.clone(), options));
         let mut pending: VecDeque<AbortOnDrop<Bytes>> = VecDeque::new();
-        let mut next = 0u64;
+        let mut next = (prefix.len() as u64).min(size);
+        let mut first = (!prefix.is_empty()).then_some(prefix);
         loop {
             while pending.len() < concurrency && next < size {
                 let r = next..(next + chunk).min(size);
@@ -163,32 +194,52 @@ impl Fetch {
                 let f = self.clone();
                 pending.push_back(AbortOnDrop(tokio::spawn(async move { f.bytes(r).await })));
             }
-            let Some(mut h) = pending.pop_front() else {
-                break;
+            let data = match first.take() {
+                Some(p) => p,
+                None => {
+                    let Some(mut h) = pending.pop_front() else {
+                        break;
+                    };
+                    // A reader that went away stops the download now, not at the next send.
+                    tokio::select! {
+                        r = &mut h.0 => r??,
+                        () = tx.closed() => return Ok(()),
+                    }
+                }
             };
-            // A reader that went away stops the download now, not at the next send.
-            let data = tokio::select! {
-                r = &mut h.0 => r??,
-                () = tx.closed() => return Ok(()),
-            };
-            let mut d = dec
+            let last = pending.is_empty() && next >= size;
+            let d = dec
                 .take()
                 .ok_or_else(|| Error::Internal("decryptor lost".into()))?;
             let pool = self.pool.clone();
-            let (d, out) = blocking(move || {
+            let step = move || -> Result<(Option<Decryptor>, Vec<u8>)> {
                 let mut out = Vec::with_capacity(data.len());
+                let mut d = d;
                 let r = d.update(&data, &mut out);
                 if let Ok(b) = data.try_into_mut() {
                     pool.put(b);
                 }
-                r.map(|()| (d, out))
-            })
-            .await?;
-            dec = Some(d);
+                r?;
+                if last {
+                    d.finish(&mut out)?;
+                    return Ok((None, out));
+                }
+                Ok((Some(d), out))
+            };
+            let (d, out) = if inline {
+                step()?
+            } else {
+                blocking(step).await?
+            };
             if !out.is_empty() && tx.send(Msg::Data(Bytes::from(out))).await.is_err() {
                 return Ok(());
             }
+            match d {
+                Some(d) => dec = Some(d),
+                None => return Ok(()),
+            }
         }
+        // Nothing came (an empty object): the decryptor reports what is missing.
         let d = dec
             .take()
             .ok_or_else(|| Error::Internal("decryptor lost".into()))?;

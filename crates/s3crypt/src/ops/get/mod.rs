@@ -35,7 +35,7 @@ use crate::metadata::ObjectInfo;
 use crate::shared::Shared;
 use crate::transport::blocking;
 use crate::transport::fetch::Fetch;
-use crate::transport::head::head;
+use crate::transport::head::{first_bytes, head, FIRST_BYTES};
 use crate::transport::pool::Pool;
 
 /// A download being configured (see [`crate::Client::get_object`]).
@@ -144,14 +144,35 @@ impl GetObject {
             self.shared.binding,
             self.allow_moved,
         )?;
-        let (info, sse) = head(
-            &self.shared,
-            &bucket,
-            &key,
-            self.version_id.as_deref(),
-            self.sse_c,
-        )
-        .await?;
+        // A whole object without SSE-C starts with one ranged GET that brings the metadata and
+        // the first bytes (small objects whole): one request instead of HEAD + GET.
+        let first = match (&self.range, self.sse_c) {
+            (None, false) => {
+                first_bytes(
+                    &self.shared,
+                    &bucket,
+                    &key,
+                    self.version_id.as_deref(),
+                    FIRST_BYTES,
+                )
+                .await?
+            }
+            _ => None,
+        };
+        let (info, sse, prefix) = match first {
+            Some((info, prefix)) => (info, None, prefix),
+            None => {
+                let (info, sse) = head(
+                    &self.shared,
+                    &bucket,
+                    &key,
+                    self.version_id.as_deref(),
+                    self.sse_c,
+                )
+                .await?;
+                (info, sse, bytes::Bytes::new())
+            }
+        };
         let fetch = Fetch {
             shared: self.shared.clone(),
             bucket,
@@ -173,7 +194,14 @@ impl GetObject {
             None => Ok(GetOutput {
                 info: info.clone(),
                 range: None,
-                body: PlaintextStream::ready(fetch, What::Whole { info, options }),
+                body: PlaintextStream::ready(
+                    fetch,
+                    What::Whole {
+                        info,
+                        options,
+                        prefix,
+                    },
+                ),
             }),
         }
     }
@@ -218,7 +246,11 @@ pub(crate) async fn open_whole(
         let what = if len > 0 {
             What::Range { rd, served: 0..len }
         } else {
-            What::Streamed { size, options }
+            What::Streamed {
+                size,
+                options,
+                prefix: bytes::Bytes::new(),
+            }
         };
         return Ok(OpenedSource {
             header,
@@ -233,6 +265,13 @@ pub(crate) async fn open_whole(
     Ok(OpenedSource {
         header: opened.header().clone(),
         plaintext_len: None,
-        body: PlaintextStream::ready(fetch, What::Streamed { size, options }),
+        body: PlaintextStream::ready(
+            fetch,
+            What::Streamed {
+                size,
+                options,
+                prefix: bytes::Bytes::new(),
+            },
+        ),
     })
 }

@@ -218,7 +218,11 @@ impl PlaintextStream {
                     What::Range { rd, served } => {
                         return fetch.pieces_at(&rd, served, sink, progress).await
                     }
-                    What::Whole { info, options } => match fetch.parallel(&info, &options).await? {
+                    What::Whole {
+                        info,
+                        options,
+                        prefix,
+                    } => match fetch.parallel(&info, &options, &prefix).await? {
                         Some((rd, served)) => {
                             return fetch.pieces_at(&rd, served, sink, progress).await
                         }
@@ -226,6 +230,7 @@ impl PlaintextStream {
                         None => What::Streamed {
                             size: info.size,
                             options,
+                            prefix,
                         },
                     },
                     streamed @ What::Streamed { .. } => streamed,
