@@ -1,7 +1,8 @@
 //! The file pipeline: workers read their own batches of a regular file with positional reads,
-//! seal or open them, and write them in turn.
+//! seal or open them, and write them in order (whoever finishes the batch whose turn it is).
 #![cfg(unix)]
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -29,10 +30,15 @@ impl Drop for WakeOnPanic<'_> {
     }
 }
 
-/// The writing side shared by the workers: whose turn it is, and what was written.
+/// The writing side shared by the workers: the next batch to write, finished batches waiting for
+/// their turn, and buffers written on their owner's behalf.
 struct Turn<'o, B, P> {
     /// The batch to write next.
     next: u64,
+    /// Finished (or failed) batches that wait for `next` to reach them, with their owner.
+    pending: BTreeMap<u64, (usize, Result<Finished>)>,
+    /// Per worker: its buffers that another worker wrote out.
+    returned: Vec<Vec<Vec<u8>>>,
     /// The first failure (of the lowest failing batch: batches are written, or fail, in order).
     error: Option<Error>,
     plaintext: u64,
@@ -41,11 +47,53 @@ struct Turn<'o, B, P> {
     on_batch: P,
 }
 
-/// Runs `nbatches` batches on `threads` workers. Each worker claims the next batch index, fills
-/// and processes its own buffer (`work`: positional reads, no reader thread), then waits for the
-/// batch's turn and writes it itself (no writer thread). The lowest unwritten batch is always held
-/// by a worker that can finish it, so the pipeline cannot deadlock; a failed batch is reported
-/// once every batch before it was written, and nothing after it is written.
+impl<B: FnMut(&[u8]), P: FnMut(u64)> Turn<'_, B, P> {
+    /// Writes every pending batch whose turn has come, in order; hands each buffer back to its
+    /// owner (`me`'s into `mine`). Stops at the first failure.
+    fn drain(&mut self, me: usize, mine: &mut Vec<Vec<u8>>) {
+        while self.error.is_none() {
+            let Some((owner, result)) = self.pending.remove(&self.next) else {
+                return;
+            };
+            let written = result.and_then(|f| {
+                write_finished(self.output, &f, &mut self.on_bytes)?;
+                if f.last {
+                    self.output.flush()?;
+                }
+                Ok(f)
+            });
+            match written {
+                Ok(f) => {
+                    self.plaintext += f.plaintext;
+                    (self.on_batch)(f.plaintext);
+                    self.next += 1;
+                    match owner == me {
+                        true => mine.push(f.buf),
+                        false => {
+                            if let Some(r) = self.returned.get_mut(owner) {
+                                r.push(f.buf);
+                            }
+                        }
+                    }
+                }
+                Err(e) => self.error = Some(e),
+            }
+        }
+    }
+}
+
+/// Buffers each worker of [`run_positional`] owns: one being filled while the other waits for its
+/// turn to be written.
+const BUFFERS_PER_WORKER: usize = 2;
+
+/// Runs `nbatches` batches on `threads` workers (no reader or writer thread). Each worker takes
+/// one of its own buffers, claims the next batch index, fills and processes the buffer (`work`:
+/// positional reads), and queues the batch; whichever worker finds the next batch in turn writes
+/// it (and any that follow it in the queue), handing the buffers back to their owners. A worker
+/// waits only when both its buffers are queued. A worker holds a buffer before it claims an
+/// index, so the lowest unwritten batch is always being processed and the pipeline cannot
+/// deadlock; a failed batch is reported once every batch before it was written, and nothing after
+/// it is written. Memory: `threads × 2` buffers.
 fn run_positional<B, P>(
     nbatches: u64,
     threads: usize,
@@ -58,9 +106,13 @@ where
     B: FnMut(&[u8]) + Send,
     P: FnMut(u64) + Send,
 {
+    // (No more workers than batches.)
+    let workers = usize::try_from((threads.max(1) as u64).min(nbatches.max(1))).unwrap_or(1);
     let claim = AtomicU64::new(0);
     let turn = Mutex::new(Turn {
         next: 0,
+        pending: BTreeMap::new(),
+        returned: vec![Vec::new(); workers],
         error: None,
         plaintext: 0,
         output,
@@ -69,51 +121,51 @@ where
     });
     let cv = Condvar::new();
     std::thread::scope(|s| {
-        // (No more workers than batches.)
-        for _ in 0..(threads.max(1) as u64).min(nbatches.max(1)) {
+        for me in 0..workers {
             let (claim, turn, cv) = (&claim, &turn, &cv);
             s.spawn(move || {
                 // Declared first: dropped after any lock guard while unwinding.
                 let _wake = WakeOnPanic(cv);
-                // Refilled batch after batch: it stays in this core's cache.
-                let mut buf = Vec::new();
+                // Refilled batch after batch: they stay in this core's cache.
+                let mut mine: Vec<Vec<u8>> = vec![Vec::new(); BUFFERS_PER_WORKER];
                 loop {
+                    let buf = match mine.pop() {
+                        Some(b) => b,
+                        None => {
+                            let Ok(mut t) = turn.lock() else { return };
+                            loop {
+                                if t.error.is_some() {
+                                    return;
+                                }
+                                if let Some(b) = t.returned.get_mut(me).and_then(Vec::pop) {
+                                    break b;
+                                }
+                                t = match cv.wait(t) {
+                                    Ok(t) => t,
+                                    Err(_) => return,
+                                };
+                            }
+                        }
+                    };
                     let index = claim.fetch_add(1, Ordering::Relaxed);
                     if index >= nbatches {
                         return;
                     }
-                    let result = guarded(|| work(index, std::mem::take(&mut buf)));
+                    let result = guarded(|| work(index, buf));
                     let Ok(mut t) = turn.lock() else { return };
-                    while t.next != index && t.error.is_none() {
-                        t = match cv.wait(t) {
-                            Ok(t) => t,
-                            Err(_) => return,
-                        };
-                    }
                     if t.error.is_some() {
                         // An earlier batch failed: nothing after it is written.
                         return;
                     }
-                    let written = result.and_then(|f| {
-                        let t = &mut *t;
-                        write_finished(t.output, &f, &mut t.on_bytes)?;
-                        if f.last {
-                            t.output.flush()?;
-                        }
-                        Ok(f)
-                    });
-                    match written {
-                        Ok(f) => {
-                            t.plaintext += f.plaintext;
-                            (t.on_batch)(f.plaintext);
-                            t.next += 1;
-                            buf = f.buf;
-                        }
-                        Err(e) => t.error = Some(e),
-                    }
-                    let stop = t.error.is_some();
+                    t.pending.insert(index, (me, result));
+                    let before = t.next;
+                    t.drain(me, &mut mine);
+                    let (wrote, stop) = (t.next != before, t.error.is_some());
                     drop(t);
-                    cv.notify_all();
+                    if wrote || stop {
+                        // Owners waiting for a buffer, or for the end.
+                        cv.notify_all();
+                    }
                     if stop {
                         return;
                     }
@@ -213,9 +265,9 @@ fn read_exact_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> Result<()
 ///
 /// Like [`super::encrypt`], but the workers read their own frames with positional reads, so
 /// reading (a kernel copy) is spread over all threads, each frame is sealed while it is still in
-/// the CPU cache, and each worker writes its batches when their turn comes. The output is
+/// the CPU cache, and batches are written in order by the workers themselves. The output is
 /// byte-for-byte the layout [`super::encrypt`] produces (an empty final frame when `len` is a
-/// multiple of the frame length). Memory: `threads × max(256 KiB, frame length + 40)`.
+/// multiple of the frame length). Memory: `2 × threads × max(256 KiB, frame length + 40)`.
 ///
 /// # Errors
 /// As [`super::encrypt`]; [`Error::Io`] if the file shrinks while it is read.
