@@ -15,6 +15,9 @@ use crate::resolve::S3Setup;
 use crate::s3url::{object_url, parse_url, prefix_of};
 use crate::streams::{progress, save, Output};
 
+/// Objects up to this stored size are written by `get -r` in one step (see [`get_recursive`]).
+const SMALL_OBJECT: u64 = 256 << 10;
+
 /// `get -r`: every object under the prefix into the destination directory, `--jobs` at a time.
 async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
     let (bucket, prefix) = parse_url(&a.src)?;
@@ -25,6 +28,10 @@ async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
             .map_err(|e| Failure::Io(format!("cannot open {}", root.display()), e))?,
     );
     let required = config::parse_context(&a.context)?;
+    // File creations and renames of small objects, one per core at a time: they take the
+    // directory's lock, and more writers than cores only spin on it.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let fs_slots = Arc::new(tokio::sync::Semaphore::new(cores));
     let mut refused = 0;
     let mut items = Vec::new();
     for key in list_keys(&c, &bucket, &prefix).await? {
@@ -42,6 +49,7 @@ async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
                 continue;
             }
         };
+        let fs_slots = Arc::clone(&fs_slots);
         let (c, bucket, key, dest, required, allow_moved, json) = (
             c.clone(),
             bucket.clone(),
@@ -62,11 +70,7 @@ async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
                 .sse_c(sse_c)
                 .send()
                 .await?;
-            // Created (through directory handles, never following symlinks) only once the
-            // download started; renamed into place only after everything verified.
-            let output = dest
-                .create(&rel, &format!("s3://{bucket}/{key}"))
-                .map_err(Failure::Usage)?;
+            let label = format!("s3://{bucket}/{key}");
             let finish = |output: crate::tree::DirFile| {
                 output.commit().map_err(|e| {
                     let what = match e.kind() {
@@ -76,7 +80,33 @@ async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
                     Failure::Io(what.into(), e)
                 })
             };
-            let ((), n) = save(out.body, output, finish, |_| {}).await?;
+            // Created (through directory handles, never following symlinks) only once the
+            // download started; renamed into place only after everything verified.
+            let n = if out.info.size <= SMALL_OBJECT {
+                // A small object (by its stored size, which S3 reports, not by metadata): its
+                // plaintext is collected, then created, written and renamed in one hand-off to
+                // the blocking pool.
+                let data = out.body.collect().await?;
+                let n = data.len() as u64;
+                let _permit = fs_slots.acquire().await.map_err(|e| {
+                    Failure::Io("the writer stopped".into(), std::io::Error::other(e))
+                })?;
+                tokio::task::spawn_blocking(move || {
+                    let mut output = dest.create(&rel, &label).map_err(Failure::Usage)?;
+                    std::io::Write::write_all(&mut output, &data)
+                        .map_err(crate::streams::write_failure)?;
+                    finish(output)
+                })
+                .await
+                .map_err(|e| {
+                    Failure::Io("the writer stopped".into(), std::io::Error::other(e))
+                })??;
+                n
+            } else {
+                let output = tokio::task::block_in_place(|| dest.create(&rel, &label))
+                    .map_err(Failure::Usage)?;
+                save(out.body, output, finish, |_| {}).await?.1
+            };
             if json {
                 eprintln!(
                     "{}",
