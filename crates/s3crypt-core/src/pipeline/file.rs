@@ -335,10 +335,7 @@ pub fn encrypt_file(
         }
     };
     let plaintext = run_positional(nbatches, opts.threads, output, &work, on_bytes, progress)?;
-    if let Some(s) = signer {
-        output.write_all(&s.finish()?)?;
-        output.flush()?;
-    }
+    super::finish_signature(signer, output)?;
     Ok(EncryptSummary {
         header_len: header_bytes.len() as u64,
         plaintext_len: plaintext,

@@ -199,6 +199,21 @@ fn write_finished(
     output.write_all(&f.extra)
 }
 
+/// Writes the signature that ends a signed message (nothing for unsigned suites) and flushes.
+///
+/// # Errors
+/// [`Error::Io`] if writing fails; a signing failure.
+fn finish_signature(
+    signer: Option<crate::signature::Signer>,
+    output: &mut dyn std::io::Write,
+) -> Result<()> {
+    if let Some(s) = signer {
+        output.write_all(&s.finish()?)?;
+        output.flush()?;
+    }
+    Ok(())
+}
+
 /// Runs `f`, turning a panic into an error for its batch: a panicking worker must not leave the
 /// writer waiting for a batch that never comes (the pipeline would deadlock).
 fn guarded(f: impl FnOnce() -> Result<Finished>) -> Result<Finished> {

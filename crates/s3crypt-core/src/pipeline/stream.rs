@@ -6,8 +6,8 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 
 use super::{
-    final_plaintext, guarded, open_regular_frames, seal_batch, write_finished, Finished, Geometry,
-    PipelineOptions,
+    final_plaintext, finish_signature, guarded, open_regular_frames, seal_batch, write_finished,
+    Finished, Geometry, PipelineOptions,
 };
 use crate::decrypt::{DecryptOptions, DecryptSummary, OpenedHeader};
 use crate::encrypt::{EncryptSummary, Encryptor};
@@ -75,6 +75,49 @@ enum Batch {
     /// The input cannot go on: the frames of `job` (if any) are still processed and released in
     /// order, then the error is reported.
     Fail(Option<Job>, Error),
+}
+
+/// Numbers the batches a reader cuts: the first frame sequence number of each, and the frames
+/// counted so far.
+struct Numbering<'a> {
+    seq: u32,
+    frames: &'a mut u64,
+}
+
+impl<'a> Numbering<'a> {
+    fn new(frames: &'a mut u64) -> Self {
+        Self { seq: 1, frames }
+    }
+
+    /// Whether `regular` more frames keep the sequence below the final frame marker.
+    fn fits(&self, regular: usize) -> bool {
+        u64::from(self.seq) + regular as u64 <= u64::from(FINAL_MARKER)
+    }
+
+    /// A job for batch `index` of `regular` frames (and the message's end when `tail` is given).
+    fn job(&self, index: u64, buf: Vec<u8>, regular: usize, tail: Option<Tail>) -> Job {
+        Job {
+            index,
+            buf,
+            first_seq: self.seq,
+            regular,
+            tail,
+        }
+    }
+
+    /// [`Numbering::job`], counted, as the batch the reader hands on.
+    fn batch(&mut self, index: u64, buf: Vec<u8>, regular: usize, tail: Option<Tail>) -> Batch {
+        let last = tail.is_some();
+        *self.frames += regular as u64 + u64::from(last);
+        let job = self.job(index, buf, regular, tail);
+        // (fits() was checked: no overflow.)
+        self.seq += regular as u32;
+        if last {
+            Batch::Last(job)
+        } else {
+            Batch::More(job)
+        }
+    }
 }
 
 struct Done {
@@ -229,9 +272,8 @@ pub fn encrypt<R: Read + Send>(
     }
     let (key, g) = (&key, &g);
     let mut frames = 0u64;
-    let counted = &mut frames;
+    let mut numbering = Numbering::new(&mut frames);
     let shift = FINAL_PREFIX - REGULAR_PREFIX;
-    let mut seq: u32 = 1;
     let mut read_total = 0u64;
     let read_batch = move |index, mut buf: Vec<u8>| {
         buf.resize(g.per_batch * g.slot + shift, 0);
@@ -255,28 +297,13 @@ pub fn encrypt<R: Read + Send>(
             }
             regular += 1;
         }
-        if u64::from(seq) + regular as u64 > u64::from(FINAL_MARKER) {
+        if !numbering.fits(regular) {
             let e = Error::InvalidArgument(
                 "input needs more than 2^32 - 1 frames; use a larger frame length".into(),
             );
             return Batch::Fail(None, e);
         }
-        let tail = final_len.map(Tail::EncryptFinal);
-        let last = tail.is_some();
-        *counted += regular as u64 + u64::from(last);
-        let job = Job {
-            index,
-            buf,
-            first_seq: seq,
-            regular,
-            tail,
-        };
-        seq += regular as u32;
-        if last {
-            Batch::Last(job)
-        } else {
-            Batch::More(job)
-        }
+        numbering.batch(index, buf, regular, final_len.map(Tail::EncryptFinal))
     };
     let work = |job: Job| {
         let final_len = match job.tail {
@@ -306,10 +333,7 @@ pub fn encrypt<R: Read + Send>(
         on_bytes,
         progress,
     )?;
-    if let Some(s) = signer {
-        output.write_all(&s.finish()?)?;
-        output.flush()?;
-    }
+    finish_signature(signer, output)?;
     Ok(EncryptSummary {
         header_len: header_bytes.len() as u64,
         plaintext_len: plaintext,
@@ -414,11 +438,10 @@ pub(super) fn decrypt_opened<R: Read + Send>(
     let mut input = std::io::Cursor::new(rest).chain(input);
     let (key, g) = (&key, &g);
     let mut frames = 0u64;
-    let counted = &mut frames;
+    let mut numbering = Numbering::new(&mut frames);
     let mut verifier = verifier.map(Box::new);
     let cap = g.per_batch * g.slot;
     let max_tail = FINAL_OVERHEAD + g.frame + 2 + MAX_SIGNATURE_LEN;
-    let mut seq: u32 = 1;
     let read_batch = move |index, mut buf: Vec<u8>| {
         // Grown as data arrives: a short message that declares large frames must not make us
         // allocate (pool × frame length) up front.
@@ -440,7 +463,7 @@ pub(super) fn decrypt_opened<R: Read + Send>(
             off += g.slot;
         }
         let regular = off / g.slot;
-        if u64::from(seq) + regular as u64 > u64::from(FINAL_MARKER) {
+        if !numbering.fits(regular) {
             return Batch::Fail(
                 None,
                 Malformed::Field("frame count (more than 2^32 - 1 frames)").into(),
@@ -476,32 +499,12 @@ pub(super) fn decrypt_opened<R: Read + Send>(
                 } else {
                     "a frame"
                 };
-                let job = Job {
-                    index,
-                    buf,
-                    first_seq: seq,
-                    regular,
-                    tail: None,
-                };
+                let job = numbering.job(index, buf, regular, None);
                 return Batch::Fail(Some(job), Error::Truncated(what));
             }
             None => None,
         };
-        let last = tail.is_some();
-        *counted += regular as u64 + u64::from(last);
-        let job = Job {
-            index,
-            buf,
-            first_seq: seq,
-            regular,
-            tail,
-        };
-        seq += regular as u32;
-        if last {
-            Batch::Last(job)
-        } else {
-            Batch::More(job)
-        }
+        numbering.batch(index, buf, regular, tail)
     };
     let work = |mut job: Job| {
         let out = open_regular_frames(key, g, &mut job.buf, job.first_seq, job.regular)?;
