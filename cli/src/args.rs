@@ -24,7 +24,8 @@ Exit codes:
      some objects could not be read
   14 scan-ids: objects or versions share a message id with different headers (advisory
      S3C-2026-01; re-encrypt them with rewrap)
-  130 interrupted (Ctrl-C); an interrupted upload is aborted";
+  129, 130, 143 interrupted by SIGHUP, SIGINT (Ctrl-C) or SIGTERM (128 + the signal's number):
+     an interrupted upload is aborted and temporary files are removed";
 
 /// Client-side encryption in the AWS Encryption SDK message format.
 #[derive(Debug, Parser)]
@@ -69,6 +70,17 @@ pub(crate) enum Command {
     /// and a ranged GET per object); no key needed. Exit code 14 if any are affected, 13 if some
     /// objects could not be read.
     ScanIds(ScanIdsArgs),
+    /// Print a shell completion script: s3crypt completions bash > ~/.local/share/bash-completion/completions/s3crypt
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff): s3crypt man | man -l -
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

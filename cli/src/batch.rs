@@ -4,13 +4,13 @@
 use s3crypt::Client;
 
 use crate::exit::Failure;
+use crate::signals::Signal;
 
-/// Completes on Ctrl-C; never, if the handler cannot be installed (rather than at once, which
-/// would cancel every transfer).
-pub(crate) async fn interrupted() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
-    }
+/// Completes on SIGINT, SIGTERM or SIGHUP (see [`crate::signals`]): the command stops
+/// cooperatively from then on.
+pub(crate) async fn interrupted() -> Signal {
+    crate::signals::cooperate();
+    crate::signals::received().await
 }
 
 /// Runs `jobs` transfers at a time; reports each failure; returns how many failed.
@@ -90,7 +90,7 @@ pub(crate) fn cancel_signal(
     }
 }
 
-/// Runs single-object work, or `-r` work through `run_all`, until done or Ctrl-C. On Ctrl-C every
+/// Runs single-object work, or `-r` work through `run_all`, until done or a signal (SIGINT, SIGTERM, SIGHUP). Then every
 /// copy is told to stop (through `cancel`, see [`cancel_signal`]) and awaited: each aborts its
 /// multipart upload before the command exits (the destination never appears half-written; a
 /// move keeps its source).
@@ -110,20 +110,20 @@ where
         let mut f = std::pin::pin!(f);
         return tokio::select! {
             r = &mut f => r,
-            () = interrupted() => {
+            sig = interrupted() => {
                 let _ = cancel.send(true);
                 let _ = f.await;
-                Err(Failure::Interrupted)
+                Err(Failure::Interrupted(sig))
             }
         };
     }
     let mut work = std::pin::pin!(run_all(jobs, items));
     let failed = tokio::select! {
         n = &mut work => n,
-        () = interrupted() => {
+        sig = interrupted() => {
             let _ = cancel.send(true);
             work.await;
-            return Err(Failure::Interrupted);
+            return Err(Failure::Interrupted(sig));
         }
     };
     if failed > 0 {

@@ -18,8 +18,8 @@ pub(crate) enum Failure {
     BrokenPipe,
     /// An S3-layer error.
     S3(s3crypt::Error),
-    /// Ctrl-C.
-    Interrupted,
+    /// SIGINT (Ctrl-C), SIGTERM or SIGHUP: the command stopped cleanly (exit 128 + n).
+    Interrupted(crate::signals::Signal),
     /// A recursive transfer in which some objects failed (each was reported already).
     Partial(usize),
     /// `scan-ids` found messages affected by advisory S3C-2026-01 (each was reported already).
@@ -30,7 +30,9 @@ impl From<s3crypt::Error> for Failure {
     fn from(e: s3crypt::Error) -> Self {
         match e {
             s3crypt::Error::Crypto(c) => c.into(),
-            s3crypt::Error::Cancelled => Failure::Interrupted,
+            s3crypt::Error::Cancelled => {
+                Failure::Interrupted(crate::signals::which().unwrap_or(crate::signals::Signal::INT))
+            }
             other => Failure::S3(other),
         }
     }
@@ -109,7 +111,7 @@ impl Failure {
             Failure::Io(w, e) => format!("{w}: {e}"),
             Failure::S3(e) => s3_line(e),
             Failure::BrokenPipe => "broken pipe".into(),
-            Failure::Interrupted => "interrupted".into(),
+            Failure::Interrupted(s) => format!("interrupted ({})", s.name()),
             Failure::Partial(n) => format!("{n} object(s) failed"),
             Failure::Affected(n) => format!("{n} message id(s) with different headers"),
         };
@@ -119,7 +121,7 @@ impl Failure {
     pub(crate) fn report(self) -> ExitCode {
         let (code, msg, hint) = match self {
             Failure::BrokenPipe => return ExitCode::SUCCESS,
-            Failure::Interrupted => (130, "interrupted".into(), None),
+            Failure::Interrupted(s) => (s.exit_code(), format!("interrupted ({})", s.name()), None),
             Failure::Partial(n) => (
                 13,
                 format!("{n} object(s) failed or were refused (see above)"),

@@ -11,12 +11,14 @@ mod exit;
 mod partials;
 mod resolve;
 mod s3url;
+mod signals;
 mod streams;
 mod tree;
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    signals::install();
     match commands::run(args::Cli::parse().command) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => e.report(),

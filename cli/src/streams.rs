@@ -26,6 +26,13 @@ fn is_stdio(p: &Option<PathBuf>) -> bool {
 /// reads are not buffered twice.
 pub(crate) fn open_input(path: &Option<PathBuf>) -> Result<Input, Failure> {
     if is_stdio(path) {
+        if std::io::stdin().is_terminal() {
+            // Otherwise a command run without its input argument just seems to hang.
+            eprintln!(
+                "s3crypt: reading from stdin (this terminal): give a file, or pipe the input in; \
+                 Ctrl-D ends it"
+            );
+        }
         let fd = std::io::stdin()
             .as_fd()
             .try_clone_to_owned()
@@ -75,6 +82,8 @@ pub(crate) enum Output {
         target: PathBuf,
         /// `Some` when the file is to be flushed to disk before the rename.
         fsync: Option<Writeback>,
+        /// Removed if the process exits on a signal (see [`crate::signals`]).
+        _tracked: crate::signals::Tracked,
     },
 }
 
@@ -168,6 +177,7 @@ impl Output {
             crate::partials::sweep(d);
         }
         Ok(Output::Atomic {
+            _tracked: crate::signals::track(tmp.path().to_path_buf()),
             tmp,
             target,
             fsync: fsync.then(Writeback::default),
@@ -181,7 +191,9 @@ impl Output {
             Output::Stdout(mut f) | Output::Direct(mut f) => f
                 .flush()
                 .map_err(|e| Failure::Io("cannot write output".into(), e)),
-            Output::Atomic { tmp, target, fsync } => {
+            Output::Atomic {
+                tmp, target, fsync, ..
+            } => {
                 let cannot = |e| Failure::Io(format!("cannot write {}", target.display()), e);
                 if fsync.is_some() {
                     tmp.as_file().sync_all().map_err(cannot)?;

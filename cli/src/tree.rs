@@ -70,6 +70,8 @@ pub(crate) struct DirFile {
     label: String,
     written: Written,
     fsync: bool,
+    /// Removed if the process exits on a signal (see [`crate::signals`]).
+    _tracked: crate::signals::Tracked,
 }
 
 fn dir_flags() -> rustix::fs::OFlags {
@@ -147,7 +149,14 @@ impl DestDir {
                     // Ours is in use: no other run's sweep takes it.
                     let file = std::fs::File::from(fd);
                     crate::partials::hold(&file);
+                    // By the directory's descriptor: whatever happens to the path meanwhile.
+                    let path = PathBuf::from(format!(
+                        "/proc/self/fd/{}",
+                        std::os::fd::AsRawFd::as_raw_fd(&dir)
+                    ))
+                    .join(&tmp);
                     return Ok(DirFile {
+                        _tracked: crate::signals::track(path),
                         dir,
                         tmp,
                         name,

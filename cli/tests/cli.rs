@@ -699,3 +699,115 @@ fn stale_partials_are_swept_when_output_is_written() {
     assert!(!stale.exists(), "stale partial left");
     assert!(fresh.exists(), "a fresh partial was removed");
 }
+
+/// Sends `sig` (a `kill` name: TERM, HUP, INT) to a child process.
+fn signal(child: &std::process::Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} failed");
+}
+
+/// Names of the temporary output files in `dir`.
+fn partials(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".partial"))
+        .collect()
+}
+
+#[test]
+fn sigterm_and_sighup_stop_a_local_encrypt_like_ctrl_c_and_remove_its_temporary_file() {
+    for (sig, want) in [("TERM", 143), ("HUP", 129), ("INT", 130)] {
+        let e = Env::new();
+        let mut child = bin()
+            .args(["encrypt", "-k", &e.s("k1"), "-o", &e.s("out")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Some input, the pipe left open: it is encrypting into its temporary file.
+        let mut si = child.stdin.take().unwrap();
+        si.write_all(&pattern(1 << 20)).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while partials(e.dir.path()).is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(
+            !partials(e.dir.path()).is_empty(),
+            "no temporary file appeared"
+        );
+        signal(&child, sig);
+        let o = child.wait_with_output().unwrap();
+        drop(si);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(code(&o), want, "SIG{sig}: {stderr}");
+        assert!(
+            stderr.contains(&format!("interrupted (SIG{sig})")),
+            "{stderr}"
+        );
+        assert!(
+            !e.p("out").exists(),
+            "SIG{sig} left output under the target name"
+        );
+        assert!(
+            partials(e.dir.path()).is_empty(),
+            "SIG{sig} left {:?}",
+            partials(e.dir.path())
+        );
+    }
+}
+
+#[test]
+fn keygen_creates_the_missing_directory_private() {
+    let e = Env::new();
+    let path = e.p("home/.config/s3crypt/keyring");
+    let o = run(&["keygen", "-o", path.to_str().unwrap()], None);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(path.parent().unwrap()), 0o700);
+    assert_eq!(mode(&path), 0o600);
+    // Under a regular file, it cannot: an I/O error (exit 3) that names the path.
+    std::fs::write(e.p("file"), b"").unwrap();
+    let o = run(&["keygen", "-o", &e.s("file/keyring")], None);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(code(&o), 3, "{stderr}");
+    assert!(
+        stderr.contains("file/keyring") || stderr.contains("file"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn completions_and_the_manual_page() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let o = run(&["completions", shell], None);
+        assert_eq!(
+            code(&o),
+            0,
+            "{shell}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            text.contains("s3crypt") && text.contains("rewrap"),
+            "{shell}"
+        );
+    }
+    let o = run(&["man"], None);
+    assert_eq!(code(&o), 0);
+    let page = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH s3crypt 1"),
+        "{page}"
+    );
+    for sub in ["S3CRYPT PUT", "S3CRYPT GET", "S3CRYPT KEYGEN", "Exit codes"] {
+        assert!(page.contains(sub), "the manual page lacks {sub}");
+    }
+}

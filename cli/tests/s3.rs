@@ -1068,3 +1068,169 @@ fn scan_ids_finds_headers_retagged_under_one_message_id() {
         "{j}"
     );
 }
+
+/// Sends `sig` (a `kill` name: TERM, HUP) to a child process.
+fn signal(child: &std::process::Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} failed");
+}
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn sigterm_and_sighup_abort_an_upload_and_remove_a_download_s_temporary_file() {
+    // moto lists multipart uploads (the check that nothing is left behind).
+    let Some(c) = Ctx::new(Kind::Moto) else {
+        return;
+    };
+    let s3 = c.server.s3();
+    let uploads = |c: &Ctx| {
+        c.rt.block_on(s3.list_multipart_uploads().bucket("cli").send())
+            .unwrap()
+            .uploads()
+            .len()
+    };
+    for (sig, want) in [("TERM", 143), ("HUP", 129)] {
+        // An upload from a pipe that stays open: some parts go up, then the signal.
+        let key = format!("s3://cli/stream-{sig}");
+        let mut child = c
+            .cmd(&["put", "--part-size", "5MiB", "-", &key])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut si = child.stdin.take().unwrap();
+        si.write_all(&pattern(12 << 20)).unwrap();
+        wait_until("the multipart upload", || uploads(&c) > 0);
+        signal(&child, sig);
+        let o = child.wait_with_output().unwrap();
+        drop(si);
+        let stderr = err(&o);
+        assert_eq!(code(&o), want, "SIG{sig}: {stderr}");
+        assert!(
+            stderr.contains(&format!("interrupted (SIG{sig})")),
+            "{stderr}"
+        );
+        assert_eq!(
+            uploads(&c),
+            0,
+            "SIG{sig} left an unfinished multipart upload"
+        );
+        assert_eq!(code(&c.run(&["get", &key, "-"], None)), 10);
+    }
+
+    // A download killed while it writes its temporary file.
+    std::fs::write(c.p("big"), pattern(64 << 20)).unwrap();
+    let o = c.run(&["put", c.p("big").to_str().unwrap(), "s3://cli/big"], None);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let dir = c.p("dl");
+    std::fs::create_dir(&dir).unwrap();
+    let partials = |d: &Path| {
+        std::fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+            .count()
+    };
+    let mut checked = 0;
+    for (sig, want) in [("TERM", 143), ("HUP", 129)] {
+        let target = dir.join(format!("big-{sig}"));
+        let mut child = c
+            .cmd(&["get", "s3://cli/big", target.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut seen = false;
+        wait_until("the temporary file", || {
+            seen = partials(&dir) > 0;
+            seen || child.try_wait().unwrap().is_some()
+        });
+        if !seen {
+            // Finished before it could be signalled: nothing to check this time.
+            continue;
+        }
+        signal(&child, sig);
+        let o = child.wait_with_output().unwrap();
+        if code(&o) == 0 {
+            // It finished in between.
+            continue;
+        }
+        assert_eq!(code(&o), want, "SIG{sig}: {}", err(&o));
+        assert!(
+            !target.exists(),
+            "SIG{sig} left output under the target name"
+        );
+        assert_eq!(partials(&dir), 0, "SIG{sig} left a temporary file");
+        checked += 1;
+    }
+    assert!(checked > 0, "no download could be signalled mid-way");
+}
+
+#[test]
+fn destinations_that_end_in_a_slash_or_name_a_bucket_or_directory_take_the_source_name() {
+    let Some(c) = Ctx::new(Kind::Moto).or_else(|| Ctx::new(Kind::S3sFs)) else {
+        return;
+    };
+    std::fs::write(c.p("hello.txt"), b"hi there").unwrap();
+    let src = c.p("hello.txt");
+    let src = src.to_str().unwrap();
+    for (dst, key) in [
+        ("s3://cli/dir/", "dir/hello.txt"),
+        ("s3://cli", "hello.txt"),
+        ("s3://cli/", "hello.txt"),
+        ("s3://cli/named", "named"),
+    ] {
+        let o = c.run(&["put", src, dst], None);
+        assert_eq!(code(&o), 0, "put {dst}: {}", err(&o));
+        let o = c.run(&["get", &format!("s3://cli/{key}"), "-"], None);
+        assert_eq!(
+            o.stdout,
+            b"hi there",
+            "put {dst} should write {key}: {}",
+            err(&o)
+        );
+    }
+    // No name to take from stdin.
+    let o = c.run(&["put", "-", "s3://cli/dir/"], Some(b"x"));
+    assert_eq!(code(&o), 2, "{}", err(&o));
+    // A directory without -r: say to add it.
+    let o = c.run(&["put", c.dir.path().to_str().unwrap(), "s3://cli/d"], None);
+    assert_eq!(code(&o), 2);
+    assert!(err(&o).contains("-r"), "{}", err(&o));
+    // Downloads into a directory, existing or ending in '/', take the key's last segment.
+    let here = c.p("here");
+    std::fs::create_dir(&here).unwrap();
+    let o = c.run(
+        &["get", "s3://cli/dir/hello.txt", here.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert_eq!(std::fs::read(here.join("hello.txt")).unwrap(), b"hi there");
+    let new = format!("{}/", c.p("new/sub").display());
+    let o = c.run(&["get", "s3://cli/dir/hello.txt", &new], None);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert_eq!(
+        std::fs::read(c.p("new/sub/hello.txt")).unwrap(),
+        b"hi there"
+    );
+    // cp to a "directory" key.
+    let o = c.run(&["cp", "s3://cli/dir/hello.txt", "s3://cli/2026/"], None);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let o = c.run(&["get", "s3://cli/2026/hello.txt", "-"], None);
+    assert_eq!(o.stdout, b"hi there", "{}", err(&o));
+}

@@ -8,7 +8,7 @@ use crate::batch::{cancel_signal, finish, list_keys};
 use crate::config;
 use crate::exit::Failure;
 use crate::resolve::S3Setup;
-use crate::s3url::{parse_url, prefix_of};
+use crate::s3url::{destination_key, key_base_name, parse_url, prefix_of};
 
 /// The `--json` line of a copy, move or rewrap.
 pub(crate) fn copy_json(
@@ -69,11 +69,13 @@ pub(crate) async fn run(a: CopyArgs, delete: bool) -> Result<(), Failure> {
             })
             .collect()
     } else {
-        if sk.is_empty() || dk.is_empty() {
+        if sk.is_empty() {
             return Err(Failure::Usage(
-                "cp and mv need s3://bucket/key on both sides (or -r)".into(),
+                "cp and mv need s3://bucket/key as the source (or -r for a prefix)".into(),
             ));
         }
+        // Like `aws s3 cp`: a destination bucket or `dir/` takes the source key's last segment.
+        let (_, dk) = destination_key(&a.dst, key_base_name(&sk))?;
         vec![(sk, dk)]
     };
     let op = if delete { "mv" } else { "cp" };

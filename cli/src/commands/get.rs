@@ -12,7 +12,7 @@ use crate::batch::{interrupted, list_keys, run_all};
 use crate::config;
 use crate::exit::Failure;
 use crate::resolve::S3Setup;
-use crate::s3url::{object_url, parse_url, prefix_of};
+use crate::s3url::{download_target, object_url, parse_url, prefix_of};
 use crate::streams::{progress, save, Output};
 
 /// Objects up to this stored size are written by `get -r` in one step (see [`get_recursive`]).
@@ -118,7 +118,7 @@ async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
     }
     let failed = tokio::select! {
         n = run_all(a.jobs, items) => n,
-        () = interrupted() => return Err(Failure::Interrupted),
+        sig = interrupted() => return Err(Failure::Interrupted(sig)),
     };
     if failed + refused > 0 {
         return Err(Failure::Partial(failed + refused));
@@ -147,7 +147,18 @@ pub(crate) async fn run(a: GetArgs) -> Result<(), Failure> {
     if let Some(v) = &a.version_id {
         req = req.version_id(v);
     }
-    let dst = (a.dst != Path::new("-")).then(|| a.dst.clone());
+    let dst = match a.dst == Path::new("-") {
+        true => None,
+        false => {
+            let (path, create) = download_target(&a.dst, &key)?;
+            if create {
+                std::fs::create_dir_all(&a.dst).map_err(|e| {
+                    Failure::Io(format!("cannot create directory {}", a.dst.display()), e)
+                })?;
+            }
+            Some(path)
+        }
+    };
     let work = async {
         let out = req.send().await?;
         let output = Output::open(&dst, false, a.fsync)?;
@@ -169,6 +180,6 @@ pub(crate) async fn run(a: GetArgs) -> Result<(), Failure> {
     };
     tokio::select! {
         r = work => r,
-        () = interrupted() => Err(Failure::Interrupted),
+        sig = interrupted() => Err(Failure::Interrupted(sig)),
     }
 }

@@ -48,6 +48,27 @@ fn read_import(path: &std::path::Path) -> Result<WrappingKey, Failure> {
     }
 }
 
+/// Creates the keyring's directory if it is missing (`~/.config/s3crypt` on a new machine), with
+/// mode 0700 like `ssh-keygen`'s `~/.ssh`: it holds secret keys.
+fn create_parent(path: &std::path::Path) -> Result<(), Failure> {
+    let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    if parent.is_dir() {
+        return Ok(());
+    }
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(parent)
+        .map_err(|e| Failure::Io(format!("cannot create directory {}", parent.display()), e))?;
+    eprintln!(
+        "s3crypt: created directory {} (mode 0700)",
+        parent.display()
+    );
+    Ok(())
+}
+
 pub(crate) fn run(a: KeygenArgs) -> Result<(), Failure> {
     let key = match &a.import {
         Some(p) => read_import(p)?,
@@ -76,6 +97,7 @@ pub(crate) fn run(a: KeygenArgs) -> Result<(), Failure> {
                 a.output.display()
             )));
         }
+        create_parent(&a.output)?;
         KeyringFile::new(nk)?.create(&a.output)?;
         eprintln!(
             "s3crypt: created keyring {} with key {}/{} (mode 0600; back it up)",

@@ -36,7 +36,41 @@ pub(crate) fn run(command: Command) -> Result<(), Failure> {
         Command::Mv(a) => block_on(cp::run(a, true)),
         Command::Rewrap(a) => block_on(rewrap::run(a)),
         Command::ScanIds(a) => block_on(scan_ids::run(a)),
+        Command::Completions(a) => {
+            let mut cmd = <crate::args::Cli as clap::CommandFactory>::command();
+            clap_complete::generate(a.shell, &mut cmd, "s3crypt", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => man(&mut std::io::stdout().lock())
+            .map_err(|e| Failure::Io("cannot write the manual page".into(), e)),
     }
+}
+
+/// The manual page: the top-level page, then each command's synopsis, description and options
+/// (one page, as `man s3crypt` readers expect, rather than one per command).
+fn man(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let mut cmd = <crate::args::Cli as clap::CommandFactory>::command();
+    cmd.build();
+    let top = clap_mangen::Man::new(cmd.clone());
+    top.render_title(out)?;
+    top.render_name_section(out)?;
+    top.render_synopsis_section(out)?;
+    top.render_description_section(out)?;
+    top.render_subcommands_section(out)?;
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        let name = format!("s3crypt {}", sub.get_name());
+        writeln!(out, ".SH \"{}\"", name.to_uppercase())?;
+        let page = clap_mangen::Man::new(sub.clone());
+        let mut section = Vec::new();
+        page.render_synopsis_section(&mut section)?;
+        page.render_description_section(&mut section)?;
+        page.render_options_section(&mut section)?;
+        // Each part starts its own .SH: within a command's section they become sub-headings.
+        let text = String::from_utf8_lossy(&section).replace(".SH ", ".SS ");
+        out.write_all(text.as_bytes())?;
+    }
+    top.render_extra_section(out)?;
+    top.render_version_section(out)
 }
 
 /// Runs an S3 command on a multi-threaded tokio runtime.

@@ -15,7 +15,7 @@ use crate::batch::{cancel_signal, finish, interrupted};
 use crate::config;
 use crate::exit::Failure;
 use crate::resolve::S3Setup;
-use crate::s3url::{object_url, parse_url, prefix_of};
+use crate::s3url::{destination_key, parse_url, prefix_of};
 use crate::streams::progress;
 
 /// The S3-side options of new objects (`--sse`, `--storage-class`, object lock).
@@ -213,12 +213,38 @@ fn report_cache(a: &PutArgs, cache: &s3crypt::CachingKeyring, kms_keys: u64) {
     }
 }
 
+/// A file's name, for the object key when the destination ends in `/` or names a bucket.
+fn file_name(p: &Path) -> Result<String, Failure> {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            Failure::Usage(format!(
+                "{} has no UTF-8 file name to use as the object key: give the key",
+                p.display()
+            ))
+        })
+}
+
 pub(crate) async fn run(a: PutArgs) -> Result<(), Failure> {
     config::refuse_discovery(&a.keys, "put")?;
     let limits = cache_limits(&a, crate::resolve::binding(&a.s3)?)?;
+    let stdin = a.src == Path::new("-");
     let target = match a.recursive {
         true => None,
-        false => Some(object_url(&a.dst)?),
+        false => {
+            if !stdin && a.src.is_dir() {
+                return Err(Failure::Usage(format!(
+                    "{} is a directory: add -r (--recursive) to upload the files under it",
+                    a.src.display()
+                )));
+            }
+            let name = match stdin {
+                true => None,
+                false => Some(file_name(&a.src)?),
+            };
+            Some(destination_key(&a.dst, name.as_deref())?)
+        }
     };
     let setup = S3Setup::resolve(&a.s3, &a.keys, &a.sse_c, None).await?;
     let (suite, frame_length) =
@@ -243,7 +269,6 @@ pub(crate) async fn run(a: PutArgs) -> Result<(), Failure> {
         return r;
     };
     let c = setup.client(keyring, enc)?;
-    let stdin = a.src == Path::new("-");
     let (body, len): (Box<dyn AsyncRead + Send + Unpin>, Option<u64>) = if stdin {
         (Box::new(tokio::io::stdin()), None)
     } else {
@@ -275,7 +300,9 @@ pub(crate) async fn run(a: PutArgs) -> Result<(), Failure> {
             inner: body,
             bar: bar.clone(),
         }))
-        .cancel_on(interrupted());
+        .cancel_on(async {
+            interrupted().await;
+        });
     if let Some(ct) = &a.content_type {
         req = req.content_type(ct);
     }

@@ -227,7 +227,7 @@ impl KeyringFile {
     /// Writes a new keyring file with mode 0600; fails if `path` exists.
     ///
     /// # Errors
-    /// [`Error::Keyring`] if the file exists or cannot be written.
+    /// [`Error::Io`] (saying which file) if the file exists or cannot be created or written.
     pub fn create(&self, path: &Path) -> Result<()> {
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
@@ -236,14 +236,14 @@ impl KeyringFile {
         let shown = path.display();
         let mut f = opts
             .open(path)
-            .map_err(|e| Error::keyring(format!("cannot create keyring {shown}: {e}")))?;
+            .map_err(|e| io_with(e, format!("cannot create keyring {shown}")))?;
         let written = f
             .write_all(self.to_text().as_bytes())
             .and_then(|()| f.sync_all());
         if let Err(e) = written {
             drop(f);
             let _ = std::fs::remove_file(path);
-            return Err(Error::keyring(format!("cannot write keyring {shown}: {e}")));
+            return Err(io_with(e, format!("cannot write keyring {shown}")));
         }
         Ok(())
     }
@@ -426,6 +426,11 @@ impl Keyring for LocalKeyring {
         }
         Ok(())
     }
+}
+
+/// An I/O error that says what was being done (its kind kept, for exit codes and retries).
+fn io_with(e: std::io::Error, what: String) -> Error {
+    Error::Io(std::io::Error::new(e.kind(), format!("{what}: {e}")))
 }
 
 #[cfg(test)]
