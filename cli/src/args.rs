@@ -31,6 +31,9 @@ Exit codes:
 #[derive(Debug, Parser)]
 #[command(name = "s3crypt", version, about, after_help = EXIT_CODES)]
 pub(crate) struct Cli {
+    /// On an error, also print its whole chain of causes (the AWS SDK's own words).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -101,6 +101,37 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     Some(cur.to_string())
 }
 
+static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `-v`: errors come with their whole chain of causes (the SDK's own words).
+pub(crate) fn set_verbose(on: bool) {
+    VERBOSE.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn verbose() -> bool {
+    VERBOSE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Each cause of `e`, one per line (escaped: they quote S3's answers).
+fn print_chain(e: &(dyn std::error::Error + 'static)) {
+    for line in chain_lines(e) {
+        eprintln!("{line}");
+    }
+}
+
+fn chain_lines(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push(format!(
+            "  caused by: {}",
+            printable(&c.to_string(), usize::MAX)
+        ));
+        cur = c.source();
+    }
+    out
+}
+
 impl Failure {
     /// The message, printed once (for per-object reports in recursive transfers), with control
     /// characters escaped: messages quote object keys, S3's and KMS's answers.
@@ -119,6 +150,12 @@ impl Failure {
     }
 
     pub(crate) fn report(self) -> ExitCode {
+        let detail = match (&self, verbose()) {
+            (Failure::S3(e), true) => chain_lines(e),
+            (Failure::Core(e), true) => chain_lines(e),
+            (Failure::Io(_, e), true) => chain_lines(e),
+            _ => Vec::new(),
+        };
         let (code, msg, hint) = match self {
             Failure::BrokenPipe => return ExitCode::SUCCESS,
             Failure::Interrupted(s) => (s.exit_code(), format!("interrupted ({})", s.name()), None),
@@ -132,9 +169,20 @@ impl Failure {
                 format!("{n} message id(s) are shared by objects with different headers (see above)"),
                 Some("re-encrypt them with `s3crypt rewrap` and delete their old versions (SECURITY.md, advisory S3C-2026-01)"),
             ),
+            Failure::S3(e) if crate::aws_env::explain(&e).is_some() => {
+                let (code, line, hint) = crate::aws_env::explain(&e).unwrap_or_default();
+                eprintln!("s3crypt: error: {}", printable(&line, usize::MAX));
+                if let Some(h) = hint {
+                    eprintln!("  hint: {}", printable(&h, usize::MAX));
+                }
+                if verbose() {
+                    print_chain(&e);
+                }
+                return ExitCode::from(code);
+            }
             Failure::S3(e) => {
                 let code = match &e {
-                    s3crypt::Error::NotFound { .. } => 10,
+                    s3crypt::Error::NotFound { .. } | s3crypt::Error::NoSuchBucket { .. } => 10,
                     s3crypt::Error::Service { .. } | s3crypt::Error::Transport { .. } => 11,
                     s3crypt::Error::NotEncrypted { .. } => 12,
                     s3crypt::Error::InvalidArgument(_) => 2,
@@ -165,6 +213,9 @@ impl Failure {
         eprintln!("s3crypt: error: {}", printable(&msg, usize::MAX));
         if let Some(h) = hint {
             eprintln!("  hint: {h}");
+        }
+        for line in detail {
+            eprintln!("{line}");
         }
         ExitCode::from(code)
     }

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod aws_env;
 mod batch;
 mod commands;
 mod config;
@@ -19,7 +20,9 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     signals::install();
-    match commands::run(args::Cli::parse().command) {
+    let cli = args::Cli::parse();
+    exit::set_verbose(cli.verbose);
+    match commands::run(cli.command) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => e.report(),
     }

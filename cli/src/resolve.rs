@@ -14,7 +14,12 @@ use crate::exit::Failure;
 /// An S3 client for `--profile`, `--region`, `--endpoint-url` and the standard AWS environment.
 /// A custom endpoint (flag or `AWS_ENDPOINT_URL[_S3]`) implies path-style addressing, as local and
 /// S3-compatible servers expect.
-async fn s3_client(a: &Endpoint) -> aws_sdk_s3::Client {
+///
+/// # Errors
+/// [`Failure::Usage`] for a profile that does not exist, an endpoint without a scheme, or no
+/// region (see [`crate::aws_env`]).
+async fn s3_client(a: &Endpoint) -> Result<aws_sdk_s3::Client, Failure> {
+    crate::aws_env::check_before_load(a.profile.as_deref(), a.endpoint_url.as_deref())?;
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
     if let Some(p) = &a.profile {
         loader = loader.profile_name(p);
@@ -26,10 +31,14 @@ async fn s3_client(a: &Endpoint) -> aws_sdk_s3::Client {
         loader = loader.endpoint_url(e);
     }
     let conf = loader.load().await;
+    crate::aws_env::checked(&conf)?;
     let custom_endpoint = a.endpoint_url.is_some()
         || std::env::var_os("AWS_ENDPOINT_URL").is_some()
         || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-    aws_sdk_s3::Client::from_conf(s3crypt::s3_config(&conf, a.path_style || custom_endpoint))
+    Ok(aws_sdk_s3::Client::from_conf(s3crypt::s3_config(
+        &conf,
+        a.path_style || custom_endpoint,
+    )))
 }
 
 /// A KMS client for `--profile` and `--region` (and the standard AWS environment). `--endpoint-url`
@@ -92,7 +101,7 @@ pub(crate) async fn metadata_client(endpoint: &Endpoint) -> Result<Client, Failu
     let keyring: Arc<dyn s3crypt_core::Keyring> =
         Arc::new(s3crypt_core::keyring::multi::MultiKeyring::default());
     Ok(Client::builder()
-        .s3_client(s3_client(endpoint).await)
+        .s3_client(s3_client(endpoint).await?)
         .keyring(keyring)
         .build()?)
 }
@@ -149,7 +158,7 @@ impl S3Setup {
             cfg,
             keys: resolved,
             binding,
-            s3: s3_client(&s3.endpoint).await,
+            s3: s3_client(&s3.endpoint).await?,
             kms,
             transfer,
             sse_c,

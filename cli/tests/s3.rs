@@ -1234,3 +1234,115 @@ fn destinations_that_end_in_a_slash_or_name_a_bucket_or_directory_take_the_sourc
     let o = c.run(&["get", "s3://cli/2026/hello.txt", "-"], None);
     assert_eq!(o.stdout, b"hi there", "{}", err(&o));
 }
+
+/// One error line (and maybe a hint): not the SDK's multi-line debug dump.
+fn one_line(o: &Output) -> String {
+    let e = err(o);
+    let lines: Vec<&str> = e.lines().collect();
+    assert!(
+        (1..=2).contains(&lines.len()) && lines[0].starts_with("s3crypt: error: "),
+        "{e}"
+    );
+    assert!(lines.iter().all(|l| l.len() < 300), "{e}");
+    e
+}
+
+#[test]
+fn aws_configuration_and_service_errors_in_words() {
+    let Some(c) = Ctx::new(Kind::Moto) else {
+        return;
+    };
+    std::fs::write(c.p("f"), b"x").unwrap();
+    let f = c.p("f");
+    let f = f.to_str().unwrap();
+
+    // No credentials anywhere.
+    let o = c
+        .cmd(&["ls", "s3://cli"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2, "{}", err(&o));
+    let e = one_line(&o);
+    assert!(
+        e.contains("no AWS credentials") && e.contains("AWS_ACCESS_KEY_ID"),
+        "{e}"
+    );
+
+    // A profile that does not exist: say so, and name the ones that do.
+    std::fs::write(
+        c.p("aws-config"),
+        "[default]\nregion = us-east-1\n[profile dev]\n",
+    )
+    .unwrap();
+    let o = c
+        .cmd(&["ls", "--profile", "nosuch", "s3://cli"])
+        .env("AWS_CONFIG_FILE", c.p("aws-config"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2, "{}", err(&o));
+    let e = one_line(&o);
+    assert!(
+        e.contains("\"nosuch\"") && e.contains("default, dev"),
+        "{e}"
+    );
+
+    // An endpoint without a scheme.
+    let bare = c.server.endpoint.trim_start_matches("http://").to_owned();
+    let o = c.run(&["ls", "--endpoint-url", &bare, "s3://cli"], None);
+    assert_eq!(code(&o), 2, "{}", err(&o));
+    assert!(one_line(&o).contains(&format!("http://{bare}")));
+
+    // Nothing listening: which endpoint, and a hint.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let o = c.run(&["ls", "--endpoint-url", &closed, "s3://cli"], None);
+    assert_eq!(code(&o), 11, "{}", err(&o));
+    let e = one_line(&o);
+    assert!(
+        e.contains(&closed) && e.contains("connection refused"),
+        "{e}"
+    );
+    // -v adds the causes.
+    let o = c.run(&["-v", "ls", "--endpoint-url", &closed, "s3://cli"], None);
+    assert!(err(&o).contains("caused by:"), "{}", err(&o));
+
+    // A missing bucket is exit 10 on every command, and says it is the bucket.
+    for args in [
+        vec!["put", f, "s3://nosuchbucket/k"],
+        vec!["get", "s3://nosuchbucket/k", "-"],
+        vec!["ls", "s3://nosuchbucket"],
+        vec!["rm", "s3://nosuchbucket/k"],
+    ] {
+        let o = c.run(&args, None);
+        assert_eq!(code(&o), 10, "{args:?}: {}", err(&o));
+        assert!(
+            one_line(&o).contains("bucket nosuchbucket does not exist"),
+            "{args:?}"
+        );
+    }
+    // A missing key in an existing bucket is about the object.
+    let o = c.run(&["get", "s3://cli/nosuchkey", "-"], None);
+    assert_eq!(code(&o), 10);
+    assert!(one_line(&o).contains("s3://cli/nosuchkey does not exist"));
+}
+
+#[test]
+fn a_wrong_secret_key_is_named_as_such() {
+    // s3s-fs checks signatures (moto does not).
+    let Some(c) = Ctx::new(Kind::S3sFs) else {
+        return;
+    };
+    let o = c
+        .cmd(&["ls", "s3://cli"])
+        .env("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 11, "{}", err(&o));
+    let e = one_line(&o);
+    assert!(e.contains("secret access key"), "{e}");
+}

@@ -29,6 +29,14 @@ pub enum Error {
         key: String,
     },
 
+    /// The bucket does not exist (S3 said `NoSuchBucket`). A HEAD request gets no error code, so
+    /// a HEAD of an object in a missing bucket is [`Error::NotFound`].
+    #[error("bucket {bucket} does not exist")]
+    NoSuchBucket {
+        /// Bucket.
+        bucket: String,
+    },
+
     /// The object is not an s3crypt / AWS Encryption SDK object, or its s3crypt metadata is
     /// invalid.
     #[error("s3://{bucket}/{key} is not an s3crypt object: {reason}")]
@@ -126,7 +134,7 @@ impl Error {
     pub fn class(&self) -> &'static str {
         match self {
             Self::Crypto(e) => e.class(),
-            Self::NotFound { .. } => "not-found",
+            Self::NotFound { .. } | Self::NoSuchBucket { .. } => "not-found",
             Self::NotEncrypted { .. } => "not-encrypted",
             Self::Service { .. } => "service",
             Self::Transport { .. } => "transport",
@@ -148,7 +156,9 @@ impl Error {
                 _ => Fault::Object,
             },
             Self::NotEncrypted { .. } => Fault::Object,
-            Self::NotFound { .. } | Self::InvalidArgument(_) => Fault::Caller,
+            Self::NotFound { .. } | Self::NoSuchBucket { .. } | Self::InvalidArgument(_) => {
+                Fault::Caller
+            }
             Self::Service { .. } => Fault::Service,
             Self::Transport { .. } => Fault::Transport,
             Self::Io(_) => Fault::Io,

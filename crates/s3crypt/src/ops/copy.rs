@@ -38,7 +38,7 @@ use crate::settings::Encryption;
 use crate::shared::Shared;
 use crate::sse_c::{with_sse_c, SseCKey};
 use crate::transport::fetch::Fetch;
-use crate::transport::head::{head, not_found_or};
+use crate::transport::head::{head, missing_bucket, not_found_or};
 use crate::transport::multipart::{join, Cancel, MultipartGuard, MAX_PART, MAX_PARTS};
 
 /// Which of the keys that wrapped the source's data key also wrap the new object's (each must be
@@ -616,7 +616,7 @@ impl ServerSideCopy {
             .content_type("application/octet-stream")
             .send()
             .await
-            .map_err(|e| service("CreateMultipartUpload", e))?;
+            .map_err(|e| missing_bucket(&self.dst_bucket, service("CreateMultipartUpload", e)))?;
         let (guard, upload_id) =
             MultipartGuard::started(s3, &self.dst_bucket, &self.dst_key, &created)?;
         let mut tasks = JoinSet::new();

@@ -87,7 +87,7 @@ impl ObjectPages {
     /// outside the prefix are left out and kept in [`ObjectPages::skipped`].
     ///
     /// # Errors
-    /// [`Error::NotFound`] for a missing bucket, [`Error::Service`].
+    /// [`Error::NoSuchBucket`] for a missing bucket, [`Error::Service`].
     pub async fn next_page(&mut self) -> Option<Result<Vec<ListedObject>>> {
         if self.done {
             return None;
@@ -192,8 +192,8 @@ impl DeleteObject {
     /// Deletes.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] without a bucket or key; [`Error::NotFound`] for
-    /// a missing bucket; [`Error::Service`].
+    /// [`Error::InvalidArgument`] without a bucket or key; [`Error::NoSuchBucket`] for a missing
+    /// bucket; [`Error::Service`].
     pub async fn send(self) -> Result<()> {
         let bucket = self
             .bucket

@@ -91,9 +91,19 @@ pub(crate) async fn head_raw(
         .map_err(|e| not_found_or(bucket, key, service("HeadObject", e)))
 }
 
-/// Maps a 404 to [`Error::NotFound`].
-pub(crate) fn not_found_or(bucket: &str, key: &str, e: Error) -> Error {
+/// Maps S3's `NoSuchBucket` to [`Error::NoSuchBucket`].
+pub(crate) fn missing_bucket(bucket: &str, e: Error) -> Error {
     match e {
+        Error::Service { code: Some(c), .. } if c == "NoSuchBucket" => Error::NoSuchBucket {
+            bucket: bucket.into(),
+        },
+        other => other,
+    }
+}
+
+/// Maps `NoSuchBucket` to [`Error::NoSuchBucket`], any other 404 to [`Error::NotFound`].
+pub(crate) fn not_found_or(bucket: &str, key: &str, e: Error) -> Error {
+    match missing_bucket(bucket, e) {
         Error::Service {
             status: Some(404), ..
         } => Error::NotFound {

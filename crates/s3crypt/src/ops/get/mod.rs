@@ -126,7 +126,7 @@ impl GetObject {
     /// Starts the download.
     ///
     /// # Errors
-    /// [`Error::NotFound`], [`Error::Service`], [`Error::NotEncrypted`] (ranges need s3crypt
+    /// [`Error::NotFound`], [`Error::NoSuchBucket`], [`Error::Service`], [`Error::NotEncrypted`] (ranges need s3crypt
     /// metadata), and decryption errors; later errors arrive through the [`PlaintextStream`].
     pub async fn send(mut self) -> Result<GetOutput> {
         let bucket = self

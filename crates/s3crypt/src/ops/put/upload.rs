@@ -16,6 +16,7 @@ use crate::error::{service, Error, Result};
 use crate::settings::Encryption;
 use crate::shared::Shared;
 use crate::transport::blocking;
+use crate::transport::head::missing_bucket;
 use crate::transport::multipart::{
     join, upload_part, Cancel, MultipartGuard, PartTarget, MAX_PARTS,
 };
@@ -217,7 +218,7 @@ impl Upload {
         .checksum_algorithm(ChecksumAlgorithm::Crc32)
         .send()
         .await
-        .map_err(|e| service("CreateMultipartUpload", e))?;
+        .map_err(|e| missing_bucket(&self.bucket, service("CreateMultipartUpload", e)))?;
         let (guard, upload_id) = MultipartGuard::started(s3, &self.bucket, &self.key, &created)?;
         let mut slot = Some(sealer);
         let mut tasks: JoinSet<Result<CompletedPart>> = JoinSet::new();
@@ -246,7 +247,7 @@ impl Upload {
             .body(ByteStream::from(body))
             .send()
             .await
-            .map_err(|e| service("PutObject", e))?;
+            .map_err(|e| missing_bucket(&self.bucket, service("PutObject", e)))?;
         Ok(PutOutput {
             plaintext_length,
             size,
