@@ -53,10 +53,14 @@ pub(crate) enum Command {
     Put(PutArgs),
     /// Download and decrypt an object: s3crypt get s3://bucket/key DST.
     Get(GetArgs),
-    /// List objects with their plaintext sizes: s3crypt ls s3://bucket[/prefix].
+    /// List buckets, or objects and prefixes as `aws s3 ls` does: s3crypt ls [s3://bucket[/prefix]].
     Ls(LsArgs),
-    /// Delete an object: s3crypt rm s3://bucket/key.
+    /// Delete objects: s3crypt rm s3://bucket/key...; with -r, everything under a prefix.
     Rm(RmArgs),
+    /// Make a bucket: s3crypt mb s3://bucket.
+    Mb(BucketArgs),
+    /// Remove an empty bucket: s3crypt rb s3://bucket.
+    Rb(BucketArgs),
     /// Copy an object: s3crypt cp s3://bucket/key s3://bucket2/key2. It is re-encrypted (read and
     /// sealed again under a new data key, download and upload overlapped), unless its header
     /// stays the same (--bind bucket, same bucket): then S3 copies it byte for byte.
@@ -358,10 +362,32 @@ pub(crate) struct GetArgs {
 pub(crate) struct LsArgs {
     #[command(flatten)]
     pub s3: Endpoint,
+    /// Every object under the prefix, not one level (no PRE lines).
+    #[arg(short, long)]
+    pub recursive: bool,
+    /// Sizes in KiB, MiB, GiB.
+    #[arg(long)]
+    pub human_readable: bool,
+    /// End with the number of objects and their total size.
+    #[arg(long)]
+    pub summarize: bool,
+    /// Also show each object's plaintext size and suite (one HEAD per object, 16 at a time;
+    /// without it, one request per 1,000 objects).
+    #[arg(long)]
+    pub plaintext_size: bool,
     /// Machine-readable output (one JSON object per line).
     #[arg(long)]
     pub json: bool,
-    /// s3://bucket or s3://bucket/prefix.
+    /// s3://bucket[/prefix]; none, or s3://, lists the buckets.
+    #[arg(value_name = "S3URL")]
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BucketArgs {
+    #[command(flatten)]
+    pub s3: Endpoint,
+    /// s3://bucket.
     #[arg(value_name = "S3URL")]
     pub url: String,
 }
@@ -370,9 +396,21 @@ pub(crate) struct LsArgs {
 pub(crate) struct RmArgs {
     #[command(flatten)]
     pub s3: Endpoint,
-    /// s3://bucket/key.
-    #[arg(value_name = "S3URL")]
-    pub url: String,
+    /// Delete every object under each prefix (DeleteObjects, 1,000 keys per request).
+    #[arg(short, long)]
+    pub recursive: bool,
+    /// Print what would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Machine-readable output (one JSON object per line).
+    #[arg(long)]
+    pub json: bool,
+    /// s3://bucket/key (or, with -r, s3://bucket[/prefix]); several may be given.
+    #[arg(value_name = "S3URL", required = true)]
+    pub urls: Vec<String>,
 }
 
 #[derive(Debug, Args)]

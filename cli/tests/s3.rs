@@ -137,7 +137,7 @@ fn put_get_ls_inspect_rm() {
         assert_eq!(o.stdout, b"hello");
         let o = c.run(&["get", "--range", "-3", "s3://cli/dir/small", "-"], None);
         assert_eq!(o.stdout, b"llo");
-        let o = c.run(&["ls", "s3://cli/dir/"], None);
+        let o = c.run(&["ls", "-r", "--plaintext-size", "s3://cli/dir/"], None);
         let listing = String::from_utf8_lossy(&o.stdout);
         assert!(
             listing.contains(&format!("{}  0x0478       dir/file", pt.len())),
@@ -503,7 +503,7 @@ fn a_large_stream_from_stdin_round_trips() {
         let o = c.run(&["get", "-q", "s3://cli/stream", "-"], None);
         assert_eq!(code(&o), 0, "{:?}: {}", c.server.kind, err(&o));
         assert!(o.stdout == pt, "{:?}: stdout differs", c.server.kind);
-        let o = c.run(&["ls", "s3://cli/stream"], None);
+        let o = c.run(&["ls", "--plaintext-size", "s3://cli/stream"], None);
         assert!(
             String::from_utf8_lossy(&o.stdout).contains(&n.to_string()),
             "{}",
@@ -993,7 +993,7 @@ fn ls_escapes_terminal_sequences_in_object_keys() {
         None,
     );
     assert_eq!(code(&o), 0, "{}", err(&o));
-    let o = c.run(&["ls", "s3://cli/esc/"], None);
+    let o = c.run(&["ls", "--recursive", "s3://cli/esc/"], None);
     assert_eq!(code(&o), 0, "{}", err(&o));
     let text = String::from_utf8(o.stdout).unwrap();
     assert!(
@@ -1345,4 +1345,163 @@ fn a_wrong_secret_key_is_named_as_such() {
     assert_eq!(code(&o), 11, "{}", err(&o));
     let e = one_line(&o);
     assert!(e.contains("secret access key"), "{e}");
+}
+
+#[test]
+fn ls_rm_mb_rb_as_aws_s3() {
+    for c in contexts() {
+        let kind = c.server.kind;
+        let run = |args: &[&str]| {
+            let o = c.run(args, None);
+            assert_eq!(code(&o), 0, "{kind:?} {args:?}: {}", err(&o));
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        };
+        std::fs::write(c.p("f"), pattern(5000)).unwrap();
+        let f = c.p("f");
+        let f = f.to_str().unwrap();
+        for k in ["top.txt", "dir/a", "dir/b", "dir/sub/c"] {
+            run(&["put", "-q", f, &format!("s3://cli/ls/{k}")]);
+        }
+        // One level, prefixes as PRE, names relative to the prefix, dates, stored sizes.
+        let out = run(&["ls", "s3://cli/ls/"]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(
+            lines.iter().any(|l| l.trim() == "PRE dir/"),
+            "{kind:?}: {out}"
+        );
+        let top = lines.iter().find(|l| l.ends_with(" top.txt")).unwrap();
+        // "2026-12-07 17:33:49       5293 top.txt"
+        assert_eq!(top.as_bytes()[4], b'-', "{top}");
+        assert_eq!(top.as_bytes()[13], b':', "{top}");
+        assert!(!out.contains("dir/a"), "{kind:?}: not recursive: {out}");
+        let out = run(&["ls", "s3://cli/ls/dir/"]);
+        assert!(out.lines().any(|l| l.ends_with(" a")), "{out}");
+        assert!(out.lines().any(|l| l.trim() == "PRE sub/"), "{out}");
+        // Recursive: every key, in full; --summarize; --human-readable.
+        let out = run(&[
+            "ls",
+            "-r",
+            "--summarize",
+            "--human-readable",
+            "s3://cli/ls/",
+        ]);
+        for k in ["ls/top.txt", "ls/dir/a", "ls/dir/b", "ls/dir/sub/c"] {
+            assert!(
+                out.lines().any(|l| l.ends_with(&format!(" {k}"))),
+                "{k}: {out}"
+            );
+        }
+        assert!(
+            out.contains("Total Objects: 4") && out.contains("KiB"),
+            "{out}"
+        );
+        // --plaintext-size: the plaintext size and suite from each object's metadata.
+        let out = run(&["ls", "--plaintext-size", "s3://cli/ls/top"]);
+        assert!(out.contains("5000  0x0478"), "{out}");
+        // JSON lines.
+        let out = run(&["ls", "--json", "s3://cli/ls/"]);
+        let v: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(v
+            .iter()
+            .any(|x| x["type"] == "prefix" && x["prefix"] == "ls/dir/"));
+        assert!(v.iter().any(|x| x["type"] == "object"
+            && x["key"] == "ls/top.txt"
+            && x["last_modified"]
+                .as_str()
+                .is_some_and(|d| d.ends_with('Z'))));
+        // Buckets.
+        run(&["mb", "s3://made-here"]);
+        let out = run(&["ls"]);
+        assert!(out.lines().any(|l| l.ends_with(" made-here")), "{out}");
+        assert!(out.lines().any(|l| l.ends_with(" cli")), "{out}");
+        // rm: several keys; -r with --dry-run deletes nothing; -r deletes in batches.
+        let out = run(&["rm", "s3://cli/ls/top.txt", "s3://cli/ls/dir/a"]);
+        assert!(out.contains("delete: s3://cli/ls/top.txt"), "{out}");
+        let out = run(&["rm", "-r", "--dry-run", "s3://cli/ls/"]);
+        assert_eq!(
+            out.lines()
+                .filter(|l| l.starts_with("(dryrun) delete:"))
+                .count(),
+            2,
+            "{out}"
+        );
+        assert_eq!(run(&["ls", "-r", "s3://cli/ls/"]).lines().count(), 2);
+        run(&["rm", "-r", "s3://cli/ls/"]);
+        assert_eq!(run(&["ls", "-r", "s3://cli/ls/"]).lines().count(), 0);
+        // A key ending in '/' without -r is refused with a hint.
+        let o = c.run(&["rm", "s3://cli/ls/"], None);
+        assert_eq!(code(&o), 2);
+        assert!(err(&o).contains("-r"), "{}", err(&o));
+        // get -r of an empty prefix says so.
+        let o = c.run(
+            &["get", "-r", "s3://cli/ls/", c.p("empty").to_str().unwrap()],
+            None,
+        );
+        assert_eq!(code(&o), 0, "{}", err(&o));
+        assert!(
+            err(&o).contains("nothing under s3://cli/ls/"),
+            "{}",
+            err(&o)
+        );
+        run(&["rb", "s3://made-here"]);
+        assert!(!run(&["ls"]).contains("made-here"));
+    }
+}
+
+#[test]
+fn ls_sends_one_request_per_thousand_objects_and_heads_only_when_asked() {
+    let Some(c) = Ctx::new(Kind::Moto) else {
+        return;
+    };
+    let s3 = c.server.s3();
+    let n = 1005;
+    c.rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..n {
+            let s3 = s3.clone();
+            set.spawn(async move {
+                s3.put_object()
+                    .bucket("cli")
+                    .key(format!("many/{i:05}"))
+                    .body(b"x".to_vec().into())
+                    .send()
+                    .await
+                    .unwrap();
+            });
+            while set.len() >= 32 {
+                set.join_next().await.unwrap().unwrap();
+            }
+        }
+        while let Some(r) = set.join_next().await {
+            r.unwrap();
+        }
+    });
+    let proxy = c.rt.block_on(s3crypt_test_support::s3_proxy::Proxy::start(
+        &c.server.endpoint,
+    ));
+    let ls = |args: &[&str]| {
+        let before = proxy.requests().len();
+        let o = c
+            .cmd(args)
+            .env("AWS_ENDPOINT_URL", &proxy.endpoint)
+            .output()
+            .unwrap();
+        assert_eq!(code(&o), 0, "{}", err(&o));
+        let reqs: Vec<String> = proxy.requests()[before..].to_vec();
+        (String::from_utf8_lossy(&o.stdout).lines().count(), reqs)
+    };
+    let (lines, reqs) = ls(&["ls", "-r", "s3://cli/many/"]);
+    assert_eq!(lines, n);
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    assert!(
+        reqs.iter()
+            .all(|r| r.starts_with("GET ") && r.contains("list-type=2")),
+        "{reqs:?}"
+    );
+    let (lines, reqs) = ls(&["ls", "-r", "--plaintext-size", "s3://cli/many/"]);
+    assert_eq!(lines, n);
+    assert_eq!(reqs.iter().filter(|r| r.starts_with("HEAD ")).count(), n);
 }

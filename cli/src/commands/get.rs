@@ -34,7 +34,17 @@ async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
     let fs_slots = Arc::new(tokio::sync::Semaphore::new(cores));
     let mut refused = 0;
     let mut items = Vec::new();
-    for key in list_keys(&c, &bucket, &prefix).await? {
+    let keys = list_keys(&c, &bucket, &prefix).await?;
+    if keys.is_empty() {
+        // As aws s3 cp --recursive, not an error; but say it, or an empty restore looks like a
+        // successful one.
+        eprintln!(
+            "s3crypt: nothing under s3://{bucket}/{}: no object downloaded",
+            s3crypt_core::text::printable(&prefix, usize::MAX)
+        );
+        return Ok(());
+    }
+    for key in keys {
         let key = key.as_str();
         let rel = match crate::tree::relative_path(key, &prefix) {
             Ok(Some(rel)) => rel,

@@ -32,6 +32,8 @@ pub(crate) fn run(command: Command) -> Result<(), Failure> {
         Command::Get(a) => block_on(get::run(a)),
         Command::Ls(a) => block_on(ls::run(a)),
         Command::Rm(a) => block_on(rm::run(a)),
+        Command::Mb(a) => block_on(ls::make_bucket(a)),
+        Command::Rb(a) => block_on(ls::remove_bucket(a)),
         Command::Cp(a) => block_on(cp::run(a, false)),
         Command::Mv(a) => block_on(cp::run(a, true)),
         Command::Rewrap(a) => block_on(rewrap::run(a)),

@@ -155,6 +155,36 @@ impl Client {
         ListObjects::new(self.shared.clone())
     }
 
+    /// Every bucket the credentials can list, with creation dates.
+    ///
+    /// # Errors
+    /// [`Error::Service`], [`Error::Transport`].
+    pub async fn list_buckets(&self) -> Result<Vec<crate::ops::buckets::BucketEntry>> {
+        crate::ops::buckets::list(&self.shared).await
+    }
+
+    /// Creates a bucket in the client's region.
+    ///
+    /// # Errors
+    /// [`Error::Service`] (the name is taken, invalid, ...).
+    pub async fn create_bucket(&self, bucket: &str) -> Result<()> {
+        crate::ops::buckets::create(&self.shared, bucket).await
+    }
+
+    /// Deletes an empty bucket.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchBucket`]; [`Error::Service`] (`BucketNotEmpty`, ...).
+    pub async fn delete_bucket(&self, bucket: &str) -> Result<()> {
+        crate::ops::buckets::delete(&self.shared, bucket).await
+    }
+
+    /// Deletes many objects, 1,000 per DeleteObjects request:
+    /// `client.delete_objects().bucket(b).keys(keys).send()`.
+    pub fn delete_objects(&self) -> crate::ops::buckets::DeleteObjects {
+        crate::ops::buckets::DeleteObjects::new(self.shared.clone())
+    }
+
     /// Reads the header of every object under `prefix` (and of every version, where the bucket
     /// keeps versions) and reports the message ids held by more than one of them (advisory
     /// S3C-2026-01; see [`crate::audit`]). Requests: the listing, then a HEAD and a ranged GET of

@@ -73,6 +73,7 @@ pub mod sse_c;
 mod transport;
 
 pub use ops::audit;
+pub use ops::buckets::{BucketEntry, DeleteObjects, DeletedObjects, DELETE_BATCH};
 pub use ops::list as listing;
 
 /// Keyrings (who can decrypt), so that this crate is the one dependency a service needs:

@@ -21,6 +21,8 @@ pub struct ListedObject {
     pub size: u64,
     /// Entity tag.
     pub etag: Option<String>,
+    /// When it was last written, as the listing says.
+    pub last_modified: Option<std::time::SystemTime>,
 }
 
 /// A listing being configured (see [`crate::Client::list_objects`]).
@@ -29,6 +31,7 @@ pub struct ListObjects {
     shared: Arc<Shared>,
     bucket: Option<String>,
     prefix: String,
+    delimiter: Option<String>,
 }
 
 impl ListObjects {
@@ -37,6 +40,7 @@ impl ListObjects {
             shared,
             bucket: None,
             prefix: String::new(),
+            delimiter: None,
         }
     }
 
@@ -52,6 +56,14 @@ impl ListObjects {
         self
     }
 
+    /// Groups keys that contain `d` after the prefix into common prefixes (`"/"`: one directory
+    /// level, as `aws s3 ls` shows it); they are in [`ObjectPages::take_common_prefixes`], not
+    /// among the objects.
+    pub fn delimiter(mut self, d: impl Into<String>) -> Self {
+        self.delimiter = Some(d.into());
+        self
+    }
+
     /// The pages of the listing, fetched one at a time by [`ObjectPages::next_page`].
     ///
     /// # Errors
@@ -64,9 +76,11 @@ impl ListObjects {
             shared: self.shared,
             bucket,
             prefix: self.prefix,
+            delimiter: self.delimiter,
             token: None,
             done: false,
             skipped: Vec::new(),
+            common_prefixes: Vec::new(),
         })
     }
 }
@@ -77,9 +91,11 @@ pub struct ObjectPages {
     shared: Arc<Shared>,
     bucket: String,
     prefix: String,
+    delimiter: Option<String>,
     token: Option<String>,
     done: bool,
     skipped: Vec<String>,
+    common_prefixes: Vec<String>,
 }
 
 impl ObjectPages {
@@ -98,6 +114,7 @@ impl ObjectPages {
             .list_objects_v2()
             .bucket(&self.bucket)
             .prefix(&self.prefix)
+            .set_delimiter(self.delimiter.clone())
             .encoding_type(aws_sdk_s3::types::EncodingType::Url)
             .set_continuation_token(self.token.take())
             .send()
@@ -122,7 +139,17 @@ impl ObjectPages {
                     key,
                     size: o.size().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
                     etag: o.e_tag().map(str::to_owned),
+                    last_modified: o
+                        .last_modified()
+                        .and_then(|t| std::time::SystemTime::try_from(*t).ok()),
                 }),
+                None => self.skipped.push(raw.to_owned()),
+            }
+        }
+        for p in page.common_prefixes() {
+            let Some(raw) = p.prefix() else { continue };
+            match listed_key(raw, encoded, &self.prefix) {
+                Some(key) => self.common_prefixes.push(key),
                 None => self.skipped.push(raw.to_owned()),
             }
         }
@@ -143,6 +170,12 @@ impl ObjectPages {
             all.extend(page?);
         }
         Ok((all, self.skipped))
+    }
+
+    /// The common prefixes listed so far (with [`ListObjects::delimiter`]), decoded, each ending
+    /// in the delimiter; taken out of the listing.
+    pub fn take_common_prefixes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.common_prefixes)
     }
 
     /// Listed keys left out so far (raw, as the server sent them): they did not decode, or lay

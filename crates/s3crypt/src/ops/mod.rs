@@ -3,6 +3,7 @@
 //! shared handle ([`crate::shared::Shared`]), never the client.
 
 pub mod audit;
+pub(crate) mod buckets;
 pub(crate) mod copy;
 pub(crate) mod get;
 pub(crate) mod head;
