@@ -6,26 +6,55 @@ use clap::{Args, Parser, Subcommand};
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0  success
-  1  other error
-  2  usage or configuration error
-  3  I/O error (reading input, writing output)
-  4  invalid message: truncated, malformed, unsupported version or suite, over a limit
-  5  authentication failed: the message was tampered with or corrupted
-  6  no configured key can decrypt the message
-  7  encryption context mismatch (a required -c pair is missing or differs)
-  8  keyring error: a keyring file unreadable, malformed or accessible by group/others, or a
-     key service (AWS KMS) refusing or failing
-  9  range not satisfiable
-  10 S3 object or bucket not found
-  11 S3 refused or failed a request
-  12 not an s3crypt object (no s3crypt metadata)
-  13 recursive transfer: some objects failed or were refused (each is reported); scan-ids:
-     some objects could not be read
-  14 scan-ids: objects or versions share a message id with different headers (advisory
-     S3C-2026-01; re-encrypt them with rewrap)
-  129, 130, 143 interrupted by SIGHUP, SIGINT (Ctrl-C) or SIGTERM (128 + the signal's number):
-     an interrupted upload is aborted and temporary files are removed";
+  0    success
+  1    other error
+  2    usage or configuration error (also: no AWS credentials, unknown profile)
+  3    I/O error (reading input, writing output)
+  4    invalid message: truncated, malformed, unsupported version or suite,
+       over a limit
+  5    authentication failed: the message was tampered with or corrupted
+  6    no configured key can decrypt the message
+  7    encryption context mismatch (a required -c pair is missing or differs)
+  8    keyring error: a keyring file unreadable, malformed or accessible by
+       group/others, or a key service (AWS KMS) refusing or failing
+  9    range not satisfiable
+  10   S3 object or bucket not found
+  11   S3 refused or failed a request, or could not be reached
+  12   not an s3crypt object (no s3crypt metadata)
+  13   recursive transfer, rm: some objects failed or were refused (each is
+       reported); scan-ids: some objects could not be read
+  14   scan-ids: objects or versions share a message id with different
+       headers (advisory S3C-2026-01; re-encrypt them with rewrap)
+  129  SIGHUP, 130 SIGINT (Ctrl-C), 143 SIGTERM: stopped; uploads aborted,
+       temporary files removed";
+
+/// The command line as parsed: [`Cli`], with the options that do not apply to a command hidden
+/// from its help (still accepted, and refused with a reason by the command).
+pub(crate) fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    // Discovery only decrypts: encrypt, put, cp and mv refuse it.
+    for sub in ["encrypt", "put", "cp", "mv"] {
+        cmd = cmd.mut_subcommand(sub, |c| {
+            [
+                "kms_discovery",
+                "kms_discovery_accounts",
+                "kms_discovery_partition",
+            ]
+            .into_iter()
+            .fold(c, |c, id| c.mut_arg(id, |a| a.hide(true)))
+        });
+    }
+    cmd
+}
+
+/// Parses the process's arguments (exits with clap's message on a usage error, or after
+/// printing help or the version).
+pub(crate) fn parse() -> Cli {
+    use clap::FromArgMatches;
+    let matches = command().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
 
 /// Client-side encryption in the AWS Encryption SDK message format.
 #[derive(Debug, Parser)]
@@ -149,8 +178,9 @@ pub(crate) struct CopyArgs {
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
-s3crypt rewrap -k old.keyring --add-key new.keyring s3://bucket/key\n  \
-s3crypt rewrap -k team.keyring --add-kms-key arn:aws:kms:...:key/... --remove-key s3crypt/key-2024 s3://bucket/key\n\
+s3crypt rewrap -k old.kr --add-key new.kr s3://bucket/key\n  \
+s3crypt rewrap -k team.kr --add-kms-key alias/backup s3://bucket/key\n  \
+s3crypt rewrap -k team.kr --remove-key s3crypt/key-2024 -r s3://bucket/dir/\n\n\
 The object is re-encrypted under a new data key (a new header can never be tagged under the old \
 one). Every key the object keeps must be available (-k, --kms-key): a key this command does not \
 hold is named in the error; drop it with --remove-key or give it.")]
@@ -249,6 +279,11 @@ pub(crate) struct S3Args {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+s3crypt put report.pdf s3://bucket/reports/\n  \
+tar c dir | s3crypt put - s3://bucket/backups/dir.tar\n  \
+s3crypt put -r --jobs 16 photos/ s3://bucket/photos/\n  \
+s3crypt put --kms-key alias/backup db.dump s3://bucket/db.dump")]
 pub(crate) struct PutArgs {
     #[command(flatten)]
     pub keys: KeyArgs,
@@ -314,6 +349,11 @@ pub(crate) struct PutArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+s3crypt get s3://bucket/reports/report.pdf .\n  \
+s3crypt get s3://bucket/backups/dir.tar - | tar x\n  \
+s3crypt get --range 0-1023 s3://bucket/big.bin head.bin\n  \
+s3crypt get -r s3://bucket/photos/ photos/")]
 pub(crate) struct GetArgs {
     #[command(flatten)]
     pub keys: KeyArgs,

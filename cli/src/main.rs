@@ -16,11 +16,9 @@ mod signals;
 mod streams;
 mod tree;
 
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
     signals::install();
-    let cli = args::Cli::parse();
+    let cli = args::parse();
     exit::set_verbose(cli.verbose);
     match commands::run(cli.command) {
         Ok(()) => std::process::ExitCode::SUCCESS,

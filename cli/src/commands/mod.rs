@@ -39,7 +39,7 @@ pub(crate) fn run(command: Command) -> Result<(), Failure> {
         Command::Rewrap(a) => block_on(rewrap::run(a)),
         Command::ScanIds(a) => block_on(scan_ids::run(a)),
         Command::Completions(a) => {
-            let mut cmd = <crate::args::Cli as clap::CommandFactory>::command();
+            let mut cmd = crate::args::command();
             clap_complete::generate(a.shell, &mut cmd, "s3crypt", &mut std::io::stdout());
             Ok(())
         }
@@ -51,7 +51,7 @@ pub(crate) fn run(command: Command) -> Result<(), Failure> {
 /// The manual page: the top-level page, then each command's synopsis, description and options
 /// (one page, as `man s3crypt` readers expect, rather than one per command).
 fn man(out: &mut dyn std::io::Write) -> std::io::Result<()> {
-    let mut cmd = <crate::args::Cli as clap::CommandFactory>::command();
+    let mut cmd = crate::args::command();
     cmd.build();
     let top = clap_mangen::Man::new(cmd.clone());
     top.render_title(out)?;
