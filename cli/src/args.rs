@@ -28,6 +28,18 @@ Exit codes:
   129  SIGHUP, 130 SIGINT (Ctrl-C), 143 SIGTERM: stopped; uploads aborted,
        temporary files removed";
 
+/// `--mode`: permission bits in octal (`644`, `0644`, `0o644`); no setuid, setgid or sticky bit.
+fn parse_mode(s: &str) -> Result<u32, String> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    let m = u32::from_str_radix(digits, 8).map_err(|_| format!("{s:?} is not an octal mode"))?;
+    if m > 0o777 {
+        return Err(format!(
+            "{s:?}: only permission bits (at most 777; no setuid, setgid or sticky bit)"
+        ));
+    }
+    Ok(m)
+}
+
 /// The command line as parsed: [`Cli`], with the options that do not apply to a command hidden
 /// from its help (still accepted, and refused with a reason by the command).
 pub(crate) fn command() -> clap::Command {
@@ -122,8 +134,7 @@ pub(crate) struct CompletionsArgs {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Affected objects are re-encrypted under a new data key and message id by \
-`s3crypt rewrap` (any change, e.g. --add-key with a key the object already has); then delete \
-the old versions. See SECURITY.md, advisory S3C-2026-01."
+`s3crypt rewrap --force` (it keeps the object's keys); then delete the old versions. See SECURITY.md, advisory S3C-2026-01."
 )]
 pub(crate) struct ScanIdsArgs {
     /// Keys that derive SSE-C keys (only with --sse-c; nothing is decrypted).
@@ -133,7 +144,7 @@ pub(crate) struct ScanIdsArgs {
     pub sse_c: SseCArgs,
     #[command(flatten)]
     pub s3: S3Args,
-    /// Machine-readable output (one JSON object).
+    /// JSON on stdout: one record (see the README's JSON schemas).
     #[arg(long)]
     pub json: bool,
     /// s3://bucket or s3://bucket/prefix.
@@ -165,7 +176,7 @@ pub(crate) struct CopyArgs {
     pub jobs: usize,
     #[command(flatten)]
     pub s3: S3Args,
-    /// Print a JSON summary per object on stderr.
+    /// JSON on stdout: one record per object (see the README's JSON schemas).
     #[arg(long)]
     pub json: bool,
     /// Source s3://bucket/key (with -r: s3://bucket/prefix).
@@ -199,6 +210,14 @@ pub(crate) struct RewrapArgs {
     /// namespaces in an object is refused for that object.
     #[arg(long = "remove-key", value_name = "NAME")]
     pub remove_keys: Vec<String>,
+    /// Re-encrypt under a new data key and message id even when the keys would stay the same
+    /// (without it, such objects are left alone and reported unchanged). Alone, it re-encrypts
+    /// under the same keys: the remedy for advisory S3C-2026-01.
+    #[arg(long)]
+    pub force: bool,
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    pub quiet: bool,
     /// Require this encryption context pair (repeatable).
     #[arg(short = 'c', long = "context", value_name = "KEY=VALUE")]
     pub context: Vec<String>,
@@ -212,7 +231,7 @@ pub(crate) struct RewrapArgs {
     pub jobs: usize,
     #[command(flatten)]
     pub s3: S3Args,
-    /// Print a JSON summary per object on stderr.
+    /// JSON on stdout: one record per object (see the README's JSON schemas).
     #[arg(long)]
     pub json: bool,
     /// s3://bucket/key (with -r: s3://bucket/prefix).
@@ -337,7 +356,7 @@ pub(crate) struct PutArgs {
     /// No progress bar.
     #[arg(short, long)]
     pub quiet: bool,
-    /// Print a JSON summary on stdout.
+    /// JSON on stdout: one record per object (see the README's JSON schemas).
     #[arg(long)]
     pub json: bool,
     /// File to upload ("-" for stdin).
@@ -379,6 +398,10 @@ pub(crate) struct GetArgs {
     /// so that it survives a power failure. Slower when the disk is slower than the network.
     #[arg(long)]
     pub fsync: bool,
+    /// Permissions of the files written (octal, e.g. 644), whatever the umask. Default 600:
+    /// they hold plaintext.
+    #[arg(long, value_name = "OCTAL", value_parser = parse_mode)]
+    pub mode: Option<u32>,
     /// Objects transferred at once with -r.
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub jobs: usize,
@@ -387,7 +410,7 @@ pub(crate) struct GetArgs {
     /// No progress bar.
     #[arg(short, long)]
     pub quiet: bool,
-    /// Print a JSON summary on stderr.
+    /// JSON records, one per object: on stdout, or on stderr when the data goes to stdout.
     #[arg(long)]
     pub json: bool,
     /// Source s3://bucket/key.
@@ -415,7 +438,7 @@ pub(crate) struct LsArgs {
     /// without it, one request per 1,000 objects).
     #[arg(long)]
     pub plaintext_size: bool,
-    /// Machine-readable output (one JSON object per line).
+    /// JSON on stdout: one record per line (see the README's JSON schemas).
     #[arg(long)]
     pub json: bool,
     /// s3://bucket[/prefix]; none, or s3://, lists the buckets.
@@ -445,7 +468,7 @@ pub(crate) struct RmArgs {
     /// Print nothing but errors.
     #[arg(short, long)]
     pub quiet: bool,
-    /// Machine-readable output (one JSON object per line).
+    /// JSON on stdout: one record per line (see the README's JSON schemas).
     #[arg(long)]
     pub json: bool,
     /// s3://bucket/key (or, with -r, s3://bucket[/prefix]); several may be given.
@@ -553,13 +576,16 @@ pub(crate) struct IoArgs {
     /// so that it survives a power failure. Slower when the disk is slower than the data.
     #[arg(long)]
     pub fsync: bool,
+    /// Permissions of the output file (octal, e.g. 644), whatever the umask. Default 600.
+    #[arg(long, value_name = "OCTAL", value_parser = parse_mode)]
+    pub mode: Option<u32>,
     /// Worker threads (default: all cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// No progress bar.
     #[arg(short, long)]
     pub quiet: bool,
-    /// Print a JSON summary on stderr when done.
+    /// A JSON record when done: on stdout, or on stderr when the output goes to stdout.
     #[arg(long)]
     pub json: bool,
     /// Input file ("-" or absent: stdin).

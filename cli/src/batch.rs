@@ -28,6 +28,21 @@ where
                     s3crypt_core::text::printable(&name, usize::MAX),
                     e.describe()
                 );
+                if crate::json_out::on() {
+                    let (code, msg, hint) = e.summary();
+                    let mut v = serde_json::json!({
+                        "error": crate::json_out::error(code, e.class(), &msg, hint.as_deref())
+                    });
+                    // Items are named by their s3:// URL, or by key.
+                    match crate::s3url::parse_url(&name) {
+                        Ok((b, k)) => {
+                            v["bucket"] = b.into();
+                            v["key"] = k.into();
+                        }
+                        Err(_) => v["key"] = name.into(),
+                    }
+                    crate::json_out::emit(v);
+                }
                 1
             }
             Err(e) => {

@@ -149,15 +149,26 @@ impl Failure {
         printable(&msg, usize::MAX)
     }
 
-    pub(crate) fn report(self) -> ExitCode {
-        let detail = match (&self, verbose()) {
-            (Failure::S3(e), true) => chain_lines(e),
-            (Failure::Core(e), true) => chain_lines(e),
-            (Failure::Io(_, e), true) => chain_lines(e),
-            _ => Vec::new(),
-        };
-        let (code, msg, hint) = match self {
-            Failure::BrokenPipe => return ExitCode::SUCCESS,
+    /// A short class name for JSON error records: the library's error classes, plus `usage`,
+    /// `io`, `interrupted`, `partial` and `affected`.
+    pub(crate) fn class(&self) -> &'static str {
+        match self {
+            Failure::Core(e) => e.class(),
+            Failure::S3(e) => e.class(),
+            Failure::Usage(_) => "usage",
+            Failure::Io(..) => "io",
+            Failure::BrokenPipe => "broken-pipe",
+            Failure::Interrupted(_) => "interrupted",
+            Failure::Partial(_) => "partial",
+            Failure::Affected(_) => "affected",
+        }
+    }
+
+    /// Exit code, message and hint.
+    pub(crate) fn summary(&self) -> (u8, String, Option<String>) {
+        let owned = |h: Option<&str>| h.map(str::to_owned);
+        match self {
+            Failure::BrokenPipe => (0, "broken pipe".into(), None),
             Failure::Interrupted(s) => (s.exit_code(), format!("interrupted ({})", s.name()), None),
             Failure::Partial(n) => (
                 13,
@@ -167,21 +178,13 @@ impl Failure {
             Failure::Affected(n) => (
                 14,
                 format!("{n} message id(s) are shared by objects with different headers (see above)"),
-                Some("re-encrypt them with `s3crypt rewrap` and delete their old versions (SECURITY.md, advisory S3C-2026-01)"),
+                owned(Some("re-encrypt them with `s3crypt rewrap --force` and delete their old versions (SECURITY.md, advisory S3C-2026-01)")),
             ),
-            Failure::S3(e) if crate::aws_env::explain(&e).is_some() => {
-                let (code, line, hint) = crate::aws_env::explain(&e).unwrap_or_default();
-                eprintln!("s3crypt: error: {}", printable(&line, usize::MAX));
-                if let Some(h) = hint {
-                    eprintln!("  hint: {}", printable(&h, usize::MAX));
-                }
-                if verbose() {
-                    print_chain(&e);
-                }
-                return ExitCode::from(code);
-            }
             Failure::S3(e) => {
-                let code = match &e {
+                if let Some(x) = crate::aws_env::explain(e) {
+                    return x;
+                }
+                let code = match e {
                     s3crypt::Error::NotFound { .. } | s3crypt::Error::NoSuchBucket { .. } => 10,
                     s3crypt::Error::Service { .. } | s3crypt::Error::Transport { .. } => 11,
                     s3crypt::Error::NotEncrypted { .. } => 12,
@@ -189,13 +192,13 @@ impl Failure {
                     s3crypt::Error::Io(_) => 3,
                     _ => 1,
                 };
-                (code, s3_line(&e), None)
+                (code, s3_line(e), None)
             }
-            Failure::Usage(m) => (2, m, None),
+            Failure::Usage(m) => (2, m.clone(), None),
             Failure::Io(what, e) => (3, format!("{what}: {e}"), None),
             Failure::Core(Error::Io(e)) => (3, format!("I/O error: {e}"), None),
             Failure::Core(e) => {
-                let hint = match &e {
+                let hint = match e {
                     Error::NoDecryptableKey(_) => Some("pass the keyring that encrypted it with -k (s3crypt inspect shows which key it needs)"),
                     Error::Authentication => Some("the message was modified or corrupted; nothing that failed authentication was written"),
                     Error::Truncated(_) => Some("the message is incomplete (interrupted copy or upload?)"),
@@ -205,18 +208,36 @@ impl Failure {
                     ),
                     _ => None,
                 };
-                (code_of(&e), core_line(&e), hint)
+                (code_of(e), core_line(e), owned(hint))
             }
-        };
+        }
+    }
+
+    /// Prints the error (and with `--json`, an error record) and returns the exit code.
+    pub(crate) fn report(self) -> ExitCode {
+        if matches!(self, Failure::BrokenPipe) {
+            return ExitCode::SUCCESS;
+        }
+        let (code, msg, hint) = self.summary();
         // Messages quote untrusted text (object keys, S3's and KMS's answers): no control
         // sequence reaches the terminal.
-        eprintln!("s3crypt: error: {}", printable(&msg, usize::MAX));
-        if let Some(h) = hint {
+        let msg = printable(&msg, usize::MAX);
+        let hint = hint.map(|h| printable(&h, usize::MAX));
+        eprintln!("s3crypt: error: {msg}");
+        if let Some(h) = &hint {
             eprintln!("  hint: {h}");
         }
-        for line in detail {
-            eprintln!("{line}");
+        if verbose() {
+            match &self {
+                Failure::S3(e) => print_chain(e),
+                Failure::Core(e) => print_chain(e),
+                Failure::Io(_, e) => print_chain(e),
+                _ => {}
+            }
         }
+        crate::json_out::emit(serde_json::json!({
+            "error": crate::json_out::error(code, self.class(), &msg, hint.as_deref())
+        }));
         ExitCode::from(code)
     }
 }

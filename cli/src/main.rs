@@ -9,6 +9,7 @@ mod batch;
 mod commands;
 mod config;
 mod exit;
+mod json_out;
 mod partials;
 mod resolve;
 mod s3url;

@@ -123,7 +123,12 @@ fn start_writeback(file: &File, range: std::ops::Range<u64>) {
 impl Output {
     /// Opens the output. `binary` refuses to write to a terminal; `fsync` flushes a file to disk
     /// before [`Output::commit`] renames it into place (and its directory after).
-    pub(crate) fn open(path: &Option<PathBuf>, binary: bool, fsync: bool) -> Result<Self, Failure> {
+    pub(crate) fn open(
+        path: &Option<PathBuf>,
+        binary: bool,
+        fsync: bool,
+        mode: Option<u32>,
+    ) -> Result<Self, Failure> {
         if is_stdio(path) {
             if binary && std::io::stdout().is_terminal() {
                 return Err(Failure::Usage(
@@ -170,6 +175,15 @@ impl Output {
             })?;
         // Ours is in use (no other run's sweep takes it); leftovers of killed runs are not.
         crate::partials::hold(tmp.as_file());
+        // Created 0600 (it may hold plaintext); --mode sets other bits, whatever the umask.
+        if let Some(m) = mode {
+            rustix::fs::fchmod(tmp.as_file(), rustix::fs::Mode::from_raw_mode(m)).map_err(|e| {
+                Failure::Io(
+                    format!("cannot set the mode of {}", target.display()),
+                    e.into(),
+                )
+            })?;
+        }
         let flags = rustix::fs::OFlags::RDONLY
             | rustix::fs::OFlags::DIRECTORY
             | rustix::fs::OFlags::CLOEXEC;

@@ -54,6 +54,8 @@ pub(crate) struct DestDir {
     root: std::os::fd::OwnedFd,
     written: Written,
     fsync: bool,
+    /// `--mode`: the files' permissions (default 0600).
+    mode: Option<u32>,
     /// Directories (device, inode) already swept of leftover temporary files this run (see
     /// [`crate::partials`]): each is swept once, before the first file is created in it.
     swept: std::sync::Mutex<std::collections::HashSet<(u64, u64)>>,
@@ -83,7 +85,7 @@ impl DestDir {
     /// Opens (creating it if needed) the destination root. The root itself is the caller's choice
     /// and may be a symlink. With `fsync`, every file is flushed to disk before it is renamed
     /// into place, and its directory after.
-    pub(crate) fn open(root: &Path, fsync: bool) -> std::io::Result<Self> {
+    pub(crate) fn open(root: &Path, fsync: bool, mode: Option<u32>) -> std::io::Result<Self> {
         std::fs::create_dir_all(root)?;
         let fd = rustix::fs::open(
             root,
@@ -96,6 +98,7 @@ impl DestDir {
             root: fd,
             written: Default::default(),
             fsync,
+            mode,
             swept: Default::default(),
         })
     }
@@ -149,6 +152,11 @@ impl DestDir {
                     // Ours is in use: no other run's sweep takes it.
                     let file = std::fs::File::from(fd);
                     crate::partials::hold(&file);
+                    if let Some(m) = self.mode {
+                        rustix::fs::fchmod(&file, Mode::from_raw_mode(m)).map_err(|e| {
+                            format!("cannot set the mode of {}: {e}", rel.display())
+                        })?;
+                    }
                     // By the directory's descriptor: whatever happens to the path meanwhile.
                     let path = PathBuf::from(format!(
                         "/proc/self/fd/{}",
@@ -359,7 +367,7 @@ mod tests {
         // On a case-insensitive file system "R.txt" and "r.txt" resolve to one file; here (a
         // case-sensitive Linux file system) the same name twice stands in for that.
         let root = tempfile::tempdir().unwrap();
-        let d = DestDir::open(root.path(), false).unwrap();
+        let d = DestDir::open(root.path(), false, None).unwrap();
         let mut first = d.create(Path::new("dir/R.txt"), "s3://b/R.txt").unwrap();
         let mut second = d.create(Path::new("dir/R.txt"), "s3://b/r.txt").unwrap();
         first.write_all(b"first").unwrap();
@@ -392,7 +400,7 @@ mod tests {
         std::os::unix::fs::symlink(outside.path(), root.path().join("link")).unwrap();
         std::os::unix::fs::symlink(outside.path().join("f"), root.path().join("file-link"))
             .unwrap();
-        let d = DestDir::open(root.path(), false).unwrap();
+        let d = DestDir::open(root.path(), false, None).unwrap();
         assert!(d.create(Path::new("link/x"), "l").is_err());
         // Two writers creating the same new directory at once both succeed.
         let a = d.create(Path::new("real/deeper/x"), "x").unwrap();

@@ -84,7 +84,9 @@ fn file_round_trip_with_context_and_json() {
         None,
     );
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
-    let summary: serde_json::Value = serde_json::from_slice(&o.stderr).unwrap();
+    // With -o FILE, the JSON record is on stdout.
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["operation"], "encrypt");
     assert_eq!(summary["plaintext_bytes"], 300_000);
     assert_eq!(summary["frame_length"], 4096);
     let o = run(
@@ -104,7 +106,8 @@ fn file_round_trip_with_context_and_json() {
     assert_eq!(std::fs::read(e.p("back")).unwrap(), pt);
     let o = run(&["inspect", "--json", &e.s("ct")], None);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["suite"]["id"], "0x0478");
+    assert_eq!(v["suite"], "0x0478");
+    assert_eq!(v["framing"], "framed");
     assert_eq!(v["encryption_context"]["purpose"], "test");
     assert_eq!(v["plaintext_bytes"], 300_000);
     assert_eq!(v["encrypted_data_keys"][0]["kind"], "raw-aes");
@@ -810,4 +813,53 @@ fn completions_and_the_manual_page() {
     for sub in ["S3CRYPT PUT", "S3CRYPT GET", "S3CRYPT KEYGEN", "Exit codes"] {
         assert!(page.contains(sub), "the manual page lacks {sub}");
     }
+}
+
+#[test]
+fn decrypted_files_are_private_whatever_the_umask_unless_mode_says_otherwise() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = Env::new();
+    std::fs::write(e.p("plain"), b"secret").unwrap();
+    let o = run(
+        &["encrypt", "-k", &e.s("k1"), "-o", &e.s("ct"), &e.s("plain")],
+        None,
+    );
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let decrypt = |out: &str, extra: &str| {
+        let script = format!(
+            "umask 000; exec \"$0\" decrypt -k {} {extra} -o {} {}",
+            e.s("k1"),
+            e.s(out),
+            e.s("ct")
+        );
+        // (sh sets the umask, then runs s3crypt, given as $0.)
+        let o = Command::new("sh")
+            .args(["-c", &script, env!("CARGO_BIN_EXE_s3crypt")])
+            .env_remove("S3CRYPT_KEYRING")
+            .env_remove("S3CRYPT_CONFIG")
+            .env("XDG_CONFIG_HOME", "/nonexistent")
+            .env("HOME", "/nonexistent")
+            .output()
+            .unwrap();
+        assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    decrypt("default", "");
+    assert_eq!(mode(&e.p("default")), 0o600);
+    decrypt("shared", "--mode 644");
+    assert_eq!(mode(&e.p("shared")), 0o644);
+    let o = run(
+        &[
+            "decrypt",
+            "-k",
+            &e.s("k1"),
+            "--mode",
+            "4755",
+            "-o",
+            &e.s("x"),
+            &e.s("ct"),
+        ],
+        None,
+    );
+    assert_eq!(code(&o), 2, "setuid is refused");
 }

@@ -547,10 +547,11 @@ fn cp_mv_and_rewrap_re_encrypt_under_new_message_ids() {
             "s3://cli/a/one",
             "s3://cli/b/one",
         ]);
-        let j: serde_json::Value = serde_json::from_str(err(&o).lines().last().unwrap()).unwrap();
+        let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         assert!(j["parts"].as_u64().unwrap() >= 2, "{j}");
         assert_eq!(j["mode"], "reencrypted", "{j}");
-        assert_eq!(j["bytes_uploaded"], j["size"], "{j}");
+        assert_eq!(j["uploaded_bytes"], j["stored_bytes"], "{j}");
+        assert_eq!(j["source"]["key"], "a/one", "{j}");
         let id = |url: &str| {
             let o = run(&["inspect", "--json", url]);
             let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -1056,7 +1057,15 @@ fn scan_ids_finds_headers_retagged_under_one_message_id() {
     assert!(err(&o).contains("rewrap"), "{}", err(&o));
     let o = c.run(&["scan-ids", "--json", "s3://cli/"], None);
     assert_eq!(code(&o), 14, "{}", err(&o));
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // The scan's record, then the failure's (exit code 14).
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[1]["error"]["exit_code"], 14, "{lines:?}");
+    assert_eq!(lines[1]["operation"], "scan-ids", "{lines:?}");
+    let j = &lines[0];
     assert_eq!(j["scanned"], 3, "{j}");
     assert_eq!(j["affected"], 1, "{j}");
     // clean/a is a byte-identical copy of adv/a: it shares the id with adv/a without harm, but
@@ -1504,4 +1513,47 @@ fn ls_sends_one_request_per_thousand_objects_and_heads_only_when_asked() {
     let (lines, reqs) = ls(&["ls", "-r", "--plaintext-size", "s3://cli/many/"]);
     assert_eq!(lines, n);
     assert_eq!(reqs.iter().filter(|r| r.starts_with("HEAD ")).count(), n);
+}
+
+#[test]
+fn a_rewrap_that_would_change_nothing_does_nothing_and_says_so() {
+    let Some(c) = Ctx::new(Kind::Moto).or_else(|| Ctx::new(Kind::S3sFs)) else {
+        return;
+    };
+    std::fs::write(c.p("f"), pattern(100_000)).unwrap();
+    let o = c.run(
+        &["put", c.p("f").to_str().unwrap(), "s3://cli/rw/obj"],
+        None,
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let id = || {
+        let o = c.run(&["inspect", "--json", "s3://cli/rw/obj"], None);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["message_id"].as_str().unwrap().to_owned()
+    };
+    let first = id();
+    let k = c.p("k");
+    let k = k.to_str().unwrap();
+    // Adding a key the object already has; removing one it does not have.
+    for args in [
+        vec!["rewrap", "--add-key", k, "s3://cli/rw/obj"],
+        vec!["rewrap", "--remove-key", "nosuch", "s3://cli/rw/obj"],
+    ] {
+        let o = c.run(&args, None);
+        assert_eq!(code(&o), 0, "{args:?}: {}", err(&o));
+        assert!(err(&o).contains("unchanged"), "{args:?}: {}", err(&o));
+        assert_eq!(id(), first, "{args:?} rewrote the object");
+    }
+    // Nothing asked at all.
+    let o = c.run(&["rewrap", "s3://cli/rw/obj"], None);
+    assert_eq!(code(&o), 2, "{}", err(&o));
+    assert!(err(&o).contains("--force"), "{}", err(&o));
+    // --force re-encrypts under a new data key and message id, with the same keys.
+    let o = c.run(&["rewrap", "--force", "--json", "s3://cli/rw/obj"], None);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["mode"], "reencrypted", "{j}");
+    assert_ne!(id(), first);
+    let o = c.run(&["get", "s3://cli/rw/obj", "-"], None);
+    assert_eq!(o.stdout, pattern(100_000));
 }

@@ -16,7 +16,7 @@ pub(crate) fn copy_json(
     src: (&str, &str),
     dst: (&str, &str),
     o: &s3crypt::CopyOutput,
-) -> String {
+) -> serde_json::Value {
     let mode = match o.mode {
         s3crypt::CopyMode::ServerSide => "server-side",
         s3crypt::CopyMode::Reencrypted => "reencrypted",
@@ -26,16 +26,18 @@ pub(crate) fn copy_json(
     json!({
         "operation": op,
         "mode": mode,
-        "source": format!("s3://{}/{}", src.0, src.1),
-        "destination": format!("s3://{}/{}", dst.0, dst.1),
-        "size": o.size,
+        "bucket": dst.0,
+        "key": dst.1,
+        "source": {"bucket": src.0, "key": src.1},
+        "stored_bytes": o.size,
         "parts": o.parts,
-        "header_length_before": o.header_length_before,
-        "header_length_after": o.header_length_after,
-        "bytes_downloaded": o.bytes_downloaded,
-        "bytes_uploaded": o.bytes_uploaded,
+        "header_bytes_before": o.header_length_before,
+        "header_bytes": o.header_length_after,
+        "downloaded_bytes": o.bytes_downloaded,
+        "uploaded_bytes": o.bytes_uploaded,
+        "etag": o.etag,
+        "version_id": o.version_id,
     })
-    .to_string()
 }
 
 /// `cp` (`delete` false) or `mv` (`delete` true).
@@ -108,7 +110,7 @@ pub(crate) async fn run(a: CopyArgs, delete: bool) -> Result<(), Failure> {
                 }
                 let o = req.send().await?;
                 if json {
-                    eprintln!("{}", copy_json(op, (&sb, &sk), (&db, &dk), &o));
+                    crate::json_out::emit(copy_json(op, (&sb, &sk), (&db, &dk), &o));
                 }
                 Ok(())
             })

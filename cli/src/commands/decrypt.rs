@@ -33,7 +33,7 @@ pub(crate) fn run(a: DecryptArgs) -> Result<(), Failure> {
     if let Some(r) = &a.range {
         return decrypt_range(&a, r, input, &keyring, &options);
     }
-    let mut output = Output::open(&a.io.output, false, a.io.fsync)?;
+    let mut output = Output::open(&a.io.output, false, a.io.fsync, a.io.mode)?;
     let bar = progress(input.len, a.io.quiet);
     let summary = if input.len.is_some() {
         pipeline::decrypt_file(&keyring, &options, &input.file, &mut output, &popts, |n| {
@@ -48,14 +48,11 @@ pub(crate) fn run(a: DecryptArgs) -> Result<(), Failure> {
     bar.finish_and_clear();
     if a.io.json {
         let h = &summary.header.header;
-        eprintln!(
-            "{}",
-            json!({
-                "operation": "decrypt", "input": input.name, "plaintext_bytes": summary.plaintext_len,
-                "frames": summary.frames, "suite": format!("0x{:04X}", h.suite.id()), "frame_length": h.frame_length,
-                "message_id": hex(&h.message_id),
-            })
-        );
+        crate::json_out::emit(json!({
+            "input": input.name, "plaintext_bytes": summary.plaintext_len,
+            "frames": summary.frames, "suite": format!("0x{:04X}", h.suite.id()), "frame_length": h.frame_length,
+            "message_id": hex(&h.message_id),
+        }));
     }
     Ok(())
 }
@@ -80,7 +77,7 @@ fn decrypt_range(
     let (parsed, _) = s3crypt_core::header::read_from(&mut input.file, &options.limits)?;
     let rd = RangeDecryptor::new(parsed, keyring, options, total)?;
     let plan = rd.plan(spec.resolve(rd.layout().plaintext_len()))?;
-    let mut output = Output::open(&a.io.output, false, a.io.fsync)?;
+    let mut output = Output::open(&a.io.output, false, a.io.fsync, a.io.mode)?;
     // Whole frames of about RANGE_STEP bytes at a time, each authenticated before it is written:
     // memory stays bounded whatever the range (a range that reaches the end includes the final
     // frame in its last step, so truncation is still detected).
@@ -104,11 +101,12 @@ fn decrypt_range(
     }
     output.commit()?;
     if a.io.json {
-        eprintln!(
-            "{}",
-            json!({"operation": "decrypt-range", "plaintext_range": [plan.plaintext.start, plan.plaintext.end],
-                   "ciphertext_range": [plan.ciphertext.start, plan.ciphertext.end], "plaintext_len": rd.layout().plaintext_len()})
-        );
+        crate::json_out::emit(json!({
+            "input": input.name, "range": [plan.plaintext.start, plan.plaintext.end],
+            "ciphertext_range": [plan.ciphertext.start, plan.ciphertext.end],
+            "plaintext_bytes": plan.plaintext.end - plan.plaintext.start,
+            "message_plaintext_bytes": rd.layout().plaintext_len(),
+        }));
     }
     Ok(())
 }

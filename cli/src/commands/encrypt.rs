@@ -25,7 +25,7 @@ pub(crate) fn run(a: EncryptArgs) -> Result<(), Failure> {
         plaintext_length: input.len,
     };
     options.validate()?;
-    let mut output = Output::open(&a.io.output, true, a.io.fsync)?;
+    let mut output = Output::open(&a.io.output, true, a.io.fsync, a.io.mode)?;
     let enc = Encryptor::new(&keyring, &options)?;
     let bar = progress(input.len, a.io.quiet);
     let summary = if input.len.is_some() {
@@ -36,14 +36,11 @@ pub(crate) fn run(a: EncryptArgs) -> Result<(), Failure> {
     output.commit()?;
     bar.finish_and_clear();
     if a.io.json {
-        eprintln!(
-            "{}",
-            json!({
-                "operation": "encrypt", "input": input.name, "plaintext_bytes": summary.plaintext_len,
-                "frames": summary.frames, "header_bytes": summary.header_len, "suite": format!("0x{:04X}", suite.id()),
-                "frame_length": frame_length, "message_id": hex(&summary.message_id),
-            })
-        );
+        crate::json_out::emit(json!({
+            "input": input.name, "plaintext_bytes": summary.plaintext_len,
+            "frames": summary.frames, "header_bytes": summary.header_len, "suite": format!("0x{:04X}", suite.id()),
+            "frame_length": frame_length, "message_id": hex(&summary.message_id),
+        }));
     }
     Ok(())
 }

@@ -24,7 +24,7 @@ async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
     let prefix = prefix_of(&prefix);
     let root = a.dst.clone();
     let dest = Arc::new(
-        crate::tree::DestDir::open(&root, a.fsync)
+        crate::tree::DestDir::open(&root, a.fsync, a.mode)
             .map_err(|e| Failure::Io(format!("cannot open {}", root.display()), e))?,
     );
     let required = config::parse_context(&a.context)?;
@@ -118,10 +118,7 @@ async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
                 save(out.body, output, finish, |_| {}).await?.1
             };
             if json {
-                eprintln!(
-                    "{}",
-                    json!({"operation": "get", "bucket": bucket, "key": key, "plaintext_bytes": n})
-                );
+                crate::json_out::emit(json!({"bucket": bucket, "key": key, "plaintext_bytes": n}));
             }
             Ok(())
         }));
@@ -171,7 +168,7 @@ pub(crate) async fn run(a: GetArgs) -> Result<(), Failure> {
     };
     let work = async {
         let out = req.send().await?;
-        let output = Output::open(&dst, false, a.fsync)?;
+        let output = Output::open(&dst, false, a.fsync, a.mode)?;
         let total = out
             .range
             .as_ref()
@@ -181,10 +178,8 @@ pub(crate) async fn run(a: GetArgs) -> Result<(), Failure> {
         let ((), n) = save(out.body, output, Output::commit, |len| bar.inc(len)).await?;
         bar.finish_and_clear();
         if a.json {
-            eprintln!(
-                "{}",
-                json!({"operation": "get", "bucket": bucket, "key": key, "plaintext_bytes": n, "range": out.range.map(|r| [r.start, r.end])})
-            );
+            crate::json_out::emit(json!({"bucket": bucket, "key": key, "plaintext_bytes": n,
+                                         "range": out.range.map(|r| [r.start, r.end])}));
         }
         Ok::<(), Failure>(())
     };

@@ -78,9 +78,9 @@ pub(crate) fn report(
         .collect();
     if json {
         let mut v = json!({
-            "format": "aws-encryption-sdk-message", "version": 2, "content_type": "framed",
-            "suite": {"id": format!("0x{:04X}", h.suite.id()), "name": h.suite.esdk_name(),
-                      "signed": h.suite.is_signed(), "esdk_standard": h.suite.is_esdk_standard()},
+            "format": "aws-encryption-sdk-message", "version": 2, "framing": "framed",
+            "suite": format!("0x{:04X}", h.suite.id()), "suite_name": h.suite.esdk_name(),
+            "signed": h.suite.is_signed(), "esdk_standard": h.suite.is_esdk_standard(),
             "message_id": hex(&h.message_id), "frame_length": h.frame_length, "header_bytes": parsed.len(),
             "encryption_context": ctx, "encrypted_data_keys": edks,
         });
@@ -91,7 +91,7 @@ pub(crate) fn report(
         if let Some(x) = extra {
             v["object"] = x;
         }
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        crate::json_out::emit(v);
         return;
     }
     if let Some(x) = &extra {
@@ -175,7 +175,7 @@ pub(crate) async fn run_s3(a: InspectArgs) -> Result<(), Failure> {
         .await?;
     let parsed = read_header(&mut &bytes[..])?;
     let extra = json!({
-        "object": format!("s3://{bucket}/{key}"), "stored_bytes": info.size, "content_type": info.content_type,
+        "bucket": bucket, "key": key, "stored_bytes": info.size, "content_type": info.content_type,
         "user_metadata": info.user_metadata, "etag": info.etag, "version_id": info.version_id,
     });
     let layout =

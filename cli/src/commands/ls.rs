@@ -106,7 +106,10 @@ pub(crate) async fn run(a: LsArgs) -> Result<(), Failure> {
         for p in pages.take_common_prefixes() {
             let name = p.get(shown_from..).unwrap_or(&p);
             let line = match a.json {
-                true => json!({"type": "prefix", "prefix": p}).to_string(),
+                true => {
+                    crate::json_out::emit(json!({"type": "prefix", "bucket": bucket, "prefix": p}));
+                    continue;
+                }
                 false => format!(
                     "{:>30} {}",
                     "PRE",
@@ -137,13 +140,14 @@ pub(crate) async fn run(a: LsArgs) -> Result<(), Failure> {
             // Keys are anyone's who can write to the bucket: escaped for the terminal; exact in
             // JSON (which escapes control characters itself).
             let line = if a.json {
-                let mut v = json!({"type": "object", "key": o.key, "stored_bytes": o.size,
-                                   "last_modified": rfc3339(o.last_modified)});
+                let mut v = json!({"type": "object", "bucket": bucket, "key": o.key,
+                                   "stored_bytes": o.size, "last_modified": rfc3339(o.last_modified)});
                 if a.plaintext_size {
                     v["plaintext_bytes"] = json!(plain);
                     v["suite"] = json!(suite);
                 }
-                v.to_string()
+                crate::json_out::emit(v);
+                continue;
             } else if a.plaintext_size {
                 let p = plain.map_or_else(|| "-".to_owned(), |n| size(n, a.human_readable));
                 format!(
@@ -166,14 +170,18 @@ pub(crate) async fn run(a: LsArgs) -> Result<(), Failure> {
         }
     }
     if a.summarize {
-        let line = match a.json {
-            true => json!({"type": "summary", "objects": count, "stored_bytes": total}).to_string(),
-            false => format!(
-                "\nTotal Objects: {count}\n   Total Size: {}",
-                size(total, a.human_readable)
+        match a.json {
+            true => crate::json_out::emit(
+                json!({"type": "summary", "objects": count, "stored_bytes": total}),
             ),
-        };
-        out(&mut stdout, &line)?;
+            false => out(
+                &mut stdout,
+                &format!(
+                    "\nTotal Objects: {count}\n   Total Size: {}",
+                    size(total, a.human_readable)
+                ),
+            )?,
+        }
     }
     report_skipped(&prefix, pages.skipped());
     Ok(())
@@ -241,7 +249,7 @@ mod tests {
         assert_eq!(human(4096), "4.0 KiB");
         assert_eq!(human(3 << 29), "1.5 GiB");
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_650_429);
-        assert_eq!(date(Some(t)), "2026-12-07 17:33:49");
+        assert_eq!(date(Some(t)), "2026-12-07 13:33:49");
         assert_eq!(date(None).len(), 19);
     }
 }

@@ -18,8 +18,35 @@ use s3crypt_core::pipeline::PipelineOptions;
 use crate::args::{Command, IoArgs};
 use crate::exit::Failure;
 
+/// Which command this is and whether it asked for `--json` (and if so, whether its data goes to
+/// stdout, so that JSON goes to stderr).
+fn json_mode(command: &Command) -> Option<(&'static str, bool)> {
+    let stdio = |p: &Option<std::path::PathBuf>| {
+        p.as_deref().is_none_or(|p| p == std::path::Path::new("-"))
+    };
+    match command {
+        Command::Encrypt(a) if a.io.json => Some(("encrypt", stdio(&a.io.output))),
+        Command::Decrypt(a) if a.io.json => Some(("decrypt", stdio(&a.io.output))),
+        Command::Inspect(a) if a.json => Some(("inspect", false)),
+        Command::Put(a) if a.json => Some(("put", false)),
+        Command::Get(a) if a.json => {
+            Some(("get", !a.recursive && a.dst == std::path::Path::new("-")))
+        }
+        Command::Ls(a) if a.json => Some(("ls", false)),
+        Command::Rm(a) if a.json => Some(("rm", false)),
+        Command::Cp(a) if a.json => Some(("cp", false)),
+        Command::Mv(a) if a.json => Some(("mv", false)),
+        Command::Rewrap(a) if a.json => Some(("rewrap", false)),
+        Command::ScanIds(a) if a.json => Some(("scan-ids", false)),
+        _ => None,
+    }
+}
+
 /// Runs one command to completion.
 pub(crate) fn run(command: Command) -> Result<(), Failure> {
+    if let Some((op, data_on_stdout)) = json_mode(&command) {
+        crate::json_out::enable(op, data_on_stdout);
+    }
     match command {
         Command::Keygen(a) => keygen::run(a),
         Command::Encrypt(a) => encrypt::run(a),

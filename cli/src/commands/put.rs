@@ -104,6 +104,13 @@ impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
     }
 }
 
+/// The JSON record of one upload.
+fn put_json(bucket: &str, key: &str, out: &s3crypt::PutOutput) -> serde_json::Value {
+    json!({"bucket": bucket, "key": key, "plaintext_bytes": out.plaintext_length,
+           "stored_bytes": out.size, "header_bytes": out.header_length, "parts": out.parts,
+           "etag": out.etag, "version_id": out.version_id})
+}
+
 /// `put -r`: every file under the source directory, `--jobs` at a time.
 async fn put_recursive(a: &PutArgs, c: Client) -> Result<(), Failure> {
     let (bucket, prefix) = parse_url(&a.dst)?;
@@ -128,10 +135,20 @@ async fn put_recursive(a: &PutArgs, c: Client) -> Result<(), Failure> {
         let options = storage_options(a)?;
         let sse_c = a.sse_c.on();
         let stop = cancel_signal(&cancel_rx);
-        items.push((key.clone(), async move {
-            let f = tokio::fs::File::open(&path).await.map_err(|e| Failure::Io(format!("cannot open {}", path.display()), e))?;
+        items.push((format!("s3://{bucket}/{key}"), async move {
+            let f = tokio::fs::File::open(&path)
+                .await
+                .map_err(|e| Failure::Io(format!("cannot open {}", path.display()), e))?;
             let len = f.metadata().await.map(|m| m.len()).ok();
-            let mut req = c.put_object().bucket(&bucket).key(&key).context(context).metadata(meta).storage_options(options).sse_c(sse_c).body(f);
+            let mut req = c
+                .put_object()
+                .bucket(&bucket)
+                .key(&key)
+                .context(context)
+                .metadata(meta)
+                .storage_options(options)
+                .sse_c(sse_c)
+                .body(f);
             req = req.cancel_on(stop);
             if let Some(ct) = content_type {
                 req = req.content_type(ct);
@@ -141,7 +158,7 @@ async fn put_recursive(a: &PutArgs, c: Client) -> Result<(), Failure> {
             }
             let out = req.send().await?;
             if json {
-                println!("{}", json!({"operation": "put", "bucket": bucket, "key": key, "plaintext_bytes": out.plaintext_length, "parts": out.parts}));
+                crate::json_out::emit(put_json(&bucket, &key, &out));
             }
             Ok(())
         }));
@@ -193,12 +210,13 @@ fn report_cache(a: &PutArgs, cache: &s3crypt::CachingKeyring, kms_keys: u64) {
     // Each cache reuse spares one request per KMS key (GenerateDataKey or Encrypt).
     let saved = st.hits * kms_keys;
     let msg = json!({
+        "type": "summary",
         "data_key_cache": {"new_data_keys": st.misses, "reused": st.hits, "uncached": st.bypassed},
         "kms_calls": {"generate_data_key": calls.generate_data_key, "encrypt": calls.encrypt,
                       "decrypt": calls.decrypt, "saved": saved},
     });
     if a.json {
-        println!("{msg}");
+        crate::json_out::emit(msg);
     } else if !a.quiet {
         eprintln!(
             "s3crypt: data keys: {} generated, {} reused from the cache, {} objects not cacheable",
@@ -312,11 +330,7 @@ pub(crate) async fn run(a: PutArgs) -> Result<(), Failure> {
     let out = req.send().await?;
     bar.finish_and_clear();
     if a.json {
-        println!(
-            "{}",
-            json!({"operation": "put", "bucket": bucket, "key": key, "plaintext_bytes": out.plaintext_length,
-                   "stored_bytes": out.size, "parts": out.parts, "etag": out.etag, "version_id": out.version_id})
-        );
+        crate::json_out::emit(put_json(&bucket, &key, &out));
     }
     Ok(())
 }

@@ -12,9 +12,11 @@ use crate::resolve::S3Setup;
 use crate::s3url::{parse_url, prefix_of};
 
 pub(crate) async fn run(a: RewrapArgs) -> Result<(), Failure> {
-    if a.add_keys.is_empty() && a.add_kms_keys.is_empty() && a.remove_keys.is_empty() {
+    if a.add_keys.is_empty() && a.add_kms_keys.is_empty() && a.remove_keys.is_empty() && !a.force {
         return Err(Failure::Usage(
-            "nothing to do: give --add-key, --add-kms-key or --remove-key".into(),
+            "nothing to do: give --add-key, --add-kms-key or --remove-key (or --force, to \
+             re-encrypt under the same keys)"
+                .into(),
         ));
     }
     let add = config::Keys {
@@ -59,7 +61,7 @@ pub(crate) async fn run(a: RewrapArgs) -> Result<(), Failure> {
                 wrap.clone(),
                 keep.clone(),
             );
-            let (sse_c, json) = (a.sse_c.on(), a.json);
+            let (sse_c, json, force, quiet) = (a.sse_c.on(), a.json, a.force, a.quiet);
             (format!("s3://{bucket}/{k}"), async move {
                 let mut req = c
                     .copy_object()
@@ -67,13 +69,22 @@ pub(crate) async fn run(a: RewrapArgs) -> Result<(), Failure> {
                     .required_context(required)
                     .keep(keep)
                     .sse_c(sse_c, sse_c)
+                    .skip_if_unchanged(!force)
+                    .always_reencrypt(force)
                     .cancel_on(stop);
                 if let Some(w) = wrap {
                     req = req.wrap_with(w);
                 }
                 let o = req.send().await?;
+                if o.mode == s3crypt::CopyMode::Unchanged && !json && !quiet {
+                    eprintln!(
+                        "s3crypt: s3://{bucket}/{}: unchanged: its keys would stay the same \
+                         (--force re-encrypts it anyway)",
+                        s3crypt_core::text::printable(&k, usize::MAX)
+                    );
+                }
                 if json {
-                    eprintln!("{}", copy_json("rewrap", (&bucket, &k), (&bucket, &k), &o));
+                    crate::json_out::emit(copy_json("rewrap", (&bucket, &k), (&bucket, &k), &o));
                 }
                 Ok(())
             })

@@ -96,9 +96,9 @@ pub(crate) async fn run(a: RmArgs) -> Result<(), Failure> {
 fn report(a: &RmArgs, bucket: &str, key: &str, what: &str, error: Option<&str>) {
     let url = format!("s3://{bucket}/{key}");
     if a.json {
-        println!(
-            "{}",
-            json!({"operation": "rm", "bucket": bucket, "key": key, "status": what.replace(' ', "_"), "error": error})
+        crate::json_out::emit(
+            json!({"bucket": bucket, "key": key, "status": what.replace(' ', "_"),
+                                     "dry_run": a.dry_run, "error": error}),
         );
         return;
     }

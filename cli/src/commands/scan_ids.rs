@@ -47,15 +47,12 @@ pub(crate) async fn run(a: ScanIdsArgs) -> Result<(), Failure> {
             .iter()
             .map(|(k, v, why)| json!({"key": k, "version_id": v, "reason": why}))
             .collect();
-        println!(
-            "{}",
-            json!({
-                "bucket": bucket, "prefix": prefix, "scanned": scan.scanned,
-                "not_messages": scan.not_messages,
-                "all_versions": scan.all_versions, "affected": affected.len(),
-                "shared": groups, "skipped": skipped,
-            })
-        );
+        crate::json_out::emit(json!({
+            "bucket": bucket, "prefix": prefix, "scanned": scan.scanned,
+            "not_messages": scan.not_messages,
+            "all_versions": scan.all_versions, "affected": affected.len(),
+            "shared": groups, "skipped": skipped,
+        }));
     } else {
         let p = |s: &str| s3crypt_core::text::printable(s, usize::MAX);
         for g in &affected {

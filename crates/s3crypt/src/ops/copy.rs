@@ -117,6 +117,8 @@ pub struct CopyObject {
     source_sse_c: bool,
     destination_sse_c: bool,
     delete_source: bool,
+    skip_if_unchanged: bool,
+    always_reencrypt: bool,
     cancel: Option<Cancel>,
 }
 
@@ -168,6 +170,28 @@ pub struct CopyOutput {
     pub version_id: Option<String>,
 }
 
+/// Whether `wrap` only wraps under keys among `kept`: it wraps a throwaway random data key (never
+/// used for anything) and the keys it used are compared with `kept`.
+///
+/// # Errors
+/// Whatever the keyring returns.
+async fn adds_no_key(
+    wrap: Arc<dyn Keyring>,
+    suite: s3crypt_core::Suite,
+    context: EncryptionContext,
+    kept: Vec<EncryptedDataKey>,
+) -> Result<bool> {
+    let probe = move || -> s3crypt_core::Result<bool> {
+        let mut m = EncryptionMaterials::new(suite, context);
+        m.set_data_key(DataKey::generate());
+        wrap.on_encrypt(&mut m)?;
+        Ok(m.encrypted_data_keys()
+            .iter()
+            .all(|e| kept.iter().any(|k| same_wrapping_key(k, e))))
+    };
+    Ok(crate::transport::blocking(probe).await?)
+}
+
 /// Bytes per `UploadPartCopy` (grown so a copy fits in 10,000 parts).
 const COPY_PART: u64 = 64 << 20;
 
@@ -186,8 +210,29 @@ impl CopyObject {
             source_sse_c: false,
             destination_sse_c: false,
             delete_source: false,
+            skip_if_unchanged: false,
+            always_reencrypt: false,
             cancel: None,
         }
+    }
+
+    /// For an in-place rewrap: make no new object when its keys would stay the same (each key
+    /// of [`CopyObject::wrap_with`] already wraps the data key, and none is removed); the output
+    /// says [`CopyMode::Unchanged`]. Finding out asks the added keyring to wrap a throwaway
+    /// random key once (for AWS KMS keys, one Encrypt request), and compares which keys it used.
+    /// Off by default: a rewrap then always re-encrypts under a new data key and message id
+    /// (what advisory S3C-2026-01's remedy needs).
+    pub fn skip_if_unchanged(mut self, yes: bool) -> Self {
+        self.skip_if_unchanged = yes;
+        self
+    }
+
+    /// Re-encrypt under a new data key and message id even when the header would stay the same
+    /// (an in-place rewrap that keeps every key and adds none): the remedy for advisory
+    /// S3C-2026-01. Overrides [`CopyObject::skip_if_unchanged`].
+    pub fn always_reencrypt(mut self, yes: bool) -> Self {
+        self.always_reencrypt = yes;
+        self
     }
 
     /// Stops the copy when `cancel` completes (e.g. on Ctrl-C): its multipart upload is aborted
@@ -348,8 +393,23 @@ impl CopyObject {
             .cloned()
             .collect();
 
+        // The keys would stay the same (every added key already wraps the data key).
+        let adds_nothing = match &wrap {
+            Some(w)
+                if self.skip_if_unchanged
+                    && !self.always_reencrypt
+                    && in_place
+                    && same_context
+                    && kept.len() == old.encrypted_data_keys.len() =>
+            {
+                adds_no_key(w.clone(), old.suite, old.context.clone(), kept.clone()).await?
+            }
+            _ => false,
+        };
         // The header would stay byte for byte the same: no new header, no new tag.
-        if same_context && wrap.is_none() && kept.len() == old.encrypted_data_keys.len() {
+        let same_header =
+            same_context && wrap.is_none() && kept.len() == old.encrypted_data_keys.len();
+        if (same_header && !(self.always_reencrypt && in_place)) || adds_nothing {
             // What the copy's metadata says comes from the authenticated header, not from HEAD.
             let (suite, frame_length) = (old.suite, old.frame_length);
             drop(source);
