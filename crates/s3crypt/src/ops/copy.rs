@@ -189,7 +189,7 @@ async fn adds_no_key(
             .iter()
             .all(|e| kept.iter().any(|k| same_wrapping_key(k, e))))
     };
-    Ok(crate::transport::blocking(probe).await?)
+    crate::transport::blocking(probe).await
 }
 
 /// Bytes per `UploadPartCopy` (grown so a copy fits in 10,000 parts).
