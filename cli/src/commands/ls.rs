@@ -68,7 +68,10 @@ async fn buckets(a: &LsArgs) -> Result<(), Failure> {
     for b in c.list_buckets().await? {
         let line = match a.json {
             true => {
-                json!({"type": "bucket", "name": b.name, "created": rfc3339(b.created)}).to_string()
+                crate::json_out::emit(
+                    json!({"type": "bucket", "bucket": b.name, "created": rfc3339(b.created)}),
+                );
+                continue;
             }
             false => format!(
                 "{} {}",
