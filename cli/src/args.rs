@@ -168,6 +168,9 @@ pub(crate) struct CopyArgs {
     /// A specific version of the source.
     #[arg(long, value_name = "ID")]
     pub version_id: Option<String>,
+    /// No progress bar or summary.
+    #[arg(short, long)]
+    pub quiet: bool,
     /// Recursive: every object under the source prefix, to the destination prefix.
     #[arg(short = 'r', long)]
     pub recursive: bool,

@@ -508,3 +508,116 @@ pub(crate) fn progress(len: Option<u64>, quiet: bool) -> ProgressBar {
     bar.set_draw_target(ProgressDrawTarget::stderr_with_hz(8));
     bar
 }
+
+/// Whether progress and summaries are shown: stderr is a terminal and not `--quiet`.
+pub(crate) fn interactive(quiet: bool) -> bool {
+    !quiet && std::io::stderr().is_terminal()
+}
+
+/// `12.3 MiB in 1.5 s (8.2 MiB/s)`.
+fn amount(bytes: u64, started: std::time::Instant) -> String {
+    let secs = started.elapsed().as_secs_f64();
+    let rate = if secs > 0.0 {
+        format!(" ({}/s)", human((bytes as f64 / secs) as u64))
+    } else {
+        String::new()
+    };
+    format!("{} in {secs:.1} s{rate}", human(bytes))
+}
+
+/// The one line a finished transfer prints on a terminal (not with `--quiet`, not when stderr
+/// is not a terminal): `s3crypt: uploaded 12.3 MiB in 1.5 s (8.2 MiB/s): s3://b/k`.
+pub(crate) fn summary(
+    quiet: bool,
+    verb: &str,
+    bytes: u64,
+    started: std::time::Instant,
+    what: &str,
+) {
+    if interactive(quiet) {
+        eprintln!(
+            "s3crypt: {verb} {}: {}",
+            amount(bytes, started),
+            s3crypt_core::text::printable(what, usize::MAX)
+        );
+    }
+}
+
+/// The progress of a recursive transfer: a bar of files done, with the bytes moved so far, and a
+/// one-line summary at the end (on a terminal, without `--quiet`; nothing otherwise).
+pub(crate) struct Overall {
+    bar: ProgressBar,
+    bytes: std::sync::atomic::AtomicU64,
+    started: std::time::Instant,
+    verb: &'static str,
+    visible: bool,
+}
+
+impl Overall {
+    pub(crate) fn new(verb: &'static str, files: u64, quiet: bool) -> Arc<Self> {
+        let visible = interactive(quiet);
+        let bar = match visible {
+            true => {
+                let b = ProgressBar::new(files).with_style(
+                    ProgressStyle::with_template("{bar:30} {pos}/{len} files  {msg}  ETA {eta}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                b.set_draw_target(ProgressDrawTarget::stderr_with_hz(8));
+                b
+            }
+            false => ProgressBar::hidden(),
+        };
+        Arc::new(Self {
+            bar,
+            bytes: Default::default(),
+            started: std::time::Instant::now(),
+            verb,
+            visible,
+        })
+    }
+
+    /// `n` more bytes moved.
+    pub(crate) fn bytes(&self, n: u64) {
+        let total = self.bytes.fetch_add(n, Ordering::Relaxed) + n;
+        if self.visible {
+            self.bar.set_message(amount(total, self.started));
+        }
+    }
+
+    /// One more file done.
+    pub(crate) fn file_done(&self) {
+        self.bar.inc(1);
+    }
+
+    /// Clears the bar and prints the summary.
+    pub(crate) fn finish(&self, failed: usize) {
+        self.bar.finish_and_clear();
+        if self.visible {
+            let done = self.bar.position();
+            let failed = match failed {
+                0 => String::new(),
+                n => format!(", {n} failed"),
+            };
+            eprintln!(
+                "s3crypt: {} {done} file(s), {}{failed}",
+                self.verb,
+                amount(self.bytes.load(Ordering::Relaxed), self.started)
+            );
+        }
+    }
+}
+
+/// A size as `aws s3 ls --human-readable` writes it (`12 Bytes`, `4.0 KiB`, `1.5 GiB`).
+pub(crate) fn human(n: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if n < 1024 {
+        return format!("{n} Bytes");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < UNITS.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{v:.1} {}", UNITS[i])
+}

@@ -1557,3 +1557,68 @@ fn a_rewrap_that_would_change_nothing_does_nothing_and_says_so() {
     let o = c.run(&["get", "s3://cli/rw/obj", "-"], None);
     assert_eq!(o.stdout, pattern(100_000));
 }
+
+#[test]
+fn progress_and_summaries_on_a_terminal_only() {
+    let Some(c) = Ctx::new(Kind::Moto) else {
+        return;
+    };
+    if Command::new("script").arg("--version").output().is_err() {
+        return; // util-linux's script(1) gives the command a terminal
+    }
+    let tree = c.p("tree");
+    for (i, n) in [10usize, 20_000, 300].iter().enumerate() {
+        std::fs::create_dir_all(tree.join("d")).unwrap();
+        std::fs::write(tree.join("d").join(format!("f{i}")), pattern(*n)).unwrap();
+    }
+    // On a terminal (script(1) runs it on a pseudo-terminal): one summary line per command.
+    let on_tty = |args: &[&str]| {
+        let line = args
+            .iter()
+            .map(|a| format!("'{a}'"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let cmdline = format!("'{}' {line}", env!("CARGO_BIN_EXE_s3crypt"));
+        let o = c
+            .cmd(&[])
+            .get_envs()
+            .fold(Command::new("script"), |mut s, (k, v)| {
+                match v {
+                    Some(v) => s.env(k, v),
+                    None => s.env_remove(k),
+                };
+                s
+            })
+            .args(["-qec", &cmdline, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(
+            code(&o),
+            0,
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let out = on_tty(&["put", "-r", tree.to_str().unwrap(), "s3://cli/tty/"]);
+    assert!(
+        out.contains("s3crypt: uploaded 3 file(s), 19.8 KiB"),
+        "{out}"
+    );
+    let out = on_tty(&["put", tree.join("d/f1").to_str().unwrap(), "s3://cli/one"]);
+    assert!(out.contains("s3crypt: uploaded 19.5 KiB in"), "{out}");
+    assert!(out.contains("s3://cli/one"), "{out}");
+    let back = c.p("back");
+    let out = on_tty(&["get", "-r", "s3://cli/tty/", back.to_str().unwrap()]);
+    assert!(out.contains("s3crypt: downloaded 3 file(s)"), "{out}");
+    let out = on_tty(&["put", "-q", "-r", tree.to_str().unwrap(), "s3://cli/tty2/"]);
+    assert!(!out.contains("uploaded"), "-q: {out}");
+    // Not on a terminal: nothing on stderr.
+    let o = c.run(
+        &["put", "-r", tree.to_str().unwrap(), "s3://cli/tty3/"],
+        None,
+    );
+    assert_eq!(code(&o), 0);
+    assert!(o.stderr.is_empty(), "{}", err(&o));
+}

@@ -87,9 +87,15 @@ pub(crate) async fn run(a: CopyArgs, delete: bool) -> Result<(), Failure> {
         ));
     }
     let (cancel, cancelled) = tokio::sync::watch::channel(false);
+    let overall = crate::streams::Overall::new(
+        if delete { "moved" } else { "copied" },
+        pairs.len() as u64,
+        a.quiet || a.json || !a.recursive,
+    );
     let items = pairs
         .into_iter()
         .map(|(sk, dk)| {
+            let overall = overall.clone();
             let (c, sb, db, required) = (c.clone(), sb.clone(), db.clone(), required.clone());
             let (version, allow_moved, sse_c, json) =
                 (a.version_id.clone(), a.allow_moved, a.sse_c.on(), a.json);
@@ -109,6 +115,8 @@ pub(crate) async fn run(a: CopyArgs, delete: bool) -> Result<(), Failure> {
                     req = req.source_version_id(v);
                 }
                 let o = req.send().await?;
+                overall.bytes(o.size);
+                overall.file_done();
                 if json {
                     crate::json_out::emit(copy_json(op, (&sb, &sk), (&db, &dk), &o));
                 }
@@ -116,5 +124,10 @@ pub(crate) async fn run(a: CopyArgs, delete: bool) -> Result<(), Failure> {
             })
         })
         .collect();
-    finish(a.jobs, items, a.recursive, cancel).await
+    let r = finish(a.jobs, items, a.recursive, cancel).await;
+    overall.finish(match &r {
+        Err(Failure::Partial(n)) => *n,
+        _ => 0,
+    });
+    r
 }

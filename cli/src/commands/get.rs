@@ -44,6 +44,7 @@ async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
         );
         return Ok(());
     }
+    let overall = crate::streams::Overall::new("downloaded", keys.len() as u64, a.quiet || a.json);
     for key in keys {
         let key = key.as_str();
         let rel = match crate::tree::relative_path(key, &prefix) {
@@ -70,6 +71,7 @@ async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
             a.json,
         );
         let sse_c = a.sse_c.on();
+        let overall = overall.clone();
         items.push((format!("s3://{bucket}/{key}"), async move {
             let out = c
                 .get_object()
@@ -117,6 +119,8 @@ async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
                     .map_err(Failure::Usage)?;
                 save(out.body, output, finish, |_| {}).await?.1
             };
+            overall.bytes(n);
+            overall.file_done();
             if json {
                 crate::json_out::emit(json!({"bucket": bucket, "key": key, "plaintext_bytes": n}));
             }
@@ -127,6 +131,7 @@ async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
         n = run_all(a.jobs, items) => n,
         sig = interrupted() => return Err(Failure::Interrupted(sig)),
     };
+    overall.finish(failed + refused);
     if failed + refused > 0 {
         return Err(Failure::Partial(failed + refused));
     }
@@ -175,8 +180,18 @@ pub(crate) async fn run(a: GetArgs) -> Result<(), Failure> {
             .map(|r| r.end - r.start)
             .or(out.info.plaintext_length);
         let bar = progress(total, a.quiet);
+        let started = std::time::Instant::now();
         let ((), n) = save(out.body, output, Output::commit, |len| bar.inc(len)).await?;
         bar.finish_and_clear();
+        if let Some(p) = &dst {
+            crate::streams::summary(
+                a.quiet || a.json,
+                "downloaded",
+                n,
+                started,
+                &p.display().to_string(),
+            );
+        }
         if a.json {
             crate::json_out::emit(json!({"bucket": bucket, "key": key, "plaintext_bytes": n,
                                          "range": out.range.map(|r| [r.start, r.end])}));

@@ -9,6 +9,7 @@ use crate::batch::report_skipped;
 use crate::exit::Failure;
 use crate::resolve::metadata_client;
 use crate::s3url::parse_url;
+use crate::streams::human;
 
 /// `2026-12-07 17:33:49` (UTC, whole seconds), as `aws s3 ls` lays dates out.
 pub(crate) fn date(t: Option<std::time::SystemTime>) -> String {
@@ -33,21 +34,6 @@ fn rfc3339(t: Option<std::time::SystemTime>) -> Option<String> {
             .fmt(aws_smithy_types::date_time::Format::DateTime)
             .ok()
     })
-}
-
-/// A size as `aws s3 ls --human-readable` writes it (`12 Bytes`, `4.0 KiB`, `1.5 GiB`).
-pub(crate) fn human(n: u64) -> String {
-    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    if n < 1024 {
-        return format!("{n} Bytes");
-    }
-    let mut v = n as f64 / 1024.0;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < UNITS.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    format!("{v:.1} {}", UNITS[i])
 }
 
 fn size(n: u64, human_readable: bool) -> String {

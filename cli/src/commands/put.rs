@@ -2,13 +2,11 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use s3crypt::{Client, Encryption};
 use serde_json::json;
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::io::AsyncRead;
 
 use crate::args::PutArgs;
 use crate::batch::{cancel_signal, finish, interrupted};
@@ -84,26 +82,6 @@ fn parse_meta(pairs: &[String]) -> Result<BTreeMap<String, String>, Failure> {
         .collect()
 }
 
-/// Counts bytes read, for the progress bar.
-struct Counting<R> {
-    inner: R,
-    bar: indicatif::ProgressBar,
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let n = buf.filled().len() - before;
-        self.bar.inc(n as u64);
-        r
-    }
-}
-
 /// The JSON record of one upload.
 fn put_json(bucket: &str, key: &str, out: &s3crypt::PutOutput) -> serde_json::Value {
     json!({"bucket": bucket, "key": key, "plaintext_bytes": out.plaintext_length,
@@ -121,8 +99,10 @@ async fn put_recursive(a: &PutArgs, c: Client) -> Result<(), Failure> {
     let meta = parse_meta(&a.meta)?;
     // Ctrl-C cancels every upload (each aborts its multipart upload) before the command exits.
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    let overall = crate::streams::Overall::new("uploaded", files.len() as u64, a.quiet || a.json);
     let mut items = Vec::new();
     for (path, rel) in files {
+        let overall = overall.clone();
         let key = format!("{prefix}{rel}");
         let (c, bucket, context, meta, json) = (
             c.clone(),
@@ -140,6 +120,7 @@ async fn put_recursive(a: &PutArgs, c: Client) -> Result<(), Failure> {
                 .await
                 .map_err(|e| Failure::Io(format!("cannot open {}", path.display()), e))?;
             let len = f.metadata().await.map(|m| m.len()).ok();
+            let counted = overall.clone();
             let mut req = c
                 .put_object()
                 .bucket(&bucket)
@@ -148,7 +129,8 @@ async fn put_recursive(a: &PutArgs, c: Client) -> Result<(), Failure> {
                 .metadata(meta)
                 .storage_options(options)
                 .sse_c(sse_c)
-                .body(f);
+                .body(f)
+                .on_progress(move |n| counted.bytes(n));
             req = req.cancel_on(stop);
             if let Some(ct) = content_type {
                 req = req.content_type(ct);
@@ -157,6 +139,7 @@ async fn put_recursive(a: &PutArgs, c: Client) -> Result<(), Failure> {
                 req = req.size_hint(n);
             }
             let out = req.send().await?;
+            overall.file_done();
             if json {
                 crate::json_out::emit(put_json(&bucket, &key, &out));
             }
@@ -164,7 +147,12 @@ async fn put_recursive(a: &PutArgs, c: Client) -> Result<(), Failure> {
         }));
     }
     // On Ctrl-C every upload sees the cancellation and aborts before the command reports.
-    finish(a.jobs, items, true, cancel_tx).await
+    let r = finish(a.jobs, items, true, cancel_tx).await;
+    overall.finish(match &r {
+        Err(Failure::Partial(n)) => *n,
+        _ => 0,
+    });
+    r
 }
 
 /// The data-key cache limits `--cache-data-keys N` asks for (each data key serves up to N
@@ -306,6 +294,8 @@ pub(crate) async fn run(a: PutArgs) -> Result<(), Failure> {
         (Box::new(f), meta.is_file().then_some(meta.len()))
     };
     let bar = progress(len, a.quiet);
+    let started = std::time::Instant::now();
+    let counted = bar.clone();
     let mut req = c
         .put_object()
         .bucket(&bucket)
@@ -314,10 +304,9 @@ pub(crate) async fn run(a: PutArgs) -> Result<(), Failure> {
         .metadata(parse_meta(&a.meta)?)
         .storage_options(storage_options(&a)?)
         .sse_c(a.sse_c.on())
-        .body(s3crypt::Body::from_reader(Counting {
-            inner: body,
-            bar: bar.clone(),
-        }))
+        .body(s3crypt::Body::from_reader(body))
+        // The bar counts what S3 acknowledged, not what was read.
+        .on_progress(move |n| counted.inc(n))
         .cancel_on(async {
             interrupted().await;
         });
@@ -329,6 +318,13 @@ pub(crate) async fn run(a: PutArgs) -> Result<(), Failure> {
     }
     let out = req.send().await?;
     bar.finish_and_clear();
+    crate::streams::summary(
+        a.quiet || a.json,
+        "uploaded",
+        out.plaintext_length,
+        started,
+        &format!("s3://{bucket}/{key}"),
+    );
     if a.json {
         crate::json_out::emit(put_json(&bucket, &key, &out));
     }

@@ -50,9 +50,15 @@ pub(crate) async fn run(a: RewrapArgs) -> Result<(), Failure> {
         s3crypt::KeepKeys::AllBut(a.remove_keys.clone())
     };
     let (cancel, cancelled) = tokio::sync::watch::channel(false);
+    let overall = crate::streams::Overall::new(
+        "rewrapped",
+        keys.len() as u64,
+        a.quiet || a.json || !a.recursive,
+    );
     let items = keys
         .into_iter()
         .map(|k| {
+            let overall = overall.clone();
             let stop = cancel_signal(&cancelled);
             let (c, bucket, required, wrap, keep) = (
                 c.clone(),
@@ -83,6 +89,8 @@ pub(crate) async fn run(a: RewrapArgs) -> Result<(), Failure> {
                         s3crypt_core::text::printable(&k, usize::MAX)
                     );
                 }
+                overall.bytes(o.size);
+                overall.file_done();
                 if json {
                     crate::json_out::emit(copy_json("rewrap", (&bucket, &k), (&bucket, &k), &o));
                 }
@@ -90,5 +98,10 @@ pub(crate) async fn run(a: RewrapArgs) -> Result<(), Failure> {
             })
         })
         .collect();
-    finish(a.jobs, items, a.recursive, cancel).await
+    let r = finish(a.jobs, items, a.recursive, cancel).await;
+    overall.finish(match &r {
+        Err(Failure::Partial(n)) => *n,
+        _ => 0,
+    });
+    r
 }

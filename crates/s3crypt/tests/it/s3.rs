@@ -1171,3 +1171,31 @@ async fn sse_c_on_copy_move_and_rewrap() {
         "the move deleted its source"
     );
 }
+
+/// `on_progress` counts each part's plaintext once S3 acknowledged it: the sum is the object's
+/// plaintext, in as many steps as parts (one for a single PUT).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_counts_acknowledged_parts() {
+    let Some(server) = servers().into_iter().next() else {
+        return;
+    };
+    bucket(&server, "progress").await;
+    let c = client(&server, Suite::default(), 64 * 1024);
+    for (n, parts) in [(3 * MIB + 5, 1usize), (12 * MIB + 7, 3)] {
+        let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = calls.clone();
+        let out = c
+            .put_object()
+            .bucket("progress")
+            .key(format!("p{n}"))
+            .body(s3crypt::Body::from_reader(std::io::Cursor::new(pattern(n))))
+            .on_progress(move |b| seen.lock().unwrap().push(b))
+            .send()
+            .await
+            .unwrap();
+        let calls = calls.lock().unwrap().clone();
+        assert_eq!(calls.iter().sum::<u64>(), n as u64, "{calls:?}");
+        assert_eq!(calls.len(), parts, "{calls:?}");
+        assert_eq!(out.parts as usize, parts);
+    }
+}

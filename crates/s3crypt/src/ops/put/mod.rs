@@ -47,7 +47,11 @@ pub struct PutObject {
     binding: Option<location::Binding>,
     if_match: Option<String>,
     sse_key: Option<Arc<crate::sse_c::SseCKey>>,
+    progress: Option<Progress>,
 }
+
+/// Told the plaintext bytes of each part once S3 acknowledged it (see [`PutObject::on_progress`]).
+pub(crate) type Progress = Arc<dyn Fn(u64) + Send + Sync>;
 
 impl std::fmt::Debug for PutObject {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -77,6 +81,7 @@ impl PutObject {
             binding: None,
             if_match: None,
             sse_key: None,
+            progress: None,
         }
     }
 
@@ -159,6 +164,14 @@ impl PutObject {
         self
     }
 
+    /// Called with the plaintext bytes of each part once S3 has acknowledged it (the whole body
+    /// for a single PUT), from the task that uploaded it: for a progress bar that counts what is
+    /// stored, not what was read.
+    pub fn on_progress(mut self, f: impl Fn(u64) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Arc::new(f));
+        self
+    }
+
     /// Stops the upload (and aborts it) when `cancel` completes, e.g. on Ctrl-C.
     pub fn cancel_on(mut self, cancel: impl Future<Output = ()> + Send + 'static) -> Self {
         self.cancel = Some(Box::pin(cancel));
@@ -207,6 +220,7 @@ impl PutObject {
             encryption,
             if_match: self.if_match.clone(),
             header_length: 0,
+            progress: self.progress.take(),
         };
         let mut cancel = self
             .cancel

@@ -65,6 +65,23 @@ pub(crate) struct Upload {
     /// The final write (PUT or CompleteMultipartUpload) replaces only an object with this ETag.
     pub(crate) if_match: Option<String>,
     pub(crate) header_length: u64,
+    /// Told each part's plaintext bytes once S3 acknowledged it.
+    pub(crate) progress: Option<super::Progress>,
+}
+
+/// Uploads a part, then reports its plaintext bytes to `progress`.
+async fn upload_reported(
+    target: PartTarget,
+    part_number: i32,
+    bytes: bytes::BytesMut,
+    plaintext: u64,
+    progress: Option<super::Progress>,
+) -> Result<CompletedPart> {
+    let done = upload_part(target, part_number, bytes).await?;
+    if let Some(p) = progress {
+        p(plaintext);
+    }
+    Ok(done)
 }
 
 /// Reads up to `limit` bytes (fewer if the input ends first) into a buffer that starts at
@@ -248,6 +265,9 @@ impl Upload {
             .send()
             .await
             .map_err(|e| missing_bucket(&self.bucket, service("PutObject", e)))?;
+        if let Some(p) = &self.progress {
+            p(plaintext_length);
+        }
         Ok(PutOutput {
             plaintext_length,
             size,
@@ -347,7 +367,13 @@ impl Upload {
                 })
                 .await?;
                 size += bytes.len() as u64;
-                tasks.spawn(upload_part(target.clone(), part_number, bytes));
+                tasks.spawn(upload_reported(
+                    target.clone(),
+                    part_number,
+                    bytes,
+                    n as u64,
+                    self.progress.clone(),
+                ));
                 break;
             }
             let part = s.part(frames)?;
@@ -365,16 +391,22 @@ impl Upload {
                 })
                 .await?;
                 *sealer = Some(s);
-                tasks.spawn(upload_part(target.clone(), part_number, bytes));
+                tasks.spawn(upload_reported(
+                    target.clone(),
+                    part_number,
+                    bytes,
+                    n as u64,
+                    self.progress.clone(),
+                ));
             } else {
-                let target = target.clone();
+                let (target, progress) = (target.clone(), self.progress.clone());
                 tasks.spawn(async move {
                     let bytes = blocking(move || {
                         part.seal(&mut buf[prefix..])?;
                         Ok::<_, Error>(buf)
                     })
                     .await?;
-                    upload_part(target, part_number, bytes).await
+                    upload_reported(target, part_number, bytes, n as u64, progress).await
                 });
             }
         }
