@@ -225,9 +225,15 @@ pub(crate) fn explain(e: &s3crypt::Error) -> Option<(u8, String, Option<String>)
                      bucket policies (SECURITY.md lists what each command needs)",
                 ),
             };
+            // S3's own words name the principal, the action and the resource.
+            let said = e
+                .service_message()
+                .filter(|m| !m.is_empty())
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default();
             Some((
                 11,
-                format!("S3 {operation}: {line} (at {at})"),
+                format!("S3 {operation}: {line} (at {at}){said}"),
                 Some(hint.into()),
             ))
         }

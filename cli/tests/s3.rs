@@ -1320,6 +1320,31 @@ fn aws_configuration_and_service_errors_in_words() {
     let o = c.run(&["-v", "ls", "--endpoint-url", &closed, "s3://cli"], None);
     assert!(err(&o).contains("caused by:"), "{}", err(&o));
 
+    // Access denied: the operation, S3's own words, a hint (through the fault proxy).
+    let proxy = c.rt.block_on(s3crypt_test_support::s3_proxy::Proxy::start(
+        &c.server.endpoint,
+    ));
+    proxy.inject(
+        usize::MAX,
+        s3crypt_test_support::s3_proxy::Fault::Status(403, "AccessDenied"),
+        |r| r.method == "PUT",
+    );
+    let o = c
+        .cmd(&["put", f, "s3://cli/denied"])
+        .env("AWS_ENDPOINT_URL", &proxy.endpoint)
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 11, "{}", err(&o));
+    let e = one_line(&o);
+    assert!(
+        e.contains("S3 PutObject: access denied") && e.contains("injected by the test proxy"),
+        "{e}"
+    );
+    assert!(
+        e.contains("hint: the credentials in use are not allowed"),
+        "{e}"
+    );
+
     // A missing bucket is exit 10 on every command, and says it is the bucket.
     for args in [
         vec!["put", f, "s3://nosuchbucket/k"],
