@@ -703,25 +703,7 @@ fn stale_partials_are_swept_when_output_is_written() {
     assert!(fresh.exists(), "a fresh partial was removed");
 }
 
-/// Sends `sig` (a `kill` name: TERM, HUP, INT) to a child process.
-fn signal(child: &std::process::Child, sig: &str) {
-    let ok = Command::new("kill")
-        .args([&format!("-{sig}"), &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -{sig} failed");
-}
-
-/// Names of the temporary output files in `dir`.
-fn partials(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".partial"))
-        .collect()
-}
+use s3crypt_test_support::process::{partials, signal};
 
 #[test]
 fn sigterm_and_sighup_stop_a_local_encrypt_like_ctrl_c_and_remove_its_temporary_file() {
@@ -738,13 +720,10 @@ fn sigterm_and_sighup_stop_a_local_encrypt_like_ctrl_c_and_remove_its_temporary_
         let mut si = child.stdin.take().unwrap();
         si.write_all(&pattern(1 << 20)).unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while partials(e.dir.path()).is_empty() && std::time::Instant::now() < deadline {
+        while partials(e.dir.path()) == 0 && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        assert!(
-            !partials(e.dir.path()).is_empty(),
-            "no temporary file appeared"
-        );
+        assert!(partials(e.dir.path()) > 0, "no temporary file appeared");
         signal(&child, sig);
         let o = child.wait_with_output().unwrap();
         drop(si);
@@ -758,11 +737,7 @@ fn sigterm_and_sighup_stop_a_local_encrypt_like_ctrl_c_and_remove_its_temporary_
             !e.p("out").exists(),
             "SIG{sig} left output under the target name"
         );
-        assert!(
-            partials(e.dir.path()).is_empty(),
-            "SIG{sig} left {:?}",
-            partials(e.dir.path())
-        );
+        assert_eq!(partials(e.dir.path()), 0, "SIG{sig} left temporary files");
     }
 }
 

@@ -1078,15 +1078,7 @@ fn scan_ids_finds_headers_retagged_under_one_message_id() {
     );
 }
 
-/// Sends `sig` (a `kill` name: TERM, HUP) to a child process.
-fn signal(child: &std::process::Child, sig: &str) {
-    let ok = Command::new("kill")
-        .args([&format!("-{sig}"), &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -{sig} failed");
-}
+use s3crypt_test_support::process::{partials, signal};
 
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -1148,13 +1140,7 @@ fn sigterm_and_sighup_abort_an_upload_and_remove_a_download_s_temporary_file() {
     assert_eq!(code(&o), 0, "{}", err(&o));
     let dir = c.p("dl");
     std::fs::create_dir(&dir).unwrap();
-    let partials = |d: &Path| {
-        std::fs::read_dir(d)
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
-            .count()
-    };
+
     let mut checked = 0;
     for (sig, want) in [("TERM", 143), ("HUP", 129)] {
         let target = dir.join(format!("big-{sig}"));
