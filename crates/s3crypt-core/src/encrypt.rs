@@ -256,6 +256,10 @@ impl Encryptor {
             // (`shift + REGULAR_OVERHEAD + frame == FINAL_OVERHEAD + frame`).
             let need = FINAL_OVERHEAD + self.filled + n;
             if self.buf.len() < need {
+                // Doubling, but never past one frame's room (`need` is at most that).
+                let room = FINAL_OVERHEAD + frame;
+                let target = (2 * self.buf.capacity()).clamp(need, room);
+                self.buf.reserve_exact(target - self.buf.len());
                 self.buf.resize(need, 0);
             }
             self.buf[FINAL_PREFIX + self.filled..FINAL_PREFIX + self.filled + n]
@@ -275,6 +279,7 @@ impl Encryptor {
         self.send_header(out);
         let end = FINAL_OVERHEAD + self.filled;
         if self.buf.len() < end {
+            self.buf.reserve_exact(end - self.buf.len());
             self.buf.resize(end, 0);
         }
         self.key.seal_final(self.next_seq, &mut self.buf[..end]);
@@ -487,5 +492,268 @@ mod tests {
         assert_eq!(*seen.0.lock().unwrap(), Some(1234));
         Encryptor::new(&seen, &EncryptOptions::default()).unwrap();
         assert_eq!(*seen.0.lock().unwrap(), None);
+    }
+}
+
+/// Review test: the lazily grown frame buffer seals exactly the frames a fresh buffer per frame
+/// would (same sequence numbers, nonces, AAD, bytes), for any chunking of `update` calls; and
+/// every message decrypts. Keys are swapped for a fixed (data key, message id) so outputs of
+/// different encryptors (and of the stream pipeline) can be compared byte for byte.
+#[cfg(test)]
+mod lazy_frame_buffer {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::aead::TAG_LEN;
+    use crate::key::REGULAR_PREFIX;
+    use crate::keyring::raw_aes::{RawAesKeyring, WrappingKey};
+    use crate::keyring::DataKey;
+    use crate::{DecryptOptions, Decryptor};
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            // xorshift64*
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    const ID: [u8; 32] = [0x5a; 32];
+
+    fn fixed_key(suite: Suite) -> SealingKey {
+        SealingKey::danger_for_frames_with_message_id(suite, &DataKey::from_bytes([7; 32]), ID)
+    }
+
+    fn keyring() -> Arc<RawAesKeyring> {
+        Arc::new(RawAesKeyring::new("ns", "k", WrappingKey::from_bytes([3; 32])).unwrap())
+    }
+
+    /// The frames as the specification lays them out, each sealed in its own garbage-filled
+    /// scratch buffer (so nothing depends on what a buffer held before): a full last frame is
+    /// the final frame, as the push encryptor writes it.
+    fn reference_frames(suite: Suite, frame: usize, pt: &[u8]) -> Vec<u8> {
+        reference_layout(suite, frame, pt, false)
+    }
+
+    /// `full_last_regular`: a full last frame is a regular frame followed by an empty final
+    /// frame (as the stream pipeline writes it; both layouts are valid).
+    fn reference_layout(suite: Suite, frame: usize, pt: &[u8], full_last_regular: bool) -> Vec<u8> {
+        let key = fixed_key(suite);
+        let regular = match pt.len() {
+            0 => 0,
+            n if full_last_regular => n / frame,
+            n => (n - 1) / frame,
+        };
+        let mut out = Vec::new();
+        for i in 0..regular {
+            let mut b = vec![0xAA; REGULAR_PREFIX + frame + TAG_LEN];
+            b[REGULAR_PREFIX..REGULAR_PREFIX + frame]
+                .copy_from_slice(&pt[i * frame..(i + 1) * frame]);
+            key.seal_regular(i as u32 + 1, &mut b);
+            out.extend_from_slice(&b);
+        }
+        let rest = &pt[regular * frame..];
+        let mut b = vec![0x55; FINAL_PREFIX + rest.len() + TAG_LEN];
+        b[FINAL_PREFIX..FINAL_PREFIX + rest.len()].copy_from_slice(rest);
+        key.seal_final(regular as u32 + 1, &mut b);
+        out.extend_from_slice(&b);
+        out
+    }
+
+    fn options(suite: Suite, frame: u32) -> EncryptOptions {
+        EncryptOptions {
+            suite,
+            frame_length: frame,
+            ..Default::default()
+        }
+    }
+
+    /// Chunk sizes with the edge cases mixed in: empty, 1, frame - 1, frame, frame + 1, 2 frames,
+    /// and random sizes up to 3 frames.
+    fn chunking(rng: &mut Rng, frame: usize, total: usize) -> Vec<usize> {
+        let mut sizes = Vec::new();
+        let mut left = total;
+        while left > 0 || (sizes.is_empty() && rng.below(2) == 0) {
+            let pick = match rng.below(9) {
+                0 => 0,
+                1 => 1,
+                2 => frame - 1,
+                3 => frame,
+                4 => frame + 1,
+                5 => 2 * frame,
+                _ => rng.below(3 * frame + 1),
+            };
+            let n = pick.min(left);
+            sizes.push(n);
+            left -= n;
+            if rng.below(4) == 0 {
+                sizes.push(0);
+            }
+        }
+        sizes
+    }
+
+    fn push(
+        mut enc: Encryptor,
+        sizes: &[usize],
+        pt: &[u8],
+        swap: Option<Suite>,
+    ) -> (Vec<u8>, usize, usize) {
+        if let Some(s) = swap {
+            enc.key = fixed_key(s);
+        }
+        let mut out = Vec::new();
+        let mut at = 0;
+        for &n in sizes {
+            enc.update(&pt[at..at + n], &mut out).unwrap();
+            at += n;
+        }
+        assert_eq!(at, pt.len());
+        let (hl, cap) = (enc.header_bytes.len(), enc.buf.capacity());
+        let s = enc.finish(&mut out).unwrap();
+        assert_eq!(s.plaintext_len, pt.len() as u64);
+        (out, hl, cap)
+    }
+
+    fn decrypt(k: &Arc<RawAesKeyring>, msg: &[u8], sizes: &[usize]) -> Vec<u8> {
+        let mut dec = Decryptor::new(k.clone(), DecryptOptions::default());
+        let mut plain = Vec::new();
+        let mut at = 0;
+        for &n in sizes {
+            let n = n.min(msg.len() - at);
+            dec.update(&msg[at..at + n], &mut plain).unwrap();
+            at += n;
+        }
+        dec.update(&msg[at..], &mut plain).unwrap();
+        dec.finish(&mut plain).unwrap();
+        plain
+    }
+
+    #[test]
+    fn every_chunking_seals_the_reference_frames_and_round_trips() {
+        let k = keyring();
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut max_cap_ratio = 0f64;
+        let mut cases = 0;
+        for &frame in &[16usize, 32, 48, 64, 4096] {
+            for &suite in &Suite::ALL {
+                let totals = [0, 1, frame - 1, frame, frame + 1, 2 * frame, 3 * frame + 5];
+                for round in 0..60 {
+                    let total = if round < totals.len() {
+                        totals[round]
+                    } else {
+                        rng.below(6 * frame + 2)
+                    };
+                    let pt: Vec<u8> = (0..total).map(|_| rng.next() as u8).collect();
+                    let sizes = chunking(&mut rng, frame, total);
+                    let opts = options(suite, frame as u32);
+                    let reference = reference_frames(suite, frame, &pt);
+
+                    // Push API, frames under the fixed key.
+                    let enc = Encryptor::new(k.as_ref(), &opts).unwrap();
+                    let (out, hl, cap) = push(enc, &sizes, &pt, Some(suite));
+                    assert_eq!(
+                        &out[hl..hl + reference.len()],
+                        &reference[..],
+                        "frame {frame} suite {suite:?} sizes {sizes:?}"
+                    );
+                    if !suite.is_signed() {
+                        assert_eq!(out.len(), hl + reference.len());
+                    }
+                    if total > 0 {
+                        max_cap_ratio =
+                            max_cap_ratio.max(cap as f64 / (FINAL_OVERHEAD + frame) as f64);
+                    }
+
+                    // The same through EncryptWriter (one write per chunk).
+                    let mut w = EncryptWriter::new(k.as_ref(), &opts, Vec::new()).unwrap();
+                    w.enc.key = fixed_key(suite);
+                    let mut at = 0;
+                    for &n in &sizes {
+                        std::io::Write::write_all(&mut w, &pt[at..at + n]).unwrap();
+                        at += n;
+                    }
+                    let hl2 = w.enc.header_bytes.len();
+                    let (wout, _) = w.finish().unwrap();
+                    assert_eq!(&wout[hl2..hl2 + reference.len()], &reference[..]);
+
+                    // The stream pipeline seals the same frames.
+                    let mut enc = Encryptor::new(k.as_ref(), &opts).unwrap();
+                    enc.key = fixed_key(suite);
+                    let hl3 = enc.header_bytes.len();
+                    let mut pout = Vec::new();
+                    let popts = crate::pipeline::PipelineOptions {
+                        threads: 2,
+                        batch_bytes: 3 * frame,
+                    };
+                    crate::pipeline::encrypt(enc, &pt[..], &mut pout, &popts, |_| {}).unwrap();
+                    let pref = reference_layout(suite, frame, &pt, true);
+                    assert_eq!(&pout[hl3..hl3 + pref.len()], &pref[..]);
+
+                    // And with the real key, the message decrypts (fed in the same chunks).
+                    let enc = Encryptor::new(k.as_ref(), &opts).unwrap();
+                    let (msg, _, _) = push(enc, &sizes, &pt, None);
+                    assert_eq!(decrypt(&k, &msg, &sizes), pt);
+                    cases += 1;
+                }
+            }
+        }
+        // The buffer never holds more than one frame's room (it grows by doubling up to that).
+        assert!(
+            max_cap_ratio <= 1.0,
+            "frame buffer up to {max_cap_ratio:.2}x a frame's room"
+        );
+        assert!(cases > 0);
+    }
+
+    #[test]
+    fn finish_without_update_and_header_only_use_allocate_nothing_and_match() {
+        let k = keyring();
+        for &suite in &Suite::ALL {
+            let mut enc = Encryptor::new(k.as_ref(), &options(suite, 64 * 1024)).unwrap();
+            assert_eq!(enc.buf.capacity(), 0);
+            enc.key = fixed_key(suite);
+            let hl = enc.header_bytes.len();
+            let mut out = Vec::new();
+            let s = enc.finish(&mut out).unwrap();
+            assert_eq!(s.frames, 1);
+            assert_eq!(
+                &out[hl..hl + FINAL_OVERHEAD],
+                &reference_frames(suite, 65536, &[])[..]
+            );
+            // Empty updates only: still nothing allocated, the same empty final frame.
+            let mut enc = Encryptor::new(k.as_ref(), &options(suite, 64 * 1024)).unwrap();
+            enc.key = fixed_key(suite);
+            let mut out = Vec::new();
+            for _ in 0..3 {
+                enc.update(&[], &mut out).unwrap();
+            }
+            assert_eq!(enc.buf.capacity(), 0);
+            enc.finish(&mut out).unwrap();
+            assert_eq!(
+                &out[hl..hl + FINAL_OVERHEAD],
+                &reference_frames(suite, 65536, &[])[..]
+            );
+        }
+    }
+
+    /// A stale tail: a regular frame followed by a short final frame reuses the buffer; the bytes
+    /// of the previous frame's plaintext and tag past the final plaintext must not be sealed.
+    #[test]
+    fn a_short_final_frame_after_a_full_one_seals_only_its_own_bytes() {
+        let k = keyring();
+        let suite = Suite::DEFAULT;
+        let pt: Vec<u8> = (0..(64 + 7)).map(|i| i as u8).collect();
+        for split in [vec![64, 7], vec![71], vec![1, 63, 7], vec![64, 0, 7, 0]] {
+            let enc = Encryptor::new(k.as_ref(), &options(suite, 64)).unwrap();
+            let (out, hl, _) = push(enc, &split, &pt, Some(suite));
+            assert_eq!(&out[hl..], &reference_frames(suite, 64, &pt)[..]);
+        }
     }
 }

@@ -182,12 +182,29 @@ async fn adds_no_key(
     kept: Vec<EncryptedDataKey>,
 ) -> Result<bool> {
     let probe = move || -> s3crypt_core::Result<bool> {
-        let mut m = EncryptionMaterials::new(suite, context);
+        let mut m = EncryptionMaterials::new(suite, context.clone());
         m.set_data_key(DataKey::generate());
         wrap.on_encrypt(&mut m)?;
-        Ok(m.encrypted_data_keys()
-            .iter()
-            .all(|e| kept.iter().any(|k| same_wrapping_key(k, e))))
+        for e in m.encrypted_data_keys() {
+            let matching: Vec<EncryptedDataKey> = kept
+                .iter()
+                .filter(|k| same_wrapping_key(k, e))
+                .cloned()
+                .collect();
+            if matching.is_empty() {
+                return Ok(false);
+            }
+            // A raw AES key is known by its name only: another key under the same
+            // namespace/name does not wrap the data key. The added keyring must unwrap it
+            // (a local AES-GCM open; KMS keys are identified by their ARN already).
+            if s3crypt_core::keyring::raw_aes::key_name_of(e).is_some() {
+                let mut d = DecryptionMaterials::new(suite, context.clone());
+                if wrap.on_decrypt(&mut d, &matching).is_err() || d.data_key().is_none() {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
     };
     crate::transport::blocking(probe).await
 }
@@ -216,20 +233,23 @@ impl CopyObject {
         }
     }
 
-    /// For an in-place rewrap: make no new object when its keys would stay the same (each key
-    /// of [`CopyObject::wrap_with`] already wraps the data key, and none is removed); the output
-    /// says [`CopyMode::Unchanged`]. Finding out asks the added keyring to wrap a throwaway
-    /// random key once (for AWS KMS keys, one Encrypt request), and compares which keys it used.
-    /// Off by default: a rewrap then always re-encrypts under a new data key and message id
-    /// (what advisory S3C-2026-01's remedy needs).
+    /// For an in-place rewrap that adds keys ([`CopyObject::wrap_with`]): make no new object
+    /// when its keys would stay the same (each added key already wraps the data key, and none is
+    /// removed); the output says [`CopyMode::Unchanged`]. Finding out asks the added keyring to
+    /// wrap a throwaway random key once (for AWS KMS keys, one Encrypt request) and compares the
+    /// keys it used (by ARN for KMS keys; a raw AES key, known by its name only, must also unwrap
+    /// the object's key of that name). Off by default: a rewrap that adds keys then always
+    /// re-encrypts. (An in-place rewrap that adds and removes nothing never writes, whatever
+    /// this says; see [`CopyObject::always_reencrypt`].)
     pub fn skip_if_unchanged(mut self, yes: bool) -> Self {
         self.skip_if_unchanged = yes;
         self
     }
 
-    /// Re-encrypt under a new data key and message id even when the header would stay the same
-    /// (an in-place rewrap that keeps every key and adds none): the remedy for advisory
-    /// S3C-2026-01. Overrides [`CopyObject::skip_if_unchanged`].
+    /// In place only: re-encrypt under a new data key and message id even when the header would
+    /// stay the same (a rewrap that keeps every key and adds none, or adds keys it already has):
+    /// the remedy for advisory S3C-2026-01. Overrides [`CopyObject::skip_if_unchanged`]. A copy
+    /// to another location whose header stays the same is still made by S3 byte for byte.
     pub fn always_reencrypt(mut self, yes: bool) -> Self {
         self.always_reencrypt = yes;
         self
@@ -599,6 +619,30 @@ impl Keyring for NewKeys {
             w.on_encrypt(m)?;
             // An added key that was already kept is wrapped once, by the added keyring.
             let added: Vec<EncryptedDataKey> = m.encrypted_data_keys()[before..].to_vec();
+            // A raw AES key is known by its name only: an added key with the name of a kept key
+            // must be that key (it unwraps the kept key's new wrapping of this data key), or
+            // dropping the kept one as a duplicate would take the object away from its holders.
+            let rewrapped: Vec<EncryptedDataKey> = m.encrypted_data_keys()[..before].to_vec();
+            for a in added
+                .iter()
+                .filter(|a| s3crypt_core::keyring::raw_aes::key_name_of(a).is_some())
+            {
+                let same_name: Vec<EncryptedDataKey> = rewrapped
+                    .iter()
+                    .filter(|k| same_wrapping_key(k, a))
+                    .cloned()
+                    .collect();
+                if same_name.is_empty() {
+                    continue;
+                }
+                let mut d = DecryptionMaterials::new(m.suite(), m.context().clone());
+                if w.on_decrypt(&mut d, &same_name).is_err() || d.data_key().is_none() {
+                    return Err(CoreError::InvalidArgument(format!(
+                        "the key added as {} has the name of a different key the object keeps: give one of them another name (s3crypt keygen --name), or drop the old one (--remove-key)",
+                        key_label(a)
+                    )));
+                }
+            }
             let mut i = 0;
             m.retain_encrypted_data_keys(|e| {
                 i += 1;
@@ -881,5 +925,54 @@ mod tests {
             let kept = edks.iter().filter(|e| keep.keeps(e)).count();
             assert_eq!(kept, 3 - names.iter().filter(|n| **n != "gone").count());
         }
+    }
+
+    /// An in-place rewrap is skipped only if every added key already wraps the object's data
+    /// key (found by an independent review: the probe matched raw AES keys by name only). A raw AES key of the same namespace/name but other key material
+    /// (a key regenerated under the same name: `keygen --name prod` twice, a rotation that kept
+    /// the name, two teams' keys both called s3crypt/prod) does not wrap it, yet the probe
+    /// matches it by name (`same_wrapping_key`) and the rewrap would be skipped.
+    #[tokio::test]
+    async fn an_added_key_of_the_same_name_but_other_material_is_not_skipped_but_refused() {
+        use s3crypt_core::keyring::raw_aes::{RawAesKeyring, WrappingKey};
+        use s3crypt_core::Suite;
+        let suite = Suite::DEFAULT;
+        let context = EncryptionContext::new();
+        let old_key =
+            Arc::new(RawAesKeyring::new("team", "prod", WrappingKey::from_bytes([1; 32])).unwrap());
+        let mut object = EncryptionMaterials::new(suite, context.clone());
+        old_key.on_encrypt(&mut object).unwrap();
+        let object_edks = object.encrypted_data_keys().to_vec();
+        let added =
+            Arc::new(RawAesKeyring::new("team", "prod", WrappingKey::from_bytes([2; 32])).unwrap());
+
+        // The added key cannot unwrap the object's data key: the object is not readable by it.
+        let mut d = DecryptionMaterials::new(suite, context.clone());
+        added.on_decrypt(&mut d, &object_edks).unwrap();
+        assert!(d.data_key().is_none(), "the added key unwraps the object");
+
+        // Re-encrypting is refused rather than dropping the kept key as a duplicate (which would
+        // take the object away from the old key's holders).
+        let keys = NewKeys {
+            holder: old_key.clone(),
+            kept: object_edks.clone(),
+            wrap: Some(added.clone()),
+        };
+        let mut m = EncryptionMaterials::new(suite, context.clone());
+        let e = keys.on_encrypt(&mut m).unwrap_err();
+        assert!(
+            e.to_string().contains("has the name of a different key"),
+            "{e}"
+        );
+
+        // The probe that decides the skip (`send` skips when it says true, in place, same
+        // context and no key removed).
+        let skip = adds_no_key(added.clone(), suite, context, object_edks)
+            .await
+            .unwrap();
+        assert!(
+            !skip,
+            "rewrap --add-key would report the object unchanged, and leave it unreadable by the key added"
+        );
     }
 }

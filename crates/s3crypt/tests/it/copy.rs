@@ -979,3 +979,213 @@ async fn a_server_side_copy_takes_its_metadata_from_the_header() {
     assert_eq!(info.frame_length, s3crypt_core::DEFAULT_FRAME_LENGTH);
     assert!(get(&loose, "mdh", "dst").await.unwrap() == pattern(5000));
 }
+
+/// `skip_if_unchanged` skips only when every added key already wraps the data key: a raw AES
+/// key with the namespace and name of the object's key but other material does not (found by
+/// an independent review). Such a rewrap is refused, not skipped, and the object stays as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_same_named_other_key_is_neither_skipped_nor_silently_swapped() {
+    let Some(server) = start(Kind::S3sFs) else {
+        return;
+    };
+    make_bucket(&server, "rvs", false).await;
+    let (old, new) = (key("prod", 1), key("prod", 2));
+    let a = client(&server, old.clone());
+    let pt = pattern(1000);
+    a.put_object()
+        .bucket("rvs")
+        .key("o")
+        .body(s3crypt::Body::from_reader(std::io::Cursor::new(pt.clone())))
+        .send()
+        .await
+        .unwrap();
+    let before = raw(&server, "rvs", "o").await;
+    // rewrap -k old.kr --add-key new.kr (both keys named s3crypt-test/prod)
+    for skip in [true, false] {
+        let e = a
+            .copy_object()
+            .source("rvs", "o")
+            .wrap_with(new.clone())
+            .skip_if_unchanged(skip)
+            .send()
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("has the name of a different key"),
+            "skip {skip}: {e}"
+        );
+        assert!(
+            raw(&server, "rvs", "o").await == before,
+            "the object changed"
+        );
+    }
+    assert!(get(&a, "rvs", "o").await.unwrap() == pt);
+}
+
+/// When skipping is right (added keys already there) and when not (a new key among them, a key
+/// removed, a copy elsewhere), and `always_reencrypt` (--force): each time a new data key and
+/// message id, the same content and keys (from an independent review).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skip_if_unchanged_cases_and_always_reencrypt() {
+    let Some(server) = start(Kind::S3sFs) else {
+        return;
+    };
+    make_bucket(&server, "rvf", false).await;
+    let (ka, kb, kc) = (key("a", 1), key("b", 2), key("c", 3));
+    let spy = Arc::new(Spy(multi(&[&ka, &kb, &kc]), Mutex::default()));
+    let all = client(&server, spy.clone());
+    let reader = |k: &Arc<dyn Keyring>| client(&server, k.clone());
+    let put = |name: &'static str, pt: Vec<u8>, k: Arc<dyn Keyring>| {
+        let c = client(&server, k);
+        async move {
+            c.put_object()
+                .bucket("rvf")
+                .key(name)
+                .body(s3crypt::Body::from_reader(std::io::Cursor::new(pt)))
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    let data_keys = |v: &[&Vec<u8>]| {
+        spy.1.lock().unwrap().clear();
+        for m in v {
+            let mut d =
+                s3crypt_core::Decryptor::new(spy.clone(), s3crypt_core::DecryptOptions::default());
+            d.update(m, &mut Vec::new()).unwrap();
+        }
+        spy.1.lock().unwrap().clone()
+    };
+
+    for (name, n) in [("small", 1000usize), ("big", 12 * MIB + 1)] {
+        let pt = pattern(n);
+        put(name, pt.clone(), multi(&[&ka, &kb])).await;
+        let v0 = raw(&server, "rvf", name).await;
+
+        // Adding a key that already wraps it: skipped, nothing written.
+        for add in [ka.clone(), kb.clone(), multi(&[&ka, &kb])] {
+            let out = all
+                .copy_object()
+                .source("rvf", name)
+                .wrap_with(add)
+                .skip_if_unchanged(true)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(out.mode, CopyMode::Unchanged);
+            assert!(raw(&server, "rvf", name).await == v0);
+        }
+        // A keyring of several keys, one of them new: not skipped, c can read. The probe's
+        // throwaway key (the first the added keyring is given) is not the object's data key.
+        let seen = Arc::new(EncryptSpy(multi(&[&ka, &kc]), Mutex::default()));
+        let out = all
+            .copy_object()
+            .source("rvf", name)
+            .wrap_with(seen.clone())
+            .skip_if_unchanged(true)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.mode, CopyMode::Reencrypted);
+        assert!(get(&reader(&kc), "rvf", name).await.unwrap() == pt);
+        let v1 = raw(&server, "rvf", name).await;
+        assert_no_retagged_header(&v0, &v1, name);
+        let given = seen.1.lock().unwrap().clone();
+        assert_eq!(given.len(), 2, "one probe, one real wrap");
+        let stored = data_keys(&[&v0, &v1]);
+        assert!(given[0] != given[1] && given[0] != stored[0] && given[0] != stored[1]);
+        assert!(
+            given[1] == stored[1],
+            "the second wrap is the object's new data key"
+        );
+        // Remove b and add a (already there): not skipped, b is gone.
+        let out = all
+            .copy_object()
+            .source("rvf", name)
+            .keep(KeepKeys::AllBut(vec!["b".into()]))
+            .wrap_with(ka.clone())
+            .skip_if_unchanged(true)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.mode, CopyMode::Reencrypted);
+        assert_eq!(
+            get(&reader(&kb), "rvf", name).await.unwrap_err().class(),
+            "no-key"
+        );
+        assert!(get(&reader(&ka), "rvf", name).await.unwrap() == pt);
+        let v2 = raw(&server, "rvf", name).await;
+
+        // A copy elsewhere is not skipped (and the source stays).
+        let out = all
+            .copy_object()
+            .source("rvf", name)
+            .destination("rvf", format!("{name}.cp"))
+            .wrap_with(ka.clone())
+            .skip_if_unchanged(true)
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(out.mode, CopyMode::Unchanged);
+        assert!(get(&all, "rvf", &format!("{name}.cp")).await.unwrap() == pt);
+        assert!(raw(&server, "rvf", name).await == v2);
+
+        // --force: no keys added or removed, with and without skip_if_unchanged, and with a key
+        // added that already wraps it. Each time a new data key and message id, the same
+        // content, the same keys.
+        let mut versions = vec![v2.clone()];
+        for (skip, add) in [(false, None), (true, None), (true, Some(ka.clone()))] {
+            let mut req = all
+                .copy_object()
+                .source("rvf", name)
+                .skip_if_unchanged(skip)
+                .always_reencrypt(true);
+            if let Some(k) = add {
+                req = req.wrap_with(k);
+            }
+            let out = req.send().await.unwrap();
+            assert_eq!(out.mode, CopyMode::Reencrypted, "skip {skip}");
+            let v = raw(&server, "rvf", name).await;
+            for old in &versions {
+                assert_no_retagged_header(old, &v, name);
+                assert_ne!(header_of(old).1, header_of(&v).1, "the message id is new");
+            }
+            assert!(get(&reader(&ka), "rvf", name).await.unwrap() == pt);
+            assert!(get(&reader(&kc), "rvf", name).await.unwrap() == pt);
+            assert_eq!(
+                get(&reader(&kb), "rvf", name).await.unwrap_err().class(),
+                "no-key"
+            );
+            versions.push(v);
+        }
+        let refs: Vec<&Vec<u8>> = versions.iter().collect();
+        let keys = data_keys(&refs);
+        assert_eq!(keys.len(), versions.len());
+        for i in 0..keys.len() {
+            for j in 0..i {
+                assert!(keys[i] != keys[j], "{name}: a data key was reused");
+            }
+        }
+    }
+}
+
+/// Records the data key each `on_encrypt` is given.
+#[derive(Debug)]
+struct EncryptSpy(Arc<dyn Keyring>, Mutex<Vec<[u8; 32]>>);
+
+impl Keyring for EncryptSpy {
+    fn on_encrypt(&self, m: &mut EncryptionMaterials) -> s3crypt_core::Result<()> {
+        if let Some(k) = m.data_key() {
+            self.1.lock().unwrap().push(*k.as_bytes());
+        }
+        self.0.on_encrypt(m)
+    }
+
+    fn on_decrypt(
+        &self,
+        m: &mut DecryptionMaterials,
+        edks: &[EncryptedDataKey],
+    ) -> s3crypt_core::Result<()> {
+        self.0.on_decrypt(m, edks)
+    }
+}
