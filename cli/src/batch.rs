@@ -6,6 +6,18 @@ use s3crypt::Client;
 use crate::exit::Failure;
 use crate::signals::Signal;
 
+/// A HEAD of an object that answered 404 says neither whether the bucket or the key is missing:
+/// asks S3 (HeadBucket) and says which. Other errors pass unchanged.
+pub(crate) async fn which_missing(c: &Client, e: s3crypt::Error) -> s3crypt::Error {
+    match e {
+        s3crypt::Error::NotFound { bucket, key } => match c.bucket_exists(&bucket).await {
+            Ok(false) => s3crypt::Error::NoSuchBucket { bucket },
+            _ => s3crypt::Error::NotFound { bucket, key },
+        },
+        other => other,
+    }
+}
+
 /// Completes on SIGINT, SIGTERM or SIGHUP (see [`crate::signals`]): the command stops
 /// cooperatively from then on.
 pub(crate) async fn interrupted() -> Signal {

@@ -1337,6 +1337,11 @@ fn aws_configuration_and_service_errors_in_words() {
         vec!["get", "s3://nosuchbucket/k", "-"],
         vec!["ls", "s3://nosuchbucket"],
         vec!["rm", "s3://nosuchbucket/k"],
+        // These start with a HEAD (a 404 without a code): HeadBucket tells which is missing.
+        vec!["inspect", "s3://nosuchbucket/k"],
+        vec!["get", "--range", "0-9", "s3://nosuchbucket/k", "-"],
+        vec!["cp", "s3://nosuchbucket/k", "s3://cli/k"],
+        vec!["rewrap", "--force", "s3://nosuchbucket/k"],
     ] {
         let o = c.run(&args, None);
         assert_eq!(code(&o), 10, "{args:?}: {}", err(&o));
@@ -1346,9 +1351,18 @@ fn aws_configuration_and_service_errors_in_words() {
         );
     }
     // A missing key in an existing bucket is about the object.
-    let o = c.run(&["get", "s3://cli/nosuchkey", "-"], None);
-    assert_eq!(code(&o), 10);
-    assert!(one_line(&o).contains("s3://cli/nosuchkey does not exist"));
+    for args in [
+        vec!["get", "s3://cli/nosuchkey", "-"],
+        vec!["inspect", "s3://cli/nosuchkey"],
+        vec!["cp", "s3://cli/nosuchkey", "s3://cli/k"],
+    ] {
+        let o = c.run(&args, None);
+        assert_eq!(code(&o), 10, "{args:?}");
+        assert!(
+            one_line(&o).contains("s3://cli/nosuchkey does not exist"),
+            "{args:?}"
+        );
+    }
 }
 
 #[test]

@@ -114,7 +114,10 @@ pub(crate) async fn run(a: CopyArgs, delete: bool) -> Result<(), Failure> {
                 if let Some(v) = version {
                     req = req.source_version_id(v);
                 }
-                let o = req.send().await?;
+                let o = match req.send().await {
+                    Ok(o) => o,
+                    Err(e) => return Err(crate::batch::which_missing(&c, e).await.into()),
+                };
                 overall.bytes(o.size);
                 overall.file_done();
                 if json {

@@ -172,7 +172,10 @@ pub(crate) async fn run(a: GetArgs) -> Result<(), Failure> {
         }
     };
     let work = async {
-        let out = req.send().await?;
+        let out = match req.send().await {
+            Ok(o) => o,
+            Err(e) => return Err(crate::batch::which_missing(&c, e).await.into()),
+        };
         let output = Output::open(&dst, false, a.fsync, a.mode)?;
         let total = out
             .range

@@ -167,12 +167,16 @@ pub(crate) async fn run_s3(a: InspectArgs) -> Result<(), Failure> {
         .to_owned();
     let (bucket, key) = object_url(&url)?;
     let c = crate::resolve::metadata_client(&a.s3).await?;
-    let (info, bytes) = c
+    let (info, bytes) = match c
         .head_object()
         .bucket(&bucket)
         .key(&key)
         .fetch_header()
-        .await?;
+        .await
+    {
+        Ok(x) => x,
+        Err(e) => return Err(crate::batch::which_missing(&c, e).await.into()),
+    };
     let parsed = read_header(&mut &bytes[..])?;
     let extra = json!({
         "bucket": bucket, "key": key, "stored_bytes": info.size, "content_type": info.content_type,

@@ -81,7 +81,10 @@ pub(crate) async fn run(a: RewrapArgs) -> Result<(), Failure> {
                 if let Some(w) = wrap {
                     req = req.wrap_with(w);
                 }
-                let o = req.send().await?;
+                let o = match req.send().await {
+                    Ok(o) => o,
+                    Err(e) => return Err(crate::batch::which_missing(&c, e).await.into()),
+                };
                 if o.mode == s3crypt::CopyMode::Unchanged && !json && !quiet {
                     eprintln!(
                         "s3crypt: s3://{bucket}/{}: unchanged: its keys would stay the same \

@@ -171,6 +171,15 @@ impl Client {
         crate::ops::buckets::create(&self.shared, bucket).await
     }
 
+    /// Whether `bucket` exists (HeadBucket): to tell a missing bucket from a missing key after
+    /// a HEAD of an object answered 404 ([`Error::NotFound`]), which says neither.
+    ///
+    /// # Errors
+    /// [`Error::Service`] (e.g. 403), [`Error::Transport`].
+    pub async fn bucket_exists(&self, bucket: &str) -> Result<bool> {
+        crate::ops::buckets::exists(&self.shared, bucket).await
+    }
+
     /// Deletes an empty bucket.
     ///
     /// # Errors

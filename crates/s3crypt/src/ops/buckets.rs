@@ -74,6 +74,22 @@ pub(crate) async fn create(shared: &Shared, bucket: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether `bucket` exists: HeadBucket answers 404 (no body, no code) when it does not.
+///
+/// # Errors
+/// [`Error::Service`] for any other refusal (403: it may exist).
+pub(crate) async fn exists(shared: &Shared, bucket: &str) -> Result<bool> {
+    match shared.s3.head_bucket().bucket(bucket).send().await {
+        Ok(_) => Ok(true),
+        Err(e) => match service("HeadBucket", e) {
+            Error::Service {
+                status: Some(404), ..
+            } => Ok(false),
+            other => Err(other),
+        },
+    }
+}
+
 /// Deletes `bucket`, which must be empty.
 ///
 /// # Errors
