@@ -10,6 +10,22 @@ use crate::exit::Failure;
 use crate::resolve::S3Setup;
 use crate::s3url::{destination_key, key_base_name, parse_url, prefix_of};
 
+/// Sends a copy, move or rewrap and counts it in `overall`; a missing source says whether its
+/// bucket or its key is missing.
+pub(crate) async fn send_copy(
+    c: &s3crypt::Client,
+    req: s3crypt::CopyObject,
+    overall: &crate::streams::Overall,
+) -> Result<s3crypt::CopyOutput, Failure> {
+    let o = match req.send().await {
+        Ok(o) => o,
+        Err(e) => return Err(crate::batch::which_missing(c, e).await.into()),
+    };
+    overall.bytes(o.size);
+    overall.file_done();
+    Ok(o)
+}
+
 /// The `--json` line of a copy, move or rewrap.
 pub(crate) fn copy_json(
     op: &str,
@@ -114,12 +130,7 @@ pub(crate) async fn run(a: CopyArgs, delete: bool) -> Result<(), Failure> {
                 if let Some(v) = version {
                     req = req.source_version_id(v);
                 }
-                let o = match req.send().await {
-                    Ok(o) => o,
-                    Err(e) => return Err(crate::batch::which_missing(&c, e).await.into()),
-                };
-                overall.bytes(o.size);
-                overall.file_done();
+                let o = send_copy(&c, req, &overall).await?;
                 if json {
                     crate::json_out::emit(copy_json(op, (&sb, &sk), (&db, &dk), &o));
                 }

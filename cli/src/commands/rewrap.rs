@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::args::RewrapArgs;
 use crate::batch::{cancel_signal, finish, list_keys};
-use crate::commands::cp::copy_json;
+use crate::commands::cp::{copy_json, send_copy};
 use crate::config;
 use crate::exit::Failure;
 use crate::resolve::S3Setup;
@@ -81,10 +81,7 @@ pub(crate) async fn run(a: RewrapArgs) -> Result<(), Failure> {
                 if let Some(w) = wrap {
                     req = req.wrap_with(w);
                 }
-                let o = match req.send().await {
-                    Ok(o) => o,
-                    Err(e) => return Err(crate::batch::which_missing(&c, e).await.into()),
-                };
+                let o = send_copy(&c, req, &overall).await?;
                 if o.mode == s3crypt::CopyMode::Unchanged && !json && !quiet {
                     eprintln!(
                         "s3crypt: s3://{bucket}/{}: unchanged: its keys would stay the same \
@@ -92,8 +89,6 @@ pub(crate) async fn run(a: RewrapArgs) -> Result<(), Failure> {
                         s3crypt_core::text::printable(&k, usize::MAX)
                     );
                 }
-                overall.bytes(o.size);
-                overall.file_done();
                 if json {
                     crate::json_out::emit(copy_json("rewrap", (&bucket, &k), (&bucket, &k), &o));
                 }
