@@ -28,10 +28,13 @@ async fn get_recursive(a: &GetArgs, c: Client) -> Result<(), Failure> {
             .map_err(|e| Failure::Io(format!("cannot open {}", root.display()), e))?,
     );
     let required = config::parse_context(&a.context)?;
-    // File creations and renames of small objects, one per core at a time: they take the
-    // directory's lock, and more writers than cores only spin on it.
+    // File creations and renames of small objects, two per core at a time: they take the
+    // directory's lock, so many writers only spin on it, but one per core leaves cores idle
+    // while a creation waits on the disk (2,000 files of 4 KiB through s3s-fs on 2 cores,
+    // medians of 5: 1.48 s with 2 at a time, 1.30 s with 4, 1.26 s with 8 in a shorter run,
+    // 1.35 s with 32).
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let fs_slots = Arc::new(tokio::sync::Semaphore::new(cores));
+    let fs_slots = Arc::new(tokio::sync::Semaphore::new(2 * cores));
     let mut refused = 0;
     let mut items = Vec::new();
     let keys = list_keys(&c, &bucket, &prefix).await?;
