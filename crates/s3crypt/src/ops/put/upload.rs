@@ -148,6 +148,24 @@ fn seal_now(part: PartSealer, plaintext: &[u8], prefix: Vec<u8>) -> Result<Vec<u
 }
 
 impl Upload {
+    /// Uploads a sealed part holding `plaintext` bytes, reporting them to the progress hook once
+    /// S3 acknowledged the part.
+    fn part_upload(
+        &self,
+        target: &PartTarget,
+        part_number: i32,
+        bytes: bytes::BytesMut,
+        plaintext: usize,
+    ) -> impl std::future::Future<Output = Result<CompletedPart>> + Send + 'static {
+        upload_reported(
+            target.clone(),
+            part_number,
+            bytes,
+            plaintext as u64,
+            self.progress.clone(),
+        )
+    }
+
     /// Requests the data key, then sends `first` with one PUT if it is the whole body (at most
     /// `threshold` bytes), else a multipart upload of `first` and the rest of `body`.
     ///
@@ -367,13 +385,7 @@ impl Upload {
                 })
                 .await?;
                 size += bytes.len() as u64;
-                tasks.spawn(upload_reported(
-                    target.clone(),
-                    part_number,
-                    bytes,
-                    n as u64,
-                    self.progress.clone(),
-                ));
+                tasks.spawn(self.part_upload(&target, part_number, bytes, n));
                 break;
             }
             let part = s.part(frames)?;
@@ -391,13 +403,7 @@ impl Upload {
                 })
                 .await?;
                 *sealer = Some(s);
-                tasks.spawn(upload_reported(
-                    target.clone(),
-                    part_number,
-                    bytes,
-                    n as u64,
-                    self.progress.clone(),
-                ));
+                tasks.spawn(self.part_upload(&target, part_number, bytes, n));
             } else {
                 let (target, progress) = (target.clone(), self.progress.clone());
                 tasks.spawn(async move {
